@@ -1,0 +1,480 @@
+"""BPF maps: `MapSpec` (what to create) and `Map` (an fd the kernel made).
+
+A `Map` speaks Python mapping idioms (`m[k]`, `m[k] = v`, `del m[k]`, `k in m`, iteration) on
+top of the bpf(2) element commands, plus what mappings lack: update flags, batch operations,
+queue/stack push/pop/peek, freeze and pinning. Per-CPU maps take and return a list with one value
+per possible CPU. Keys and values go through codecs (`remora.bpf.codec`); a Map is not
+thread-safe to *configure* but each operation allocates its own attr, so concurrent operations
+from several threads are fine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from remora.bpf.codec import Codec, IntCodec, codec_for
+from remora.bpf.cpus import possible_cpus
+from remora.bpf.errors import BPFError, BPFSyscallError
+from remora.bpf.sys import types as t
+from remora.bpf.sys.fd import FD
+from remora.bpf.sys.syscall import bpf, bpf_raw
+
+PERCPU_TYPES = frozenset(
+    {
+        t.MapType.PERCPU_HASH,
+        t.MapType.PERCPU_ARRAY,
+        t.MapType.LRU_PERCPU_HASH,
+        t.MapType.PERCPU_CGROUP_STORAGE,
+    }
+)
+# Maps whose values are kernel object fds on update (ids on lookup).
+FD_VALUE_TYPES = frozenset(
+    {
+        t.MapType.PROG_ARRAY,
+        t.MapType.PERF_EVENT_ARRAY,
+        t.MapType.ARRAY_OF_MAPS,
+        t.MapType.HASH_OF_MAPS,
+        t.MapType.SOCKMAP,
+        t.MapType.SOCKHASH,
+        t.MapType.CGROUP_ARRAY,
+    }
+)
+KEYLESS_TYPES = frozenset({t.MapType.QUEUE, t.MapType.STACK, t.MapType.BLOOM_FILTER})
+
+
+@dataclasses.dataclass
+class MapSpec:
+    """A map to create. `btf_*` fields are set by the ELF loader when the object has BTF."""
+
+    name: str
+    type: t.MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    inner: MapSpec | None = None
+    pinning: int = 0  # LIBBPF_PIN_BY_NAME == 1
+    numa_node: int = 0
+    map_extra: int = 0
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    key_type: Any = None  # remora.bpf.btf.types.BtfType describing the key, if known
+    value_type: Any = None
+    contents: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
+    initial_data: bytes | None = None  # global data sections: the whole value of key 0
+    freeze: bool = False
+
+    def compatible(self, info: t.MapInfo) -> str | None:
+        """Why an existing (pinned) map cannot stand in for this spec, or None if it can."""
+        for field, want, have in (
+            ("type", int(self.type), info.type),
+            ("key_size", self.key_size, info.key_size),
+            ("value_size", self.value_size, info.value_size),
+            ("max_entries", self.max_entries, info.max_entries),
+        ):
+            if want != have:
+                return f"{field} is {have}, spec wants {want}"
+        return None
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class Map:
+    """An owned map fd with its geometry. Close it (or use `with`) to release the fd."""
+
+    def __init__(
+        self,
+        fd: FD,
+        map_type: t.MapType,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        flags: int = 0,
+        name: str = "",
+        spec: MapSpec | None = None,
+    ) -> None:
+        self.fd = fd
+        self.type = map_type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.flags = flags
+        self.name = name
+        self.spec = spec
+        self.percpu = map_type in PERCPU_TYPES
+        self.ncpus = possible_cpus() if self.percpu else 1
+        self._stride = _round8(value_size) if self.percpu else value_size
+        self.key_codec: Codec = self._default_codec(key_size)
+        self.value_codec: Codec = self._default_codec(value_size)
+
+    @staticmethod
+    def _default_codec(size: int) -> Codec:
+        return IntCodec(size) if size in (1, 2, 4, 8) else codec_for(bytes, size, "map")
+
+    # construction -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, spec: MapSpec, btf_fd: int = 0, inner_fd: int = 0) -> Map:
+        attr = t.MapCreateAttr(
+            map_type=int(spec.type),
+            key_size=spec.key_size,
+            value_size=spec.value_size,
+            max_entries=spec.max_entries,
+            map_flags=spec.flags,
+            inner_map_fd=inner_fd,
+            numa_node=spec.numa_node,
+            map_name=_obj_name(spec.name),
+            map_extra=spec.map_extra,
+        )
+        if btf_fd and spec.btf_value_type_id:
+            attr.btf_fd = btf_fd
+            attr.btf_key_type_id = spec.btf_key_type_id
+            attr.btf_value_type_id = spec.btf_value_type_id
+        inner: Map | None = None
+        if spec.type in (t.MapType.ARRAY_OF_MAPS, t.MapType.HASH_OF_MAPS) and not inner_fd:
+            if spec.inner is None:
+                raise BPFError(f"map {spec.name!r}: a map-in-map needs an inner map spec")
+            inner = cls.create(spec.inner)
+            attr.inner_map_fd = inner.fd.raw
+        try:
+            fd = bpf(t.Cmd.MAP_CREATE, attr, f"map {spec.name!r} type {spec.type.name}")
+        except BPFSyscallError:
+            if not attr.btf_fd:
+                raise
+            # Retry without BTF: old kernels reject some BTF (e.g. DATASEC) but take the map.
+            attr.btf_fd = attr.btf_key_type_id = attr.btf_value_type_id = 0
+            fd = bpf(t.Cmd.MAP_CREATE, attr, f"map {spec.name!r} type {spec.type.name}")
+        finally:
+            if inner is not None:
+                inner.close()
+        m = cls(
+            FD(fd, "map"),
+            spec.type,
+            spec.key_size,
+            spec.value_size,
+            spec.max_entries,
+            spec.flags,
+            spec.name,
+            spec,
+        )
+        return m
+
+    @classmethod
+    def from_fd(cls, fd: FD, spec: MapSpec | None = None) -> Map:
+        info = map_info(fd.raw)
+        try:
+            mtype = t.MapType(info.type)
+        except ValueError:
+            fd.close()
+            raise BPFError(f"unknown map type {info.type}") from None
+        return cls(
+            fd,
+            mtype,
+            info.key_size,
+            info.value_size,
+            info.max_entries,
+            info.map_flags,
+            info.name.decode(errors="replace"),
+            spec,
+        )
+
+    @classmethod
+    def open_pinned(cls, path: str | os.PathLike[str]) -> Map:
+        return cls.from_fd(FD(obj_get(path), "map"))
+
+    def with_types(self, key: Any = None, value: Any = None) -> Map:
+        """Use Python types for keys/values (int, bytes, ctypes); checked against BTF if known."""
+        if key is not None:
+            if self.spec is not None and self.spec.key_type is not None:
+                from remora.bpf.btf.check import check_ctype
+
+                check_ctype(key, self.spec.key_type, f"map {self.name!r} key")
+            self.key_codec = codec_for(key, self.key_size, f"map {self.name!r} key")
+        if value is not None:
+            if self.spec is not None and self.spec.value_type is not None:
+                from remora.bpf.btf.check import check_ctype
+
+                check_ctype(value, self.spec.value_type, f"map {self.name!r} value")
+            self.value_codec = codec_for(value, self.value_size, f"map {self.name!r} value")
+        return self
+
+    # lifetime -----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.fd.close()
+
+    def __enter__(self) -> Map:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Map({self.name!r}, {self.type.name}, key={self.key_size}, value={self.value_size}, "
+            f"max_entries={self.max_entries}, fd={self.fd.raw if not self.fd.closed else None})"
+        )
+
+    # value buffers --------------------------------------------------------------------------
+    def _value_buf(self) -> ctypes._CData:
+        if self.percpu:
+            return ctypes.create_string_buffer(self._stride * self.ncpus)
+        return self.value_codec.new()
+
+    def _encode_value(self, value: Any) -> ctypes._CData:
+        if not self.percpu:
+            return self.value_codec.encode(value)
+        values = list(value)
+        if len(values) != self.ncpus:
+            raise ValueError(f"per-CPU map needs {self.ncpus} values (one per possible CPU)")
+        buf = ctypes.create_string_buffer(self._stride * self.ncpus)
+        for i, v in enumerate(values):
+            self.value_codec.encode_into(buf, i, self._stride, v)
+        return buf
+
+    def _decode_value(self, buf: ctypes._CData) -> Any:
+        if not self.percpu:
+            return self.value_codec.decode(buf)
+        return self.value_codec.decode_many(buf, self.ncpus, self._stride)  # type: ignore[arg-type]
+
+    # element operations --------------------------------------------------------------------
+    def _elem(
+        self, cmd: t.Cmd, key: ctypes._CData | None, value: ctypes._CData | None, flags: int
+    ) -> int:
+        attr = t.MapElemAttr(
+            map_fd=self.fd.raw,
+            key=ctypes.addressof(key) if key is not None else 0,
+            value=ctypes.addressof(value) if value is not None else 0,
+            flags=flags,
+        )
+        ret, err = bpf_raw(cmd, attr)
+        return err if ret < 0 else 0
+
+    def _check(self, err: int, cmd: t.Cmd) -> None:
+        if err:
+            raise BPFSyscallError(err, cmd.name, f"map {self.name!r}")
+
+    def lookup(self, key: Any, default: Any = KeyError) -> Any:
+        """The value for key; raises KeyError (or returns `default`) when absent."""
+        kbuf = self.key_codec.encode(key)
+        vbuf = self._value_buf()
+        err = self._elem(t.Cmd.MAP_LOOKUP_ELEM, kbuf, vbuf, 0)
+        if err == errno.ENOENT:
+            if default is KeyError:
+                raise KeyError(key)
+            return default
+        self._check(err, t.Cmd.MAP_LOOKUP_ELEM)
+        return self._decode_value(vbuf)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.lookup(key, default)
+
+    def update(self, key: Any, value: Any, flags: int = t.BPF_ANY) -> None:
+        kbuf = self.key_codec.encode(key)
+        err = self._elem(t.Cmd.MAP_UPDATE_ELEM, kbuf, self._encode_value(value), flags)
+        self._check(err, t.Cmd.MAP_UPDATE_ELEM)
+
+    def delete(self, key: Any) -> None:
+        err = self._elem(t.Cmd.MAP_DELETE_ELEM, self.key_codec.encode(key), None, 0)
+        if err == errno.ENOENT:
+            raise KeyError(key)
+        self._check(err, t.Cmd.MAP_DELETE_ELEM)
+
+    def lookup_and_delete(self, key: Any) -> Any:
+        kbuf = self.key_codec.encode(key)
+        vbuf = self._value_buf()
+        err = self._elem(t.Cmd.MAP_LOOKUP_AND_DELETE_ELEM, kbuf, vbuf, 0)
+        if err == errno.ENOENT:
+            raise KeyError(key)
+        self._check(err, t.Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+        return self._decode_value(vbuf)
+
+    __getitem__ = lookup
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.update(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.lookup(key, None) is not None
+
+    # queue / stack --------------------------------------------------------------------------
+    def push(self, value: Any, flags: int = t.BPF_ANY) -> None:
+        """Queue/stack push (BPF_EXIST overwrites the oldest entry when full)."""
+        err = self._elem(t.Cmd.MAP_UPDATE_ELEM, None, self._encode_value(value), flags)
+        self._check(err, t.Cmd.MAP_UPDATE_ELEM)
+
+    def _take(self, cmd: t.Cmd) -> Any:
+        vbuf = self._value_buf()
+        err = self._elem(cmd, None, vbuf, 0)
+        if err == errno.ENOENT:
+            raise IndexError(f"{self.type.name.lower()} {self.name!r} is empty")
+        self._check(err, cmd)
+        return self._decode_value(vbuf)
+
+    def pop(self) -> Any:
+        return self._take(t.Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+
+    def peek(self) -> Any:
+        return self._take(t.Cmd.MAP_LOOKUP_ELEM)
+
+    # iteration --------------------------------------------------------------------------------
+    def keys(self) -> Iterator[Any]:
+        """Keys via BPF_MAP_GET_NEXT_KEY. Concurrent deletes may restart a hash walk."""
+        cur: ctypes._CData | None = None
+        nxt = self.key_codec.new()
+        while True:
+            err = self._elem(t.Cmd.MAP_GET_NEXT_KEY, cur, nxt, 0)
+            if err == errno.ENOENT:
+                return
+            self._check(err, t.Cmd.MAP_GET_NEXT_KEY)
+            yield self.key_codec.decode(nxt)
+            cur, nxt = nxt, self.key_codec.new()
+
+    __iter__ = keys
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        for k in self.keys():
+            v = self.lookup(k, _MISSING)
+            if v is not _MISSING:
+                yield k, v
+
+    # batch operations ---------------------------------------------------------------------
+    def lookup_batch(self, chunk: int = 4096, delete: bool = False) -> list[tuple[Any, Any]]:
+        """Every entry through BPF_MAP_LOOKUP_BATCH in chunks of `chunk` entries."""
+        cmd = t.Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else t.Cmd.MAP_LOOKUP_BATCH
+        vstride = self._stride * self.ncpus
+        keys = ctypes.create_string_buffer(self.key_size * chunk)
+        values = ctypes.create_string_buffer(vstride * chunk)
+        token = max(self.key_size, 8)
+        in_b = ctypes.create_string_buffer(token)
+        out_b = ctypes.create_string_buffer(token)
+        out: list[tuple[Any, Any]] = []
+        first = True
+        while True:
+            attr = t.MapBatchAttr(
+                in_batch=0 if first else ctypes.addressof(in_b),
+                out_batch=ctypes.addressof(out_b),
+                keys=ctypes.addressof(keys),
+                values=ctypes.addressof(values),
+                count=chunk,
+                map_fd=self.fd.raw,
+            )
+            ret, err = bpf_raw(cmd, attr)
+            if ret < 0 and err != errno.ENOENT:
+                raise BPFSyscallError(err, cmd.name, f"map {self.name!r}")
+            n = attr.count
+            if n:
+                ks = self.key_codec.decode_many(keys, n, self.key_size)
+                if self.percpu:
+                    raw = values.raw
+                    vs = []
+                    for i in range(n):
+                        one = ctypes.create_string_buffer(raw[i * vstride : (i + 1) * vstride])
+                        vs.append(self.value_codec.decode_many(one, self.ncpus, self._stride))
+                else:
+                    # A fresh buffer per chunk: ctypes views returned below share it.
+                    vs = self.value_codec.decode_many(values, n, self.value_size)
+                    values = ctypes.create_string_buffer(vstride * chunk)
+                out.extend(zip(ks, vs, strict=True))
+            if ret < 0:  # ENOENT: the walk is complete
+                return out
+            first = False
+            ctypes.memmove(in_b, out_b, token)
+
+    def update_batch(
+        self, keys: Sequence[Any], values: Sequence[Any], flags: int = t.BPF_ANY
+    ) -> int:
+        if len(keys) != len(values):
+            raise ValueError("update_batch: keys and values differ in length")
+        n = len(keys)
+        if n == 0:
+            return 0
+        kbuf = ctypes.create_string_buffer(self.key_size * n)
+        vstride = self._stride * self.ncpus
+        vbuf = ctypes.create_string_buffer(vstride * n)
+        for i, k in enumerate(keys):
+            self.key_codec.encode_into(kbuf, i, self.key_size, k)
+        for i, v in enumerate(values):
+            enc = self._encode_value(v)
+            ctypes.memmove(ctypes.addressof(vbuf) + i * vstride, ctypes.byref(enc), vstride)
+        attr = t.MapBatchAttr(
+            keys=ctypes.addressof(kbuf),
+            values=ctypes.addressof(vbuf),
+            count=n,
+            map_fd=self.fd.raw,
+            elem_flags=flags,
+        )
+        bpf(t.Cmd.MAP_UPDATE_BATCH, attr, f"map {self.name!r} ({attr.count} of {n} done)")
+        return int(attr.count)
+
+    def delete_batch(self, keys: Sequence[Any]) -> int:
+        n = len(keys)
+        if n == 0:
+            return 0
+        kbuf = ctypes.create_string_buffer(self.key_size * n)
+        for i, k in enumerate(keys):
+            self.key_codec.encode_into(kbuf, i, self.key_size, k)
+        attr = t.MapBatchAttr(keys=ctypes.addressof(kbuf), count=n, map_fd=self.fd.raw)
+        ret, err = bpf_raw(t.Cmd.MAP_DELETE_BATCH, attr)
+        if ret < 0:
+            raise BPFSyscallError(
+                err, "MAP_DELETE_BATCH", f"map {self.name!r}: {attr.count} of {n} deleted"
+            )
+        return int(attr.count)
+
+    def update_many(self, pairs: Iterable[tuple[Any, Any]], flags: int = t.BPF_ANY) -> None:
+        for k, v in pairs:
+            self.update(k, v, flags)
+
+    # whole-map operations -----------------------------------------------------------------
+    def freeze(self) -> None:
+        """Make the map read-only for user space (programs still write unless RDONLY_PROG)."""
+        bpf(t.Cmd.MAP_FREEZE, t.MapElemAttr(map_fd=self.fd.raw), f"map {self.name!r}")
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        obj_pin(self.fd.raw, path)
+
+    def info(self) -> t.MapInfo:
+        return map_info(self.fd.raw)
+
+
+_MISSING: Any = object()
+
+
+def _obj_name(name: str) -> bytes:
+    """Kernel object names: at most 15 chars of [A-Za-z0-9_.]."""
+    cleaned = "".join(c if c.isalnum() or c in "_." else "_" for c in name)
+    return cleaned.encode()[: t.BPF_OBJ_NAME_LEN - 1]
+
+
+def obj_pin(fd: int, path: str | os.PathLike[str]) -> None:
+    p = ctypes.create_string_buffer(os.fsencode(path))
+    bpf(t.Cmd.OBJ_PIN, t.ObjAttr(pathname=ctypes.addressof(p), bpf_fd=fd), f"path {path}")
+
+
+def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
+    p = ctypes.create_string_buffer(os.fsencode(path))
+    return bpf(
+        t.Cmd.OBJ_GET, t.ObjAttr(pathname=ctypes.addressof(p), file_flags=flags), f"path {path}"
+    )
+
+
+def map_info(fd: int) -> t.MapInfo:
+    info = t.MapInfo()
+    attr = t.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    bpf(t.Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return info

@@ -1,0 +1,43 @@
+"""bpffs: where pins live. Pinning needs a bpf filesystem; we can mount one if we are root."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from remora.bpf.errors import BPFError
+
+BPF_FS_MAGIC = 0xCAFE4A11
+DEFAULT_BPFFS = "/sys/fs/bpf"
+
+
+class _Statfs(ctypes.Structure):
+    # struct statfs on 64-bit Linux: f_type is the first long.
+    _fields_ = [("f_type", ctypes.c_long), ("_rest", ctypes.c_byte * 112)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def is_bpffs(path: str | os.PathLike[str]) -> bool:
+    buf = _Statfs()
+    if _libc.statfs(os.fsencode(path), ctypes.byref(buf)) != 0:
+        return False
+    return bool((buf.f_type & 0xFFFFFFFF) == BPF_FS_MAGIC)
+
+
+def ensure_bpffs(path: str = DEFAULT_BPFFS) -> str:
+    """Return `path` once a bpffs is mounted there, mounting it if needed (root only)."""
+    if is_bpffs(path):
+        return path
+    os.makedirs(path, exist_ok=True)
+    if _libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise BPFError(f"cannot mount bpffs at {path}: {os.strerror(err)}")
+    return path
+
+
+def check_pin_dir(path: str | os.PathLike[str]) -> None:
+    """Pins outside bpffs fail with a confusing EPERM; say what is wrong instead."""
+    if not is_bpffs(path):
+        raise BPFError(f"{os.fspath(path)} is not on a bpf filesystem (mount -t bpf bpf DIR)")

@@ -1,0 +1,247 @@
+"""BPF programs: `ProgramSpec` (what to load) and `Program` (a verified program's fd).
+
+Loading first tries without a verifier log, which is the fast path; only when the kernel refuses
+do we reload with a log (64 KiB, growing on ENOSPC up to the kernel's limit) so the error carries
+the verifier's reasoning, and, if BTF line_info came with the program, the source line of the
+instruction the verifier stopped at.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import os
+import re
+from types import TracebackType
+from typing import Any
+
+from remora.bpf.errors import BPFError, BPFSyscallError, VerifierError
+from remora.bpf.maps import _obj_name, obj_get, obj_pin
+from remora.bpf.sys import types as t
+from remora.bpf.sys.fd import FD
+from remora.bpf.sys.syscall import bpf, bpf_raw
+
+LOG_START = 64 * 1024
+LOG_MAX = (1 << 30) - 1  # the kernel caps log_size at UINT_MAX >> 2
+_INSN_LINE = re.compile(r"^(\d+): \(")
+
+
+@dataclasses.dataclass
+class LineRecord:
+    """One line_info entry, resolved to strings, for error reports."""
+
+    insn_off: int  # in instructions, relative to the program start
+    file: str
+    line: int
+    column: int
+    text: str
+
+
+@dataclasses.dataclass
+class ProgramSpec:
+    name: str
+    type: t.ProgType
+    insns: bytes
+    section: str = ""
+    license: str = "GPL"
+    kern_version: int = 0
+    expected_attach_type: int = 0
+    attach_to: str = ""  # fentry/fexit/tp_btf/lsm target name in kernel BTF
+    attach_btf_id: int = 0
+    flags: int = 0
+    func_info: bytes = b""  # struct bpf_func_info records
+    line_info: bytes = b""  # struct bpf_line_info records
+    lines: list[LineRecord] = dataclasses.field(default_factory=list)
+    maps_used: list[str] = dataclasses.field(default_factory=list)
+    needs_attach_target: str = ""  # why this program cannot load without an attach target
+
+    @property
+    def insn_count(self) -> int:
+        return len(self.insns) // 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TestRunResult:
+    __test__ = False
+
+    retval: int
+    data_out: bytes
+    duration_ns: int  # average per repetition, as the kernel reports it
+
+
+class Program:
+    """An owned program fd. `verifier_log` is set when a log was requested at load."""
+
+    def __init__(self, fd: FD, name: str, prog_type: t.ProgType, spec: ProgramSpec | None = None):
+        self.fd = fd
+        self.name = name
+        self.type = prog_type
+        self.spec = spec
+        self.verifier_log = ""
+
+    @classmethod
+    def load(
+        cls,
+        spec: ProgramSpec,
+        btf_fd: int = 0,
+        log_level: int = 0,
+        fd_array: Any = None,
+    ) -> Program:
+        """Load `spec`. With log_level > 0 the log is kept even on success."""
+        insns = ctypes.create_string_buffer(spec.insns, len(spec.insns))
+        lic = ctypes.create_string_buffer(spec.license.encode())
+        attr = t.ProgLoadAttr(
+            prog_type=int(spec.type),
+            insn_cnt=spec.insn_count,
+            insns=ctypes.addressof(insns),
+            license=ctypes.addressof(lic),
+            kern_version=spec.kern_version,
+            prog_flags=spec.flags,
+            prog_name=_obj_name(spec.name),
+            expected_attach_type=spec.expected_attach_type,
+            attach_btf_id=spec.attach_btf_id,
+        )
+        keep: list[Any] = [insns, lic]
+        if btf_fd and spec.func_info:
+            fi = ctypes.create_string_buffer(spec.func_info, len(spec.func_info))
+            li = ctypes.create_string_buffer(spec.line_info, len(spec.line_info) or 1)
+            keep += [fi, li]
+            attr.prog_btf_fd = btf_fd
+            attr.func_info_rec_size = ctypes.sizeof(t.FuncInfo)
+            attr.func_info = ctypes.addressof(fi)
+            attr.func_info_cnt = len(spec.func_info) // ctypes.sizeof(t.FuncInfo)
+            if spec.line_info:
+                attr.line_info_rec_size = ctypes.sizeof(t.LineInfo)
+                attr.line_info = ctypes.addressof(li)
+                attr.line_info_cnt = len(spec.line_info) // ctypes.sizeof(t.LineInfo)
+        if fd_array is not None:
+            attr.fd_array = ctypes.addressof(fd_array)
+
+        log = ""
+        if log_level == 0:
+            ret, err = bpf_raw(t.Cmd.PROG_LOAD, attr)
+            if ret >= 0:
+                return cls(FD(ret, "prog"), spec.name, spec.type, spec)
+            if err in (errno.EPERM, errno.ENOMEM, errno.EFAULT, errno.EBADF):
+                raise BPFSyscallError(err, "PROG_LOAD", f"program {spec.name!r}")
+        ret, err, log, truncated = _load_with_log(attr, max(log_level, 1))
+        if ret < 0:
+            source = _failing_source(log, spec.lines)
+            raise VerifierError(err, spec.name, log, source, truncated)
+        prog = cls(FD(ret, "prog"), spec.name, spec.type, spec)
+        prog.verifier_log = log
+        return prog
+
+    @classmethod
+    def open_pinned(cls, path: str | os.PathLike[str]) -> Program:
+        fd = FD(obj_get(path), "prog")
+        info = prog_info(fd.raw)
+        try:
+            ptype = t.ProgType(info.type)
+        except ValueError:
+            fd.close()
+            raise BPFError(f"unknown program type {info.type}") from None
+        return cls(fd, info.name.decode(errors="replace"), ptype)
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        obj_pin(self.fd.raw, path)
+
+    def info(self) -> t.ProgInfo:
+        return prog_info(self.fd.raw)
+
+    def test_run(
+        self, data: bytes = b"", repeat: int = 1, ctx: bytes | None = None, data_out_size: int = 0
+    ) -> TestRunResult:
+        """Run the program in the kernel on `data` (BPF_PROG_TEST_RUN)."""
+        if repeat < 1:
+            raise ValueError("repeat must be >= 1")
+        din = ctypes.create_string_buffer(data, len(data) or 1)
+        size_out = data_out_size or (len(data) + 512 if data else 0)
+        while True:
+            dout = ctypes.create_string_buffer(max(size_out, 1))
+            attr = t.TestRunAttr(
+                prog_fd=self.fd.raw,
+                data_size_in=len(data),
+                data_size_out=size_out,
+                data_in=ctypes.addressof(din) if data else 0,
+                data_out=ctypes.addressof(dout) if size_out else 0,
+                repeat=repeat,
+            )
+            cbuf = None
+            if ctx is not None:
+                cbuf = ctypes.create_string_buffer(ctx, len(ctx))
+                attr.ctx_in = ctypes.addressof(cbuf)
+                attr.ctx_size_in = len(ctx)
+            ret, err = bpf_raw(t.Cmd.PROG_TEST_RUN, attr)
+            if ret >= 0:
+                n = min(attr.data_size_out, size_out)
+                return TestRunResult(attr.retval, dout.raw[:n], attr.duration)
+            if err == errno.ENOSPC and attr.data_size_out > size_out:
+                size_out = attr.data_size_out
+                continue
+            raise BPFSyscallError(err, "PROG_TEST_RUN", f"program {self.name!r}")
+
+    def close(self) -> None:
+        self.fd.close()
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Program({self.name!r}, {self.type.name})"
+
+
+def _load_with_log(attr: t.ProgLoadAttr, level: int) -> tuple[int, int, str, bool]:
+    """PROG_LOAD with a log buffer that starts at 64 KiB and grows on ENOSPC."""
+    size = LOG_START
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        attr.log_level = level
+        attr.log_size = size
+        attr.log_buf = ctypes.addressof(buf)
+        attr.log_true_size = 0
+        ret, err = bpf_raw(t.Cmd.PROG_LOAD, attr)
+        log = buf.value.decode(errors="replace")
+        if ret >= 0 or err != errno.ENOSPC:
+            attr.log_level = attr.log_size = attr.log_buf = 0
+            return ret, err, log, False
+        if size >= LOG_MAX:
+            return ret, err, log, True
+        want = attr.log_true_size  # kernels >= 6.4 say exactly how much they needed
+        size = min(LOG_MAX, max(size * 4, want + 1 if want else 0))
+
+
+def _failing_source(log: str, lines: list[LineRecord]) -> str | None:
+    """Map the last instruction the verifier printed to its line_info source line."""
+    if not lines:
+        return None
+    idx = None
+    for raw in log.splitlines():
+        m = _INSN_LINE.match(raw)
+        if m:
+            idx = int(m.group(1))
+    if idx is None:
+        return None
+    best = None
+    for rec in lines:
+        if rec.insn_off <= idx and (best is None or rec.insn_off >= best.insn_off):
+            best = rec
+    if best is None:
+        return None
+    return f"{best.file}:{best.line}:{best.column}: {best.text.strip()}"
+
+
+def prog_info(fd: int) -> t.ProgInfo:
+    info = t.ProgInfo()
+    attr = t.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    bpf(t.Cmd.OBJ_GET_INFO_BY_FD, attr)
+    return info

@@ -1,0 +1,57 @@
+"""An owner object per kernel fd.
+
+Every map, program and BTF object holds one `FD`. It closes exactly once: explicitly, on `with`
+exit, or from a finalizer if the owner is dropped, so fds never leak and are never double-closed
+(a double close could close someone else's fd that reused the number).
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from types import TracebackType
+
+
+class FD:
+    """Owns one file descriptor. `raw` raises after close rather than returning a stale number."""
+
+    __slots__ = ("__weakref__", "_fd", "_finalizer", "kind")
+
+    def __init__(self, fd: int, kind: str = "bpf") -> None:
+        if fd < 0:
+            raise ValueError(f"invalid fd {fd}")
+        self._fd = fd
+        self.kind = kind
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    @property
+    def raw(self) -> int:
+        if self._fd < 0:
+            raise ValueError(f"{self.kind} fd already closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._fd = -1
+            self._finalizer()
+
+    def dup(self) -> FD:
+        return FD(os.dup(self.raw), self.kind)
+
+    def __enter__(self) -> FD:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"FD({self._fd}, {self.kind!r})"

@@ -1,0 +1,45 @@
+"""The one place that calls bpf(2).
+
+ctypes' `syscall(321, cmd, attr*, size)` with `use_errno` so the errno is read atomically with the
+failing call; no libbpf is involved. Callers pass the attr Structure for their command and get the
+non-negative return value or a `BPFSyscallError`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import platform
+
+from remora.bpf.errors import BPFSyscallError
+from remora.bpf.sys.types import Cmd
+
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
+SYS_BPF = _SYS_BPF.get(platform.machine(), 321)
+
+
+def bpf(cmd: Cmd, attr: ctypes.Structure, detail: str = "") -> int:
+    """Run one bpf(2) command, retrying EINTR/EAGAIN-on-load as the kernel asks us to."""
+    ptr = ctypes.addressof(attr)
+    size = ctypes.sizeof(attr)
+    for _ in range(5):
+        ret: int = _syscall(SYS_BPF, int(cmd), ptr, size)
+        if ret >= 0:
+            return ret
+        err = ctypes.get_errno()
+        if err == errno.EINTR or (err == errno.EAGAIN and cmd == Cmd.PROG_LOAD):
+            continue
+        raise BPFSyscallError(err, cmd.name, detail)
+    raise BPFSyscallError(err, cmd.name, detail)
+
+
+def bpf_raw(cmd: Cmd, attr: ctypes.Structure) -> tuple[int, int]:
+    """bpf(2) without raising: returns (ret, errno). For hot loops that treat ENOENT as data."""
+    ret: int = _syscall(SYS_BPF, int(cmd), ctypes.addressof(attr), ctypes.sizeof(attr))
+    return ret, (ctypes.get_errno() if ret < 0 else 0)

@@ -1,0 +1,57 @@
+"""Small converters shared by the compilers: addresses, durations, wrapper values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.core.v3 import address_pb2
+from google.protobuf import duration_pb2
+
+from remora.config import support
+from remora.config.errors import ErrorCollector
+
+support.register("envoy.config.core.v3.Address", {"socket_address"})
+support.register("envoy.config.core.v3.SocketAddress", {"protocol", "address", "port_value"})
+
+
+@dataclass(frozen=True, slots=True)
+class SocketAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def seconds(value: duration_pb2.Duration) -> float:
+    return value.seconds + value.nanos / 1e9
+
+
+def optional_seconds(
+    message: object, field: str, default: float | None
+) -> float | None:
+    """A Duration field as seconds; unset gives `default`, and an explicit 0 disables (None)."""
+    assert hasattr(message, "HasField")
+    if not message.HasField(field):
+        return default
+    value = seconds(getattr(message, field))
+    return value if value > 0 else None
+
+
+def socket_address(
+    address: address_pb2.Address, path: str, errors: ErrorCollector
+) -> SocketAddress | None:
+    if not address.HasField("socket_address"):
+        errors.add(path, "an address needs socket_address")
+        return None
+    sa = address.socket_address
+    if sa.protocol != address_pb2.SocketAddress.TCP:
+        errors.add(f"{path}.socket_address.protocol", "not supported: only TCP")
+        return None
+    if not sa.address:
+        errors.add(f"{path}.socket_address.address", "must not be empty")
+        return None
+    if not 0 <= sa.port_value <= 65535:
+        errors.add(f"{path}.socket_address.port_value", "must be 0-65535")
+        return None
+    return SocketAddress(sa.address, sa.port_value)

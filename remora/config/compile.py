@@ -1,0 +1,102 @@
+"""Bootstrap -> `ProxyConfig`: the one place where a whole config is validated and compiled.
+
+Static bootstrap and (later) xDS resources take the same path: parse into protos, check the field
+allowlist, compile each resource, then cross-check references. The result is immutable; swapping
+config means swapping one reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from google.protobuf import json_format
+
+from remora.config import support
+from remora.config.common import SocketAddress, socket_address
+from remora.config.errors import ErrorCollector
+from remora.proxy.http.config import HcmConfig
+from remora.proxy.listener_config import ListenerConfig, compile_listener
+from remora.proxy.upstream.config import ClusterConfig, compile_cluster
+
+support.register(
+    "envoy.config.bootstrap.v3.Bootstrap", {"static_resources", "admin", "node"}
+)
+support.register("envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters"})
+support.register("envoy.config.bootstrap.v3.Admin", {"address"})
+support.register_ignored(
+    "envoy.config.core.v3.Node", "id", "node identity is only used by xDS, not by a static bootstrap"
+)
+support.register_ignored(
+    "envoy.config.core.v3.Node",
+    "cluster",
+    "node identity is only used by xDS, not by a static bootstrap",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    listeners: tuple[ListenerConfig, ...]
+    clusters: dict[str, ClusterConfig]
+    admin: SocketAddress | None
+    warnings: tuple[str, ...]
+    source: dict[str, Any]  # the bootstrap as JSON, for /config_dump
+
+
+def compile_bootstrap(bootstrap: bootstrap_pb2.Bootstrap) -> ProxyConfig:
+    """Compile a parsed bootstrap; raises `ConfigErrors` listing every problem found."""
+    errors = ErrorCollector()
+    unsupported, warnings = support.check(bootstrap, "")
+    errors.extend(unsupported)
+    if unsupported:
+        errors.raise_if_any()  # compiling fields we reject would only add noise
+    clusters: dict[str, ClusterConfig] = {}
+    for i, cluster in enumerate(bootstrap.static_resources.clusters):
+        path = f"static_resources.clusters[{i}]"
+        compiled = compile_cluster(cluster, path, errors)
+        if compiled is None:
+            continue
+        if compiled.name in clusters:
+            errors.add(f"{path}.name", f"duplicate cluster name {compiled.name!r}")
+        clusters[compiled.name] = compiled
+    listeners: list[ListenerConfig] = []
+    names: set[str] = set()
+    addresses: set[SocketAddress] = set()
+    for i, listener in enumerate(bootstrap.static_resources.listeners):
+        path = f"static_resources.listeners[{i}]"
+        compiled_listener = compile_listener(listener, path, errors)
+        if compiled_listener is None:
+            continue
+        if compiled_listener.name in names:
+            errors.add(f"{path}.name", f"duplicate listener name {compiled_listener.name!r}")
+        if compiled_listener.address in addresses and compiled_listener.address.port != 0:
+            errors.add(f"{path}.address", f"duplicate listener address {compiled_listener.address}")
+        names.add(compiled_listener.name)
+        addresses.add(compiled_listener.address)
+        _check_cluster_references(compiled_listener, path, clusters, errors)
+        listeners.append(compiled_listener)
+    admin = None
+    if bootstrap.HasField("admin"):
+        admin = socket_address(bootstrap.admin.address, "admin.address", errors)
+    errors.raise_if_any()
+    return ProxyConfig(
+        listeners=tuple(listeners),
+        clusters=clusters,
+        admin=admin,
+        warnings=tuple(warnings),
+        source=json_format.MessageToDict(bootstrap, preserving_proto_field_name=True),
+    )
+
+
+def _check_cluster_references(
+    listener: ListenerConfig, path: str, clusters: dict[str, ClusterConfig], errors: ErrorCollector
+) -> None:
+    network_filter = listener.network_filter
+    filter_path = f"{path}.filter_chains[0].filters[0].typed_config"
+    if isinstance(network_filter, HcmConfig):
+        for cluster in sorted(network_filter.route_table.cluster_names):
+            if cluster not in clusters:
+                errors.add(f"{filter_path}.route_config", f"route references unknown cluster {cluster!r}")
+    elif network_filter.cluster not in clusters:
+        errors.add(f"{filter_path}.cluster", f"unknown cluster {network_filter.cluster!r}")

@@ -1,0 +1,91 @@
+"""`remora proxy`: run or validate an Envoy v3 bootstrap."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from remora.config.errors import ConfigErrors
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "proxy",
+        help="run the proxy from an Envoy v3 bootstrap (YAML or JSON)",
+        description="Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.",
+    )
+    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="bootstrap file")
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the config like `envoy --mode validate`: exit 0, or 1 listing every error",
+    )
+    add_log_level(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        "-l",
+        default="info",
+        choices=["trace", "debug", "info", "warning", "warn", "error", "critical", "off"],
+        help="log level (default: info)",
+    )
+
+
+def setup_logging(level: str) -> None:
+    mapping = {"trace": logging.DEBUG, "warn": logging.WARNING, "off": logging.CRITICAL + 10}
+    logging.basicConfig(
+        level=mapping.get(level, getattr(logging, level.upper(), logging.INFO)),
+        format="[%(asctime)s][%(levelname)s][%(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load(path: str) -> Any:
+    """Parse and compile a bootstrap; raises ConfigErrors."""
+    from remora.config.bootstrap import load_file
+    from remora.config.compile import compile_bootstrap
+
+    return compile_bootstrap(load_file(path))
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    try:
+        config = load(args.config)
+    except ConfigErrors as exc:
+        print(f"error: invalid configuration {args.config!r}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        logging.getLogger("remora.config").warning("%s", warning)
+    if args.validate:
+        print(f"configuration '{args.config}' OK")
+        return 0
+    return run_config(config)
+
+
+def run_config(config: Any) -> int:
+    import uvloop
+
+    from remora.proxy.server import ProxyServer
+
+    async def main() -> None:
+        server = ProxyServer(config)
+        await server.start()
+        await server.serve_forever()
+
+    try:
+        uvloop.run(main())
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

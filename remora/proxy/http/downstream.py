@@ -1,0 +1,388 @@
+"""The downstream side of the HTTP/1.1 connection manager: one asyncio protocol per client.
+
+It parses with httptools, queues pipelined requests so responses leave in order, and runs one
+`Exchange` at a time. Nothing here awaits: parsing, routing and relaying all happen in callbacks,
+and a task exists only while an upstream connection is being opened. Timeouts (headers, request,
+stream idle, connection idle) share one lazily re-armed timer per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from remora.proxy.http.h1_codec import Headers, encode_response_head
+from remora.proxy.http.request import Request
+
+if TYPE_CHECKING:
+    from remora.proxy.http.exchange import Exchange
+    from remora.proxy.http.listener import HttpListener
+
+_MAX_PIPELINED = 16  # queued requests before the connection stops reading
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class DownstreamConnection(asyncio.Protocol):
+    def __init__(self, listener: HttpListener) -> None:
+        self.listener = listener
+        self.hcm = listener.hcm  # the config this connection started with
+        self.stats = listener.stats
+        self.transport: asyncio.Transport | None = None
+        self.remote_ip = ""
+        self.remote_address = ""
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Request] = deque()
+        self.parsing: Request | None = None
+        self.active: Exchange | None = None
+        self.closed = False
+        self.closing = False  # no more requests will be read
+        self.writable = True
+        self.requests_started = 0
+        self.tunnel_mode = False
+        self.tunnel_request: Request | None = None
+        self._read_blocks = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        self._url = bytearray()
+        self._last_activity = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.listener.buffer_limit)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.remote_ip = str(peer[0])
+            self.remote_address = (
+                f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+            )
+        self.listener.connections.add(self)
+        stats = self.stats
+        stats.downstream_cx_total.inc()
+        stats.downstream_cx_active.inc()
+        stats.downstream_cx_http1_total.inc()
+        stats.downstream_cx_http1_active.inc()
+        self.listener.listener_stats.on_open()
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
+        self.stats.downstream_cx_rx_bytes_total.inc(len(data))
+        if self.tunnel_request is not None:
+            self.tunnel_request.body.feed(data)
+            return
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._on_upgrade(data[exc.args[0] :])
+        except _HeadersTooLarge:
+            self.stats.downstream_rq_too_large.inc()
+            self.protocol_error(431, "")
+        except httptools.HttpParserError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, _HeadersTooLarge):
+                self.stats.downstream_rq_too_large.inc()
+                self.protocol_error(431, "")
+            else:
+                self.stats.downstream_cx_protocol_error.inc()
+                self.protocol_error(400, f"Bad Request: {exc}")
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel_mode and self.active is not None:
+            self.active.on_downstream_eof()
+            return True  # keep the write side open until the upstream finishes
+        if self.active is None and not self.queue:
+            return None  # close
+        self.closing = True
+        return True  # let the in-flight response finish, then close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.listener.connections.discard(self)
+        stats = self.stats
+        stats.downstream_cx_active.dec()
+        stats.downstream_cx_http1_active.dec()
+        self.listener.listener_stats.on_close()
+        active, self.active = self.active, None
+        if active is not None:
+            active.on_downstream_lost()
+        self.queue.clear()
+
+    def pause_writing(self) -> None:
+        self.writable = False
+        if self.active is not None:
+            self.active.on_downstream_writable(False)
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        if self.active is not None:
+            self.active.on_downstream_writable(True)
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._header_bytes = 0
+        self._header_count = 0
+        request = Request(self.listener.buffer_limit, self.block_reading)
+        self.parsing = request
+        self.requests_started += 1
+        if self.hcm.request_headers_timeout is not None or self.hcm.request_timeout is not None:
+            self._arm_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        if self._header_bytes > self.hcm.max_request_headers_bytes:
+            raise _HeadersTooLarge()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self.parsing
+        assert request is not None
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        if (
+            self._header_bytes > self.hcm.max_request_headers_bytes
+            or self._header_count > self.hcm.max_headers_count
+        ):
+            raise _HeadersTooLarge()
+        request.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        request = self.parsing
+        assert request is not None
+        parser = self.parser
+        request.method = parser.get_method().decode("ascii")
+        request.target = self._url.decode("latin-1")
+        request.version = parser.get_http_version()
+        request.keep_alive = parser.should_keep_alive()
+        request.upgrade = parser.should_upgrade()
+        request.headers_done = time.monotonic()
+        request.classify_body()
+        if request.upgrade:
+            # llhttp stops right after this head; whatever follows is tunnel data.
+            request.start_tunnel()
+            self.tunnel_mode = True
+            self.tunnel_request = request
+        self.queue.append(request)
+        if len(self.queue) > _MAX_PIPELINED:
+            self.block_reading(True)
+            request.holds_pipeline_block = True
+        if self.active is None:
+            self._start_next()
+
+    def on_body(self, body: bytes) -> None:
+        request = self.parsing
+        if request is not None:
+            request.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        request = self.parsing
+        self.parsing = None
+        if request is not None and not request.tunnel:
+            request.body.finish()
+            request.complete = True
+
+    # -- flow control ----------------------------------------------------------------------
+    def block_reading(self, block: bool) -> None:
+        """Reasons to stop reading are counted, so the last one to clear resumes reading."""
+        self._read_blocks += 1 if block else -1
+        transport = self.transport
+        if transport is None or self.closed:
+            return
+        if self._read_blocks == 1 and block:
+            transport.pause_reading()
+        elif self._read_blocks == 0 and not block:
+            transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.stats.downstream_cx_tx_bytes_total.inc(len(data))
+            self.transport.write(data)
+
+    # -- exchanges -------------------------------------------------------------------------
+    def _start_next(self) -> None:
+        from remora.proxy.http.exchange import Exchange
+
+        while self.queue and self.active is None and not self.closed:
+            request = self.queue.popleft()
+            if request.holds_pipeline_block:
+                request.holds_pipeline_block = False
+                self.block_reading(False)
+            self.active = Exchange(self, request)
+            self.active.start()
+
+    def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
+        """Called once per exchange, after its response was fully written (or abandoned)."""
+        if self.active is not exchange:
+            return
+        self.active = None
+        self._last_activity = time.monotonic()
+        max_requests = self.hcm.max_requests_per_connection
+        if (
+            not keep_alive
+            or self.closing
+            or self.tunnel_mode
+            or self.listener.draining
+            or (max_requests is not None and self.requests_started >= max_requests)
+        ):
+            self.close()
+            return
+        if self.queue:
+            self._start_next()
+        else:
+            self._arm_timer()
+
+    def wants_close_after(self, request: Request) -> bool:
+        """Whether the response to `request` must say `connection: close`."""
+        max_requests = self.hcm.max_requests_per_connection
+        return (
+            not request.keep_alive
+            or self.closing
+            or self.listener.draining
+            or (max_requests is not None and self.requests_started >= max_requests)
+        )
+
+    def _on_upgrade(self, rest: bytes) -> None:
+        # llhttp stops at the end of an upgrade request's head; what follows belongs to the tunnel.
+        request = self.tunnel_request
+        self.parsing = None
+        if request is None:
+            self.protocol_error(400, "Bad Request: upgrade without a request")
+            return
+        if rest:
+            request.body.feed(rest)
+
+    # -- errors and close ------------------------------------------------------------------
+    def protocol_error(self, status: int, body: str) -> None:
+        """Answer a request that cannot be parsed, then close: the stream is out of sync."""
+        self.closing = True
+        self.queue.clear()
+        if self.active is not None:
+            # The request in flight is broken (e.g. a bad chunk): reset it, as Envoy does.
+            self.active.on_protocol_error(status, body)
+            return
+        self.queue.clear()
+        self.send_simple(status, body, close=True)
+        self.close()
+
+    def send_simple(self, status: int, body: str, close: bool) -> None:
+        payload = body.encode("utf-8")
+        headers: Headers = [
+            ("content-length", str(len(payload))),
+            ("content-type", "text/plain"),
+            ("server", self.hcm.server_name),
+        ]
+        if close:
+            headers.append(("connection", "close"))
+        self.stats.response_class(status).inc()
+        self.write(encode_response_head(status, headers) + payload)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closing = True
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def drain(self) -> None:
+        """Graceful shutdown: idle connections close now, busy ones after their response."""
+        if self.active is None and not self.queue and self.parsing is None:
+            self.stats.downstream_cx_drain_close.inc()
+            self.close()
+
+    # -- timers ----------------------------------------------------------------------------
+    def _next_deadline(self) -> tuple[float, str] | None:
+        hcm = self.hcm
+        candidates: list[tuple[float, str]] = []
+        parsing = self.parsing
+        if self.active is None and not self.queue and not self.tunnel_mode:
+            if parsing is not None and parsing.started_at:
+                if hcm.request_headers_timeout is not None and not parsing.headers_done:
+                    candidates.append((parsing.started_at + hcm.request_headers_timeout, "headers"))
+            if hcm.idle_timeout is not None:
+                candidates.append((self._last_activity + hcm.idle_timeout, "idle"))
+            if parsing is not None and hcm.request_timeout is not None:
+                candidates.append((parsing.started_at + hcm.request_timeout, "request"))
+        elif self.active is not None:
+            request = self.active.request
+            if hcm.request_timeout is not None and not request.complete:
+                candidates.append((request.started_at + hcm.request_timeout, "request"))
+            if hcm.stream_idle_timeout is not None:
+                candidates.append((self._last_activity + hcm.stream_idle_timeout, "stream_idle"))
+        if parsing is not None and hcm.request_headers_timeout is not None and not parsing.headers_done:
+            candidates.append((parsing.started_at + hcm.request_headers_timeout, "headers"))
+        return min(candidates) if candidates else None
+
+    def touch(self) -> None:
+        self._last_activity = time.monotonic()
+
+    def _arm_timer(self) -> None:
+        if self.closed:
+            return
+        deadline = self._next_deadline()
+        if deadline is None:
+            return
+        at = deadline[0]
+        if self._timer is not None and self._timer_at <= at:
+            return  # the earlier timer will re-check and re-arm
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = at
+        self._timer = loop.call_at(loop.time() + max(0.0, at - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        deadline = self._next_deadline()
+        if deadline is None:
+            return
+        at, kind = deadline
+        if at > time.monotonic():
+            self._arm_timer()
+            return
+        stats = self.stats
+        if kind == "idle":
+            stats.downstream_cx_idle_timeout.inc()
+            self.close()
+        elif kind == "headers":
+            stats.downstream_rq_header_timeout.inc()
+            self.closing = True
+            self.send_simple(408, "request headers timeout", close=True)
+            self.close()
+        elif kind == "request":
+            stats.downstream_rq_timeout.inc()
+            if self.active is not None:
+                self.active.on_timeout("request timeout", 408)
+            else:
+                self.closing = True
+                self.send_simple(408, "request timeout", close=True)
+                self.close()
+        else:  # stream idle
+            stats.downstream_rq_idle_timeout.inc()
+            if self.active is not None:
+                self.active.on_timeout("stream timeout", 408)
+            else:
+                self.close()
+        if not self.closed:
+            self._arm_timer()
+

@@ -1,0 +1,597 @@
+"""One request/response exchange: route it, relay it upstream, relay the answer back.
+
+This is the router filter of the connection manager. It is a callback-driven state machine: the
+downstream parser feeds request body bytes into a pipe that writes straight to the upstream socket,
+and the upstream parser calls `on_response_*` which write straight to the downstream socket. Each side
+pauses the other's reading when its own write buffer is full, so memory stays bounded whatever the
+speed of either peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from remora.proxy import response_flags as flags
+from remora.proxy.accesslog import AccessLogRecord
+from remora.proxy.http.config import ServerHeader
+from remora.proxy.http.forwarding import apply_forwarding
+from remora.proxy.http.h1_codec import (
+    LAST_CHUNK,
+    Headers,
+    encode_chunk,
+    encode_request_head,
+    encode_response_head,
+    response_has_body,
+    strip_hop_by_hop,
+)
+from remora.proxy.http.route import (
+    ClusterAction,
+    DirectResponseAction,
+    RedirectAction,
+    RouteRequest,
+    RouteResult,
+)
+from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow
+
+if TYPE_CHECKING:
+    from remora.proxy.http.downstream import DownstreamConnection
+    from remora.proxy.http.request import Request
+    from remora.proxy.upstream.cluster import Cluster, Host
+    from remora.proxy.upstream.h1_connection import UpstreamConnection
+
+
+class Exchange:
+    """Implements `ResponseSink` for the upstream connection it borrows."""
+
+    def __init__(self, downstream: DownstreamConnection, request: Request) -> None:
+        self.downstream = downstream
+        self.request = request
+        self.route: RouteResult | None = None
+        self.cluster: Cluster | None = None
+        self.host: Host | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.connect_task: asyncio.Task[None] | None = None
+        self.response_flags: list[str] = []
+        self.status = 0
+        self.response_headers: Headers = []
+        self.head_sent = False
+        self.chunked_response = False
+        self.close_delimited = False
+        self.response_has_body = True
+        self.bytes_sent = 0
+        self.request_id: str | None = None
+        self.upstream_started = 0.0
+        self.upstream_reading_paused = False
+        self.downstream_blocked = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.done = False
+        self.keep_alive = True
+        self.upgraded = False
+        self.request_body_sent = False
+        self.trusted_address = downstream.remote_ip
+        self.request_headers = request.headers
+        self.upstream_path = request.target
+        self.authority = ""
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self) -> None:
+        downstream = self.downstream
+        hcm = downstream.hcm
+        request = self.request
+        stats = downstream.stats
+        stats.downstream_rq_total.inc()
+        stats.downstream_rq_http1_total.inc()
+        stats.downstream_rq_active.inc()
+        if request.version == "1.0" and not hcm.accept_http_10:
+            self.local_reply(426, "Upgrade Required", close=True)
+            return
+        if request.version not in ("1.0", "1.1"):
+            self.local_reply(400, "Bad Request: unsupported HTTP version", close=True)
+            return
+        authority = ""
+        host_count = 0
+        for name, value in request.headers:
+            if name == "host":
+                authority = value
+                host_count += 1
+        if host_count > 1:
+            self.local_reply(400, "Bad Request: multiple host headers", close=True)
+            return
+        if not authority:
+            if request.version == "1.0" and hcm.default_host_for_http_10:
+                authority = hcm.default_host_for_http_10
+            elif request.version == "1.1":
+                self.local_reply(400, "Bad Request: missing host header", close=True)
+                return
+        self.authority = authority
+        if request.upgrade:
+            upgrade = _header(request.headers, "upgrade")
+            if upgrade is None or upgrade.lower() not in hcm.upgrade_types:
+                stats.downstream_rq_ws_on_non_ws_route.inc()
+                self.local_reply(403, "upgrade not allowed", close=True)
+                return
+        headers = [(n, v) for n, v in request.headers if n != "host"]
+        forwarding = apply_forwarding(headers, downstream.remote_ip, "http", hcm)
+        self.request_id = forwarding.request_id
+        self.trusted_address = forwarding.trusted_client_address
+        self.request_headers = headers
+        route = hcm.route_table.route(
+            RouteRequest(
+                method=request.method,
+                path=request.target,
+                authority=authority,
+                headers=headers,
+                scheme="http",
+            )
+        )
+        if route is None:
+            stats.no_route.inc()
+            self.response_flags.append(flags.NO_ROUTE)
+            self.local_reply(404, "")
+            return
+        self.route = route
+        action = route.action
+        if isinstance(action, DirectResponseAction):
+            stats.rq_direct_response.inc()
+            self.local_reply(route.status, route.body, raw=True)
+            return
+        if isinstance(action, RedirectAction):
+            stats.rq_redirect.inc()
+            self.local_reply(route.status, b"", raw=True, extra=[("location", route.location)])
+            return
+        assert isinstance(action, ClusterAction)
+        cluster = downstream.listener.clusters.get(route.cluster)
+        if cluster is None:
+            stats.no_cluster.inc()
+            self.response_flags.append(flags.NO_CLUSTER)
+            self.local_reply(503, "no healthy upstream")
+            return
+        self.cluster = cluster
+        host = cluster.pick()
+        if host is None:
+            self.response_flags.append(flags.NO_HEALTHY_UPSTREAM)
+            self.local_reply(503, "no healthy upstream")
+            return
+        self.host = host
+        cluster.stats.upstream_rq_total.inc()
+        cluster.stats.upstream_rq_active.inc()
+        host.rq_total += 1
+        host.rq_active += 1
+        if route.timeout is not None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(route.timeout, self._on_route_timeout)
+        self.upstream_path = route.path
+        if request.has_body and _expects_continue(request):
+            # Envoy's default: the proxy answers `Expect: 100-continue` itself.
+            downstream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        pool = host.pool
+        idle = pool.take_idle()
+        if idle is not None:
+            self._send(idle)
+        else:
+            self.connect_task = asyncio.create_task(self._connect(host))
+
+    async def _connect(self, host: Host) -> None:
+        try:
+            upstream = await host.pool.acquire()
+        except PoolOverflow:
+            self.response_flags.append(flags.UPSTREAM_OVERFLOW)
+            self._upstream_failed(503, "upstream connect error or disconnect/reset before headers. "
+                                       "reset reason: overflow")
+            return
+        except ConnectFailure as exc:
+            self.response_flags.append(flags.UPSTREAM_CONNECTION_FAILURE)
+            self._upstream_failed(
+                503,
+                "upstream connect error or disconnect/reset before headers. "
+                f"reset reason: connection {'timeout' if exc.timed_out else 'failure'}",
+            )
+            return
+        finally:
+            self.connect_task = None
+        if self.done:
+            host.pool.release(upstream)
+            return
+        self._send(upstream)
+
+    # -- request direction -----------------------------------------------------------------
+    def _send(self, upstream: UpstreamConnection) -> None:
+        route = self.route
+        host = self.host
+        assert route is not None and host is not None
+        request = self.request
+        self.upstream = upstream
+        headers, _tokens = strip_hop_by_hop(self.request_headers)
+        headers = route.apply_request_headers(headers)
+        if route.authority is not None:
+            authority = route.authority
+        elif route.auto_host_rewrite:
+            authority = host.hostname or str(host)
+        else:
+            authority = self.authority or str(host)
+        headers.insert(0, ("host", authority))
+        headers = [(n, v) for n, v in headers if n != "expect"] if request.has_body else headers
+        if request.tunnel:
+            headers.append(("connection", "upgrade"))
+            headers.append(("upgrade", _header(request.headers, "upgrade") or ""))
+        elif request.chunked:
+            headers.append(("transfer-encoding", "chunked"))
+        elif request.content_length is not None:
+            headers = [(n, v) for n, v in headers if n != "content-length"]
+            headers.append(("content-length", str(request.content_length)))
+        head = encode_request_head(request.method, self.upstream_path, headers)
+        self.upstream_started = time.monotonic()
+        upstream.begin(self, head, head_only=request.method == "HEAD")
+        if request.tunnel:
+            request.body.attach(upstream.write, _noop)
+        elif request.has_body:
+            if request.chunked:
+                request.body.attach(self._send_chunk, self._end_chunked)
+            else:
+                request.body.attach(upstream.write, self._body_sent)
+        else:
+            self.request_body_sent = True
+        if not upstream.writable:
+            self.on_upstream_writable(False)
+
+    def _send_chunk(self, data: bytes) -> None:
+        if self.upstream is not None and data:
+            self.upstream.write(encode_chunk(data))
+
+    def _end_chunked(self) -> None:
+        if self.upstream is not None:
+            self.upstream.write(LAST_CHUNK)
+        self._body_sent()
+
+    def _body_sent(self) -> None:
+        self.request_body_sent = True
+
+    def on_upstream_writable(self, writable: bool) -> None:
+        """The upstream socket's buffer filled or drained: stop or resume reading the client."""
+        if writable == (not self.downstream_blocked):
+            return
+        self.downstream_blocked = not writable
+        self.downstream.block_reading(not writable)
+
+    def on_downstream_writable(self, writable: bool) -> None:
+        upstream = self.upstream
+        if upstream is None:
+            return
+        if writable and self.upstream_reading_paused:
+            self.upstream_reading_paused = False
+            upstream.resume_reading()
+        elif not writable and not self.upstream_reading_paused:
+            self.upstream_reading_paused = True
+            upstream.pause_reading()
+
+    def on_downstream_eof(self) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            if self.upstream.transport.can_write_eof():
+                self.upstream.transport.write_eof()
+
+    # -- response direction (ResponseSink) --------------------------------------------------
+    def on_response_head(self, status: int, headers: Headers, keep_alive: bool) -> None:
+        if self.done or self.head_sent:
+            return
+        downstream = self.downstream
+        hcm = downstream.hcm
+        request = self.request
+        route = self.route
+        assert route is not None
+        self.status = status
+        upgrade = status == 101 and request.tunnel
+        out, _ = strip_hop_by_hop(headers)
+        content_length = _header(out, "content-length")
+        out = route.apply_response_headers(out)
+        _apply_server_header(out, hcm.server_name, hcm.server_header)
+        elapsed_ms = int((time.monotonic() - self.upstream_started) * 1000)
+        out.append(("x-envoy-upstream-service-time", str(elapsed_ms)))
+        if hcm.always_set_request_id_in_response and self.request_id is not None:
+            if _header(out, "x-request-id") is None:
+                out.append(("x-request-id", self.request_id))
+        close = downstream.wants_close_after(request)
+        self.response_has_body = response_has_body(request.method, status)
+        if upgrade:
+            self.upgraded = True
+            out.append(("connection", "upgrade"))
+            out.append(("upgrade", _header(headers, "upgrade") or ""))
+            downstream.stats.downstream_cx_upgrades_total.inc()
+            downstream.stats.downstream_cx_upgrades_active.inc()
+            downstream.tunnel_mode = True
+        elif status == 101:
+            # A 101 to a request that did not ask to upgrade is a protocol error upstream.
+            self._reset_upstream()
+            self._upstream_failed(502, "upstream protocol error")
+            return
+        elif self.response_has_body and content_length is None:
+            if request.version == "1.1":
+                self.chunked_response = True
+                out.append(("transfer-encoding", "chunked"))
+            else:
+                self.close_delimited = True
+                close = True
+        if not upgrade:
+            if close:
+                out.append(("connection", "close"))
+                self.keep_alive = False
+            elif request.version == "1.0":
+                out.append(("connection", "keep-alive"))
+        self.response_headers = out
+        self.head_sent = True
+        head = encode_response_head(status, out)
+        downstream.write(head)
+        if not downstream.writable:
+            self.on_downstream_writable(False)
+
+    def on_response_body(self, data: bytes) -> None:
+        if self.done or not self.response_has_body:
+            return
+        self.bytes_sent += len(data)
+        if self.chunked_response:
+            self.downstream.write(encode_chunk(data))
+        else:
+            self.downstream.write(data)
+
+    def on_upgraded_data(self, data: bytes) -> None:
+        if not self.done:
+            self.bytes_sent += len(data)
+            self.downstream.write(data)
+
+    def on_response_complete(self) -> None:
+        if self.done:
+            return
+        if self.chunked_response:
+            self.downstream.write(LAST_CHUNK)
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            if self.upstream_reading_paused:
+                upstream.resume_reading()
+            if self.request_body_sent:
+                upstream.pool.release(upstream)
+            else:
+                # The upstream answered before taking the whole body: the connection is unusable.
+                upstream.close()
+        if not self.request.complete:
+            self.keep_alive = False  # the rest of the request body would be read as a new request
+        self._finish()
+
+    def on_upstream_lost(self, error: Exception | None) -> None:
+        if self.done:
+            return
+        self.upstream = None
+        if self.upgraded:
+            self._finish()  # either side closing ends the tunnel
+            self.downstream.close()
+            return
+        if not self.head_sent:
+            self.response_flags.append(flags.UPSTREAM_CONNECTION_TERMINATION)
+            self._upstream_failed(
+                503,
+                "upstream connect error or disconnect/reset before headers. "
+                "reset reason: connection termination",
+            )
+            return
+        if self.close_delimited:
+            self.keep_alive = False
+            self._finish()
+            return
+        # The body was cut short: the client must see a truncated message, not a complete one.
+        self.response_flags.append(flags.UPSTREAM_CONNECTION_TERMINATION)
+        self.keep_alive = False
+        self._finish()
+        self.downstream.abort()
+
+    # -- failures and timeouts --------------------------------------------------------------
+    def _on_route_timeout(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        if self.cluster is not None:
+            self.cluster.stats.upstream_rq_timeout.inc()
+        self.response_flags.append(flags.UPSTREAM_REQUEST_TIMEOUT)
+        self._reset_upstream()
+        if not self.head_sent:
+            self.local_reply(504, "upstream request timeout")
+        else:
+            self.keep_alive = False
+            self._finish()
+            self.downstream.abort()
+
+    def on_timeout(self, body: str, status: int) -> None:
+        """A connection-manager timeout (request or stream idle) fired for this exchange."""
+        if self.done:
+            return
+        self.response_flags.append(flags.STREAM_IDLE_TIMEOUT)
+        self._reset_upstream()
+        if not self.head_sent:
+            self.local_reply(status, body, close=True)
+        else:
+            self.keep_alive = False
+            self._finish()
+            self.downstream.abort()
+
+    def on_protocol_error(self, status: int, body: str) -> None:
+        """The client's bytes stopped making sense mid-request: reset upstream, answer, close."""
+        if self.done:
+            return
+        self.response_flags.append(flags.DOWNSTREAM_PROTOCOL_ERROR)
+        self._reset_upstream()
+        if not self.head_sent:
+            self.local_reply(status, body, close=True)
+        else:
+            self.keep_alive = False
+            self._finish()
+            self.downstream.abort()
+
+    def on_downstream_lost(self) -> None:
+        if self.done:
+            return
+        if not self.upgraded:
+            self.response_flags.append(flags.DOWNSTREAM_CONNECTION_TERMINATION)
+            self.downstream.stats.downstream_rq_rx_reset.inc()
+        self._reset_upstream()
+        self.keep_alive = False
+        self._finish()
+
+    def _reset_upstream(self) -> None:
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            upstream.sink = None
+            upstream.abort()
+
+    def _upstream_failed(self, status: int, body: str) -> None:
+        if self.host is not None:
+            self.host.rq_error += 1
+        if self.done:
+            return
+        self.local_reply(status, body)
+
+    # -- local replies and completion -------------------------------------------------------
+    def local_reply(
+        self,
+        status: int,
+        body: str | bytes,
+        close: bool = False,
+        raw: bool = False,
+        extra: Headers | None = None,
+    ) -> None:
+        if self.done or self.head_sent:
+            return
+        downstream = self.downstream
+        hcm = downstream.hcm
+        payload = body if isinstance(body, bytes) else body.encode("utf-8")
+        headers: Headers = list(extra or [])
+        if payload:
+            headers.append(("content-length", str(len(payload))))
+            headers.append(("content-type", "text/plain"))
+        else:
+            headers.append(("content-length", "0"))
+        if self.route is not None and raw:
+            headers = self.route.apply_response_headers(headers)
+        headers.append(("date", _http_date()))
+        headers.append(("server", hcm.server_name))
+        if close or downstream.wants_close_after(self.request) or not self.request.complete:
+            # An unread request body would be parsed as the next request: close instead.
+            close = True
+            headers.append(("connection", "close"))
+        self.keep_alive = not close
+        self.status = status
+        self.response_headers = headers
+        self.head_sent = True
+        if self.request.method == "HEAD":
+            payload = b""
+        self.bytes_sent = len(payload)
+        downstream.write(encode_response_head(status, headers) + payload)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+        if self.downstream_blocked:
+            self.downstream_blocked = False
+            self.downstream.block_reading(False)
+        request = self.request
+        request.body.detach()
+        downstream = self.downstream
+        stats = downstream.stats
+        now = time.monotonic()
+        duration_ms = (now - request.started_at) * 1000
+        stats.downstream_rq_active.dec()
+        stats.downstream_rq_completed.inc()
+        stats.downstream_rq_time.record(duration_ms)
+        if self.status:
+            stats.response_class(self.status).inc()
+        if self.upgraded:
+            stats.downstream_cx_upgrades_active.dec()
+        cluster = self.cluster
+        host = self.host
+        if cluster is not None and host is not None:
+            cstats = cluster.stats
+            cstats.upstream_rq_active.dec()
+            host.rq_active -= 1
+            if self.upstream_started and self.status:
+                cstats.upstream_rq_completed.inc()
+                cstats.response_class(self.status).inc()
+                cstats.upstream_rq_time.record((now - self.upstream_started) * 1000)
+                cstats.upstream_cx_tx_bytes_total.inc(request.body.total)
+                cstats.upstream_cx_rx_bytes_total.inc(self.bytes_sent)
+        hcm = downstream.hcm
+        if hcm.access_logs:
+            record = AccessLogRecord(
+                start_time=request.start_time,
+                method=request.method,
+                path=request.target,
+                authority=self.authority,
+                scheme="http",
+                protocol=f"HTTP/{request.version}",
+                request_headers=self.request_headers,
+                response_headers=self.response_headers,
+                response_code=self.status,
+                response_flags=",".join(self.response_flags) if self.response_flags else "-",
+                duration_ms=duration_ms,
+                upstream_host=str(host) if host is not None and self.upstream_started else None,
+                upstream_cluster=cluster.name if cluster is not None else None,
+                bytes_received=request.body.total,
+                bytes_sent=self.bytes_sent,
+                downstream_remote_address=downstream.remote_address,
+                route_name=self.route.route_name if self.route is not None else None,
+            )
+            for logger in hcm.access_logs:
+                logger.log(record)
+        if not self.upgraded:
+            downstream.exchange_done(self, self.keep_alive)
+        elif downstream.active is self:
+            downstream.active = None
+
+
+def _noop() -> None:
+    return None
+
+
+def _header(headers: Headers, name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _expects_continue(request: Request) -> bool:
+    value = _header(request.headers, "expect")
+    return value is not None and value.lower() == "100-continue" and request.version == "1.1"
+
+
+def _apply_server_header(headers: Headers, server_name: str, mode: ServerHeader) -> None:
+    if mode is ServerHeader.PASS_THROUGH:
+        return
+    present = any(name == "server" for name, _ in headers)
+    if mode is ServerHeader.APPEND_IF_ABSENT and present:
+        return
+    if present:
+        headers[:] = [(n, v) for n, v in headers if n != "server"]
+    headers.append(("server", server_name))
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """RFC 9110 date, formatted at most once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        from email.utils import formatdate
+
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]

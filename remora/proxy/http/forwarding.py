@@ -1,0 +1,80 @@
+"""Proxy header rules (x-forwarded-for, x-forwarded-proto, x-request-id, via) as pure functions.
+
+These follow Envoy's documented behaviour for `use_remote_address`, `xff_num_trusted_hops`,
+`skip_xff_append` and request-id generation, so they can be tested without sockets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from dataclasses import dataclass
+
+from remora.proxy.http.config import HcmConfig
+from remora.proxy.http.h1_codec import Headers
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingDecision:
+    headers: Headers
+    trusted_client_address: str  # the address Envoy would call the downstream client
+    request_id: str | None
+
+
+def is_internal(address: str) -> bool:
+    """Envoy's classic notion of internal: loopback and RFC 1918 / unique-local addresses."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private
+
+
+def _get(headers: Headers, name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def _set(headers: Headers, name: str, value: str) -> None:
+    for i, (key, _) in enumerate(headers):
+        if key == name:
+            headers[i] = (name, value)
+            del_indexes = [j for j in range(i + 1, len(headers)) if headers[j][0] == name]
+            for j in reversed(del_indexes):
+                del headers[j]
+            return
+    headers.append((name, value))
+
+
+def apply_forwarding(
+    headers: Headers, remote_ip: str, scheme: str, config: HcmConfig
+) -> ForwardingDecision:
+    """Mutates `headers` (already a private copy) for forwarding upstream."""
+    xff = _get(headers, "x-forwarded-for")
+    xff_hops = [h.strip() for h in xff.split(",")] if xff else []
+    trusted = remote_ip
+    if config.use_remote_address:
+        if config.xff_num_trusted_hops and len(xff_hops) >= config.xff_num_trusted_hops:
+            trusted = xff_hops[len(xff_hops) - config.xff_num_trusted_hops]
+        if not config.skip_xff_append:
+            _set(headers, "x-forwarded-for", f"{xff}, {remote_ip}" if xff else remote_ip)
+        _set(headers, "x-forwarded-proto", scheme)
+    else:
+        index = len(xff_hops) - 1 - config.xff_num_trusted_hops
+        if xff_hops and index >= 0:
+            trusted = xff_hops[index]
+        if _get(headers, "x-forwarded-proto") is None:
+            _set(headers, "x-forwarded-proto", scheme)
+    request_id = _get(headers, "x-request-id")
+    external = config.use_remote_address and not is_internal(trusted)
+    if config.generate_request_id and (
+        request_id is None or (external and not config.preserve_external_request_id)
+    ):
+        request_id = str(uuid.uuid4())
+        _set(headers, "x-request-id", request_id)
+    if config.via:
+        via = _get(headers, "via")
+        _set(headers, "via", f"{via}, {config.via}" if via else config.via)
+    return ForwardingDecision(headers, trusted, request_id)

@@ -1,0 +1,91 @@
+"""Listener config: Envoy's `Listener` with one filter chain ending in tcp_proxy or the HCM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from remora.config import support
+from remora.config.common import SocketAddress, socket_address
+from remora.config.errors import ConfigError, ErrorCollector
+from remora.proxy.http.config import HcmConfig, compile_hcm
+from remora.proxy.tcp.config import TcpProxyConfig, compile_tcp_proxy
+
+support.register(
+    "envoy.config.listener.v3.Listener",
+    {"name", "address", "filter_chains", "stat_prefix", "per_connection_buffer_limit_bytes",
+     "tcp_backlog_size"},
+)
+support.register("envoy.config.listener.v3.FilterChain", {"filters", "name"})
+support.register("envoy.config.listener.v3.Filter", {"name", "typed_config"})
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    name: str
+    address: SocketAddress
+    stat_prefix: str
+    network_filter: HcmConfig | TcpProxyConfig
+    buffer_limit: int
+    backlog: int
+
+
+def compile_listener(
+    listener: listener_pb2.Listener, path: str, errors: ErrorCollector
+) -> ListenerConfig | None:
+    before = len(errors.errors)
+    if not listener.name:
+        errors.add(f"{path}.name", "a listener needs a name")
+    address = socket_address(listener.address, f"{path}.address", errors)
+    network_filter: HcmConfig | TcpProxyConfig | None = None
+    if len(listener.filter_chains) != 1:
+        errors.add(
+            f"{path}.filter_chains",
+            "exactly one filter chain is supported (filter_chain_match is not)",
+        )
+    else:
+        network_filter = _compile_chain(listener.filter_chains[0], f"{path}.filter_chains[0]", errors)
+    if len(errors.errors) > before or address is None or network_filter is None:
+        return None
+    return ListenerConfig(
+        name=listener.name,
+        address=address,
+        stat_prefix=listener.stat_prefix or str(address),
+        network_filter=network_filter,
+        buffer_limit=(
+            listener.per_connection_buffer_limit_bytes.value
+            if listener.HasField("per_connection_buffer_limit_bytes")
+            else 1024 * 1024
+        ),
+        backlog=listener.tcp_backlog_size.value if listener.HasField("tcp_backlog_size") else 1024,
+    )
+
+
+def _compile_chain(
+    chain: listener_pb2.FilterChain, path: str, errors: ErrorCollector
+) -> HcmConfig | TcpProxyConfig | None:
+    filters = list(chain.filters)
+    if len(filters) != 1:
+        errors.add(
+            f"{path}.filters",
+            "exactly one network filter is supported: "
+            "envoy.filters.network.tcp_proxy or envoy.filters.network.http_connection_manager",
+        )
+        return None
+    filter_path = f"{path}.filters[0].typed_config"
+    try:
+        typed = support.unpack_any(filters[0].typed_config, filter_path)
+    except ConfigError as exc:
+        errors.extend([exc])
+        return None
+    if isinstance(typed, hcm_pb2.HttpConnectionManager):
+        return compile_hcm(typed, filter_path, errors)
+    if isinstance(typed, tcp_proxy_pb2.TcpProxy):
+        return compile_tcp_proxy(typed, filter_path, errors)
+    errors.add(filter_path, f"not supported: {filter_path} (@type {typed.DESCRIPTOR.full_name})")
+    return None

@@ -1,0 +1,205 @@
+"""A cluster at run time: its hosts, round-robin choice, DNS refresh, pools and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, fields
+
+from remora.proxy.stats import Counter, Gauge, Histogram, Store
+from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
+from remora.proxy.upstream.pool import HostPool
+
+log = logging.getLogger("remora.upstream")
+
+
+class Host:
+    """One upstream address; also carries the per-host counters `/clusters` shows."""
+
+    __slots__ = (
+        "address",
+        "cx_active",
+        "cx_total",
+        "healthy",
+        "hostname",
+        "pool",
+        "port",
+        "rq_active",
+        "rq_error",
+        "rq_total",
+        "weight",
+    )
+
+    def __init__(self, cluster: Cluster, address: str, port: int, weight: int, hostname: str) -> None:
+        self.address = address
+        self.port = port
+        self.weight = weight
+        self.hostname = hostname
+        self.healthy = True
+        self.cx_active = 0
+        self.cx_total = 0
+        self.rq_active = 0
+        self.rq_total = 0
+        self.rq_error = 0
+        self.pool = HostPool(cluster, self)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.address, self.port)
+
+    def __str__(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+@dataclass(slots=True)
+class ClusterStats:
+    upstream_cx_total: Counter
+    upstream_cx_active: Gauge
+    upstream_cx_connect_fail: Counter
+    upstream_cx_connect_timeout: Counter
+    upstream_cx_overflow: Counter
+    upstream_cx_rx_bytes_total: Counter
+    upstream_cx_tx_bytes_total: Counter
+    upstream_rq_total: Counter
+    upstream_rq_active: Gauge
+    upstream_rq_pending_active: Gauge
+    upstream_rq_pending_overflow: Counter
+    upstream_rq_timeout: Counter
+    upstream_rq_completed: Counter
+    upstream_rq_1xx: Counter
+    upstream_rq_2xx: Counter
+    upstream_rq_3xx: Counter
+    upstream_rq_4xx: Counter
+    upstream_rq_5xx: Counter
+    upstream_rq_time: Histogram
+    membership_total: Gauge
+    membership_healthy: Gauge
+
+    @classmethod
+    def create(cls, store: Store, cluster: str) -> ClusterStats:
+        prefix = f"cluster.{cluster}."
+        values: dict[str, Counter | Gauge | Histogram] = {}
+        for field in fields(cls):
+            name, kind = field.name, field.type
+            if kind == "Gauge":
+                values[name] = store.gauge(prefix + name)
+            elif kind == "Histogram":
+                values[name] = store.histogram(prefix + name)
+            else:
+                values[name] = store.counter(prefix + name)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def response_class(self, status: int) -> Counter:
+        return (
+            self.upstream_rq_1xx,
+            self.upstream_rq_2xx,
+            self.upstream_rq_3xx,
+            self.upstream_rq_4xx,
+            self.upstream_rq_5xx,
+        )[min(max(status // 100, 1), 5) - 1]
+
+
+class Cluster:
+    def __init__(self, config: ClusterConfig, store: Store) -> None:
+        self.config = config
+        self.name = config.name
+        self.stats = ClusterStats.create(store, config.name)
+        self.hosts: list[Host] = []
+        self._schedule: list[Host] = []
+        self._next = 0
+        self.open_connections = 0
+        self.pending_requests = 0
+        self._dns_task: asyncio.Task[None] | None = None
+        if config.discovery is DiscoveryType.STATIC:
+            self._set_hosts([(e.host, e.port, e.weight, e.hostname) for e in config.endpoints])
+
+    async def start(self) -> None:
+        if self.config.discovery is DiscoveryType.STRICT_DNS:
+            await self._resolve_once()
+            self._dns_task = asyncio.create_task(self._dns_loop(), name=f"dns:{self.name}")
+
+    def pick(self) -> Host | None:
+        """Weighted round robin over a precomputed schedule (rebuilt only when hosts change)."""
+        schedule = self._schedule
+        if not schedule:
+            return None
+        index = self._next
+        self._next = index + 1 if index + 1 < len(schedule) else 0
+        return schedule[index]
+
+    def wake_one_waiter(self) -> None:
+        for host in self.hosts:
+            if host.pool.wake_waiter():
+                return
+
+    async def close(self) -> None:
+        if self._dns_task is not None:
+            self._dns_task.cancel()
+            try:
+                await self._dns_task
+            except asyncio.CancelledError:
+                pass
+        for host in self.hosts:
+            host.pool.close()
+
+    def _set_hosts(self, entries: list[tuple[str, int, int, str]]) -> None:
+        existing = {h.key: h for h in self.hosts}
+        hosts: list[Host] = []
+        for address, port, weight, hostname in entries:
+            host = existing.pop((address, port), None)
+            if host is None:
+                host = Host(self, address, port, weight, hostname)
+            host.weight = weight
+            hosts.append(host)
+        for gone in existing.values():
+            gone.pool.close()
+        self.hosts = hosts
+        self._schedule = _interleave(hosts)
+        self._next = 0
+        self.stats.membership_total.set(len(hosts))
+        self.stats.membership_healthy.set(sum(1 for h in hosts if h.healthy))
+
+    async def _resolve_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        entries: list[tuple[str, int, int, str]] = []
+        for endpoint in self.config.endpoints:
+            try:
+                infos = await loop.getaddrinfo(
+                    endpoint.host,
+                    endpoint.port,
+                    family=self.config.dns_family,
+                    type=socket.SOCK_STREAM,
+                )
+            except OSError as exc:
+                log.warning("cluster %s: DNS lookup of %s failed: %s", self.name, endpoint.host, exc)
+                continue
+            seen: set[str] = set()
+            for _family, _type, _proto, _canon, sockaddr in infos:
+                address = str(sockaddr[0])
+                if address not in seen:
+                    seen.add(address)
+                    entries.append((address, endpoint.port, endpoint.weight, endpoint.host))
+        if entries or not self.hosts:
+            self._set_hosts(entries)
+
+    async def _dns_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.dns_refresh_rate)
+            await self._resolve_once()
+
+
+def _interleave(hosts: list[Host]) -> list[Host]:
+    """A smooth weighted round-robin order: weights 2:1 give a, b, a rather than a, a, b."""
+    if not hosts:
+        return []
+    total = sum(h.weight for h in hosts)
+    current = [0] * len(hosts)
+    order: list[Host] = []
+    for _ in range(total):
+        for i, host in enumerate(hosts):
+            current[i] += host.weight
+        best = max(range(len(hosts)), key=lambda i: current[i])
+        current[best] -= total
+        order.append(hosts[best])
+    return order

@@ -1,0 +1,156 @@
+"""Cluster config: Envoy's `Cluster` compiled into an immutable `ClusterConfig`."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from enum import Enum
+
+from envoy.config.cluster.v3 import cluster_pb2
+
+from remora.config import support
+from remora.config.common import optional_seconds, socket_address
+from remora.config.errors import ErrorCollector
+
+support.register(
+    "envoy.config.cluster.v3.Cluster",
+    {
+        "name",
+        "type",
+        "connect_timeout",
+        "lb_policy",
+        "load_assignment",
+        "circuit_breakers",
+        "dns_refresh_rate",
+        "dns_lookup_family",
+        "per_connection_buffer_limit_bytes",
+        "max_requests_per_connection",
+    },
+)
+support.register(
+    "envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"}
+)
+support.register(
+    "envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints", "load_balancing_weight"}
+)
+support.register(
+    "envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"}
+)
+support.register("envoy.config.endpoint.v3.Endpoint", {"address", "hostname"})
+support.register("envoy.config.cluster.v3.CircuitBreakers", {"thresholds"})
+support.register(
+    "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+    {"priority", "max_connections", "max_pending_requests", "max_requests"},
+)
+
+
+class DiscoveryType(Enum):
+    STATIC = "STATIC"
+    STRICT_DNS = "STRICT_DNS"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    host: str
+    port: int
+    weight: int
+    hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    name: str
+    discovery: DiscoveryType
+    endpoints: tuple[EndpointConfig, ...]
+    connect_timeout: float
+    max_connections: int
+    max_pending_requests: int
+    max_requests: int
+    dns_refresh_rate: float
+    dns_family: int  # socket.AF_UNSPEC / AF_INET / AF_INET6
+    buffer_limit: int
+    max_requests_per_connection: int | None
+
+
+_DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
+_DEFAULT_THRESHOLD = 1024  # Envoy's circuit-breaker defaults
+_DEFAULT_BUFFER_LIMIT = 1024 * 1024  # Envoy's per_connection_buffer_limit_bytes default
+
+
+def compile_cluster(
+    cluster: cluster_pb2.Cluster, path: str, errors: ErrorCollector
+) -> ClusterConfig | None:
+    before = len(errors.errors)
+    if not cluster.name:
+        errors.add(f"{path}.name", "a cluster needs a name")
+    discovery_name = cluster_pb2.Cluster.DiscoveryType.Name(cluster.type)
+    if discovery_name not in DiscoveryType.__members__:
+        errors.add(f"{path}.type", f"not supported: {path}.type ({discovery_name})")
+    if cluster.lb_policy != cluster_pb2.Cluster.ROUND_ROBIN:
+        name = cluster_pb2.Cluster.LbPolicy.Name(cluster.lb_policy)
+        errors.add(f"{path}.lb_policy", f"not supported: {path}.lb_policy ({name})")
+    endpoints: list[EndpointConfig] = []
+    la = cluster.load_assignment
+    for i, locality in enumerate(la.endpoints):
+        for j, lb_endpoint in enumerate(locality.lb_endpoints):
+            ep_path = f"{path}.load_assignment.endpoints[{i}].lb_endpoints[{j}]"
+            address = socket_address(
+                lb_endpoint.endpoint.address, f"{ep_path}.endpoint.address", errors
+            )
+            if address is None:
+                continue
+            weight = (
+                lb_endpoint.load_balancing_weight.value
+                if lb_endpoint.HasField("load_balancing_weight")
+                else 1
+            )
+            if weight < 1:
+                errors.add(f"{ep_path}.load_balancing_weight", "must be at least 1")
+            endpoints.append(
+                EndpointConfig(address.host, address.port, weight, lb_endpoint.endpoint.hostname)
+            )
+    max_connections = max_pending = max_requests = _DEFAULT_THRESHOLD
+    for i, threshold in enumerate(cluster.circuit_breakers.thresholds):
+        if threshold.priority != 0:
+            errors.add(
+                f"{path}.circuit_breakers.thresholds[{i}].priority",
+                "not supported: only DEFAULT priority",
+            )
+            continue
+        if threshold.HasField("max_connections"):
+            max_connections = threshold.max_connections.value
+        if threshold.HasField("max_pending_requests"):
+            max_pending = threshold.max_pending_requests.value
+        if threshold.HasField("max_requests"):
+            max_requests = threshold.max_requests.value
+    family = {
+        cluster_pb2.Cluster.AUTO: socket.AF_UNSPEC,
+        cluster_pb2.Cluster.V4_ONLY: socket.AF_INET,
+        cluster_pb2.Cluster.V6_ONLY: socket.AF_INET6,
+        cluster_pb2.Cluster.V4_PREFERRED: socket.AF_UNSPEC,
+        cluster_pb2.Cluster.ALL: socket.AF_UNSPEC,
+    }[cluster.dns_lookup_family]
+    connect_timeout = optional_seconds(cluster, "connect_timeout", _DEFAULT_CONNECT_TIMEOUT)
+    if len(errors.errors) > before:
+        return None
+    return ClusterConfig(
+        name=cluster.name,
+        discovery=DiscoveryType(discovery_name),
+        endpoints=tuple(endpoints),
+        connect_timeout=connect_timeout or _DEFAULT_CONNECT_TIMEOUT,
+        max_connections=max_connections,
+        max_pending_requests=max_pending,
+        max_requests=max_requests,
+        dns_refresh_rate=optional_seconds(cluster, "dns_refresh_rate", 5.0) or 5.0,
+        dns_family=family,
+        buffer_limit=(
+            cluster.per_connection_buffer_limit_bytes.value
+            if cluster.HasField("per_connection_buffer_limit_bytes")
+            else _DEFAULT_BUFFER_LIMIT
+        ),
+        max_requests_per_connection=(
+            cluster.max_requests_per_connection.value or None
+            if cluster.HasField("max_requests_per_connection")
+            else None
+        ),
+    )

@@ -1,0 +1,192 @@
+"""One keep-alive HTTP/1.1 connection to an upstream host, as an asyncio protocol.
+
+The connection parses responses with httptools and hands every event straight to the current
+exchange's `ResponseSink` from inside the parser callbacks: the relay path never waits on a queue,
+so a response body chunk goes from this socket to the downstream socket in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from remora.proxy.http.h1_codec import Headers
+
+if TYPE_CHECKING:
+    from remora.proxy.upstream.pool import HostPool
+
+
+class UpstreamProtocolError(Exception):
+    """The upstream sent bytes that are not a valid HTTP/1.1 response."""
+
+
+class ResponseSink(Protocol):
+    """What an exchange implements to receive one response from an upstream connection."""
+
+    def on_response_head(self, status: int, headers: Headers, keep_alive: bool) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_complete(self) -> None: ...
+    def on_upgraded_data(self, data: bytes) -> None: ...
+    def on_upstream_lost(self, error: Exception | None) -> None: ...
+    def on_upstream_writable(self, writable: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_head_only",
+        "_headers",
+        "_parser",
+        "closed",
+        "connected",
+        "keep_alive",
+        "pool",
+        "requests",
+        "sink",
+        "transport",
+        "upgraded",
+        "writable",
+    )
+
+    def __init__(self, pool: HostPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.sink: ResponseSink | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: Headers = []
+        self._head_only = False
+        self.keep_alive = True
+        self.closed = False
+        self.upgraded = False
+        self.writable = True
+        self.requests = 0
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.pool.buffer_limit)
+        if not self.connected.done():
+            self.connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgraded:
+            if self.sink is not None:
+                self.sink.on_upgraded_data(data)
+            return
+        if self.sink is None:
+            # Bytes with no request outstanding: the upstream is out of sync; never reuse it.
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0]
+            self.upgraded = True
+            rest = data[offset:]
+            if rest and self.sink is not None:
+                self.sink.on_upgraded_data(rest)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamProtocolError(f"invalid HTTP response from upstream: {exc}"))
+        else:
+            if self._head_only and self.sink is None:
+                # HEAD responses declare a length they never send; llhttp cannot be told, so
+                # start a fresh parser for the next response on this connection.
+                self._parser = httptools.HttpResponseParser(self)
+                self._head_only = False
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.connected.done():
+            self.connected.set_exception(exc or ConnectionResetError("connection closed"))
+        self.pool.on_connection_closed(self)
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.on_upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.writable = False
+        if self.sink is not None:
+            self.sink.on_upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        if self.sink is not None:
+            self.sink.on_upstream_writable(True)
+
+    # -- httptools callbacks ---------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim responses are consumed here; Expect is answered by the proxy
+        self.keep_alive = self._parser.should_keep_alive()
+        if self.sink is not None:
+            self.sink.on_response_head(status, self._headers, self.keep_alive)
+        if self._head_only:
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return
+        if status == 101:
+            return  # the connection becomes a tunnel; the exchange owns it until close
+        if not self._head_only:
+            self._finish()
+
+    # -- used by the exchange --------------------------------------------------------------
+    def begin(self, sink: ResponseSink, head: bytes, head_only: bool) -> None:
+        """Start one request: its head is written now; the body, if any, follows via `write`."""
+        assert self.transport is not None
+        self.sink = sink
+        self._head_only = head_only
+        self.requests += 1
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.keep_alive = False
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def _finish(self) -> None:
+        sink, self.sink = self.sink, None
+        if sink is not None:
+            sink.on_response_complete()
+
+    def _fail(self, error: Exception) -> None:
+        sink, self.sink = self.sink, None
+        self.abort()
+        if sink is not None:
+            sink.on_upstream_lost(error)

@@ -1,0 +1,149 @@
+"""Keep-alive connection pools: one per upstream host, limits enforced per cluster.
+
+Envoy's circuit-breaker thresholds (`max_connections`, `max_pending_requests`) apply to the whole
+cluster, so the pool asks its cluster before opening a connection or queueing a waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from remora.proxy.upstream.h1_connection import UpstreamConnection
+
+if TYPE_CHECKING:
+    from remora.proxy.upstream.cluster import Cluster, Host
+
+
+class PoolOverflow(Exception):
+    """The cluster's max_pending_requests circuit breaker is open (Envoy flag UO)."""
+
+
+class ConnectFailure(Exception):
+    """The upstream could not be connected (Envoy flag UF); `timed_out` tells a timeout apart."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class HostPool:
+    __slots__ = ("_idle", "_waiters", "buffer_limit", "cluster", "connections", "host")
+
+    def __init__(self, cluster: Cluster, host: Host) -> None:
+        self.cluster = cluster
+        self.host = host
+        self.buffer_limit = cluster.config.buffer_limit
+        self._idle: list[UpstreamConnection] = []
+        self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
+        self.connections: set[UpstreamConnection] = set()
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """The hot path: reuse an idle keep-alive connection without awaiting anything."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def acquire(self) -> UpstreamConnection:
+        conn = self.take_idle()
+        if conn is not None:
+            return conn
+        cluster = self.cluster
+        if cluster.open_connections < cluster.config.max_connections:
+            return await self._connect()
+        cluster.stats.upstream_cx_overflow.inc()
+        if cluster.pending_requests >= cluster.config.max_pending_requests:
+            cluster.stats.upstream_rq_pending_overflow.inc()
+            raise PoolOverflow("max_pending_requests reached")
+        waiter: asyncio.Future[UpstreamConnection | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiters.append(waiter)
+        cluster.pending_requests += 1
+        cluster.stats.upstream_rq_pending_active.inc()
+        try:
+            conn = await waiter
+        finally:
+            cluster.pending_requests -= 1
+            cluster.stats.upstream_rq_pending_active.dec()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return conn if conn is not None else await self._connect()
+
+    async def _connect(self) -> UpstreamConnection:
+        cluster = self.cluster
+        stats = cluster.stats
+        loop = asyncio.get_running_loop()
+        cluster.open_connections += 1
+        stats.upstream_cx_total.inc()
+        stats.upstream_cx_active.inc()
+        conn = UpstreamConnection(self)
+        self.connections.add(conn)
+        try:
+            async with asyncio.timeout(cluster.config.connect_timeout):
+                await loop.create_connection(lambda: conn, self.host.address, self.host.port)
+        except TimeoutError:
+            stats.upstream_cx_connect_timeout.inc()
+            stats.upstream_cx_connect_fail.inc()
+            self._forget(conn)
+            conn.abort()
+            raise ConnectFailure("connection timeout", timed_out=True) from None
+        except OSError as exc:
+            stats.upstream_cx_connect_fail.inc()
+            self._forget(conn)
+            raise ConnectFailure(f"connection failure: {exc.strerror or exc}") from None
+        self.host.cx_total += 1
+        self.host.cx_active += 1
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return a connection after a complete exchange; reuse it when both sides allow."""
+        limit = self.cluster.config.max_requests_per_connection
+        if conn.closed or not conn.keep_alive or conn.upgraded or (
+            limit is not None and conn.requests >= limit
+        ):
+            conn.close()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def on_connection_closed(self, conn: UpstreamConnection) -> None:
+        if conn not in self.connections:
+            return
+        self._forget(conn)
+        self.host.cx_active -= 1
+        if conn in self._idle:
+            self._idle.remove(conn)
+        # A slot opened: let one waiter (of any host in the cluster) connect.
+        self.cluster.wake_one_waiter()
+
+    def wake_waiter(self) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return True
+        return False
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.cluster.open_connections -= 1
+            self.cluster.stats.upstream_cx_active.dec()
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+        self._idle.clear()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectFailure("cluster removed"))

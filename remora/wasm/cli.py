@@ -1,0 +1,207 @@
+"""`remora wasm run` and `remora wasm inspect`.
+
+Exit codes of `run`: the guest's own exit code when it exits; 1 when the module, options or policy
+are unusable; 134 when the guest trapped or hit a limit (128 + SIGABRT, the convention for "the
+program was killed", which wasmtime's own CLI also uses for traps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_HOST_ERROR = 1
+EXIT_TRAPPED = 134
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
+
+
+def parse_size(text: str) -> int:
+    """`16MiB` -> 16777216; `16MB`/`16M` are decimal (SI), `KiB/MiB/GiB` binary."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (examples: 65536, 64KiB, 16MiB)")
+    number, unit = int(match.group(1)), (match.group(2) or "").lower()
+    if unit.endswith(("ib", "i")):
+        exponent = "kmg".index(unit[0]) + 1
+        return number * (1 << (10 * exponent))
+    return number * _UNITS[unit[:1]]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected K=V, got {text!r}")
+    return name, value
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Lets options appear before or after the module: `run m.wasm --fuel 9 -- guest args`.
+
+    Plain argparse binds all positionals at the first positional chunk, so options after the
+    module would end it; the intermixed parse collects options first, then positionals.
+    """
+
+    _nested = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._nested:
+            return super().parse_known_args(args, namespace)
+        self._nested = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._nested = False
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    wasm = sub.add_parser("wasm", help="run and inspect sandboxed WebAssembly modules")
+    wasm_sub = wasm.add_subparsers(
+        dest="wasm_command", metavar="WASM_COMMAND", parser_class=_IntermixedParser
+    )
+    wasm.set_defaults(handler=lambda _args: _usage(wasm))
+
+    run = wasm_sub.add_parser("run", help="run a WASI command under a deny-by-default policy")
+    run.add_argument("module", type=Path, help="the .wasm file")
+    run.add_argument("guest_args", nargs="*", metavar="ARGS", help="arguments after --")
+    run.add_argument(
+        "--dir",
+        action="append",
+        default=[],
+        metavar="HOST::GUEST[:rw]",
+        help="preopen a host directory (read-only unless :rw)",
+    )
+    run.add_argument("--env", action="append", default=[], type=_env_pair, metavar="K=V")
+    run.add_argument("--fuel", type=_positive_int, help="CPU budget in wasmtime fuel units")
+    run.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="wall-clock deadline")
+    run.add_argument("--max-memory", type=parse_size, metavar="SIZE", help="linear memory cap")
+    run.add_argument("--max-wasm-stack", type=parse_size, metavar="SIZE")
+    run.add_argument("--cache-dir", type=Path, help="compiled-module cache dir")
+    run.add_argument("--no-cache", action="store_true", help="always compile")
+    run.set_defaults(handler=_run)
+
+    inspect = wasm_sub.add_parser("inspect", help="list imports, exports, memories, sections")
+    inspect.add_argument("module", type=Path)
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(handler=_inspect)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _error(message: str) -> None:
+    print(f"remora wasm: error: {message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from remora.wasm.cache import ModuleCache
+    from remora.wasm.errors import CacheError, GuestTrap, WasmError
+    from remora.wasm.limits import Limits
+    from remora.wasm.runner import WasmHost, read_module
+    from remora.wasm.sandbox import Preopen, SandboxPolicy
+
+    try:
+        wasm = read_module(args.module)
+        policy = SandboxPolicy(
+            args=(args.module.name, *args.guest_args),
+            env=dict(args.env),
+            preopens=tuple(Preopen.parse(spec) for spec in args.dir),
+            inherit_stdout=True,
+            inherit_stderr=True,
+        )
+        limits = Limits(
+            max_memory=args.max_memory,
+            fuel=args.fuel,
+            timeout=args.timeout,
+            max_wasm_stack=args.max_wasm_stack,
+        )
+        cache = None
+        if not args.no_cache:
+            try:
+                cache = ModuleCache(args.cache_dir)
+            except CacheError as exc:
+                _error(f"{exc}; running without the module cache")
+        sys.stdout.flush()
+        return WasmHost(cache).run(wasm, policy, limits, origin=str(args.module)).exit_code
+    except GuestTrap as exc:
+        _error(f"{args.module}: {exc}")
+        return EXIT_TRAPPED
+    except (WasmError, ValueError) as exc:
+        _error(str(exc))
+        return EXIT_HOST_ERROR
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from remora.wasm.errors import WasmError
+    from remora.wasm.moduleinfo import inspect_module
+    from remora.wasm.runner import read_module
+
+    try:
+        info = inspect_module(read_module(args.module), str(args.module))
+    except WasmError as exc:
+        _error(str(exc))
+        return EXIT_HOST_ERROR
+    if args.json:
+        print(json.dumps(info.to_json(), indent=2))
+        return 0
+    _print_text(info.to_json())
+    return 0
+
+
+def _print_text(doc: dict[str, Any]) -> None:
+    print(f"size: {doc['size']} bytes")
+    for title in ("imports", "exports", "memories"):
+        print(f"{title}: {len(doc[title])}")
+        for e in doc[title]:
+            where = f"{e['module']}." if e["module"] else ""
+            print(f"  {e['kind']:<7} {where}{e['name']}: {e['type']}")
+    print(f"custom sections: {len(doc['custom_sections'])}")
+    for c in doc["custom_sections"]:
+        print(f"  {c['name']} ({c['size']} bytes at offset {c['offset']})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (`python -m remora.wasm.cli wasm run ...`), same parser as `remora`."""
+    parser = argparse.ArgumentParser(prog="remora")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Resource limits for one guest, and the mapping of wasmtime failures onto typed limit errors.
+
+Each limit uses the wasmtime mechanism made for it: the store limiter for memory, table elements
+and instances; fuel for a deterministic CPU budget; epoch interruption (driven by the engine's
+ticker thread) for a wall-clock deadline; `max_wasm_stack` for recursion depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import wasmtime
+
+from remora.wasm.engine import EngineConfig, EngineHandle
+from remora.wasm.errors import (
+    DeadlineExceededError,
+    FuelExhaustedError,
+    GuestTrap,
+    InstanceLimitError,
+    LinkError,
+    MemoryLimitError,
+    StackLimitError,
+    TableLimitError,
+    WasmError,
+    frames_of,
+    last_line,
+    trap_code_name,
+)
+
+WASM_PAGE = 65536
+# Relative epoch deadline meaning "never" for stores without a timeout on an epoch-enabled engine.
+_NO_DEADLINE = 1 << 62
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_memory: int | None = None
+    fuel: int | None = None
+    timeout: float | None = None
+    max_wasm_stack: int | None = None
+    max_table_elements: int | None = None
+    max_instances: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_memory", "fuel", "max_wasm_stack", "max_table_elements", "max_instances"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"Limits.{name}: expected a non-negative int, got {value!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"Limits.timeout: expected seconds > 0, got {self.timeout!r}")
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            consume_fuel=self.fuel is not None,
+            epoch_interruption=self.timeout is not None,
+            max_wasm_stack=self.max_wasm_stack,
+        )
+
+    def apply(self, store: wasmtime.Store, handle: EngineHandle) -> bool:
+        """Configure `store`; returns True when a deadline was armed (caller must `disarm`)."""
+        store.set_limits(
+            memory_size=-1 if self.max_memory is None else self.max_memory,
+            table_elements=-1 if self.max_table_elements is None else self.max_table_elements,
+            instances=-1 if self.max_instances is None else self.max_instances,
+        )
+        if self.fuel is not None:
+            store.set_fuel(self.fuel)
+        if handle.config.epoch_interruption:
+            if self.timeout is None:
+                store.set_epoch_deadline(_NO_DEADLINE)
+                return False
+            store.set_epoch_deadline(handle.ticker.ticks_for(self.timeout))
+            handle.ticker.acquire()
+            return True
+        return False
+
+
+def translate(
+    exc: wasmtime.WasmtimeError | wasmtime.Trap, limits: Limits, memory_at_cap: bool = False
+) -> WasmError:
+    """The typed remora error for a wasmtime failure during instantiation or a call."""
+    if isinstance(exc, wasmtime.Trap):
+        message, code, frames = last_line(exc.message), trap_code_name(exc), frames_of(exc)
+        if code == "OUT_OF_FUEL":
+            return FuelExhaustedError(message, limits.fuel, code, frames)
+        if code == "INTERRUPT":
+            return DeadlineExceededError(message, limits.timeout, code, frames)
+        if code == "STACK_OVERFLOW":
+            return StackLimitError(message, limits.max_wasm_stack, code, frames)
+        if memory_at_cap:
+            # wasmtime reports a refused memory.grow as -1 to the guest, not as a trap; a guest
+            # that then traps (abort, unreachable) while at the cap died of the memory limit.
+            return MemoryLimitError(message, limits.max_memory, code, frames)
+        return GuestTrap(message, code, frames)
+    message = last_line(str(exc))
+    if "exceeds memory limits" in message:
+        return MemoryLimitError(message, limits.max_memory)
+    if "exceeds table limits" in message:
+        return TableLimitError(message, limits.max_table_elements)
+    if "instance count too high" in message:
+        return InstanceLimitError(message, limits.max_instances)
+    return LinkError(message)

@@ -1,0 +1,186 @@
+"""Instantiate modules under a policy and limits, and run WASI commands.
+
+`WasmHost` owns the module cache; `Guest` is one instance in its own store (so limits and the
+WASI context are per guest) and must be closed, which also tears down the WASI output callbacks
+before interpreter shutdown (wasmtime panics if they outlive the Python callbacks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import wasmtime
+
+from remora.wasm.cache import ModuleCache, compile_module
+from remora.wasm.engine import EngineHandle, engine_for
+from remora.wasm.errors import GuestTrap, LinkError, ModuleFormatError
+from remora.wasm.limits import WASM_PAGE, Limits, translate
+from remora.wasm.sandbox import OutputBuffer, SandboxPolicy, build_wasi, install_determinism
+
+# Adds host functions to a linker before instantiation: (linker, store) -> None.
+Definer = Callable[[wasmtime.Linker, wasmtime.Store], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+
+class Guest:
+    """One module instance in its own store with a sandbox policy and limits applied."""
+
+    def __init__(
+        self,
+        handle: EngineHandle,
+        module: wasmtime.Module,
+        policy: SandboxPolicy,
+        limits: Limits,
+        definers: Sequence[Definer] = (),
+    ) -> None:
+        self.handle = handle
+        self.limits = limits
+        self.store = wasmtime.Store(handle.engine)
+        self._armed = False
+        self._closed = False
+        try:
+            wasi = build_wasi(policy)
+            self.stdout: OutputBuffer = wasi.stdout
+            self.stderr: OutputBuffer = wasi.stderr
+            self.store.set_wasi(wasi.config)
+            self.linker = wasmtime.Linker(handle.engine)
+            self.linker.define_wasi()
+            install_determinism(self.linker, policy)
+            for define in definers:
+                define(self.linker, self.store)
+            self._armed = limits.apply(self.store, handle)
+            try:
+                self.instance = self.linker.instantiate(self.store, module)
+            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+                raise translate(exc, limits, self._memory_at_cap()) from None
+        except BaseException:
+            self.close()
+            raise
+        memory = self.instance.exports(self.store).get("memory")
+        self.memory: wasmtime.Memory | None = (
+            memory if isinstance(memory, wasmtime.Memory) else None
+        )
+
+    def func(self, name: str) -> wasmtime.Func:
+        item = self.instance.exports(self.store).get(name)
+        if not isinstance(item, wasmtime.Func):
+            raise LinkError(f"guest has no exported function {name!r}")
+        return item
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Call an export through wasmtime's generic path, with failures typed."""
+        func = self.func(name)
+        try:
+            return func(self.store, *args)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            if isinstance(exc, wasmtime.ExitTrap):
+                raise
+            raise translate(exc, self.limits, self._memory_at_cap()) from None
+
+    def run_start(self) -> int:
+        """Run a WASI command's `_start`; its exit code (0 if it returns normally)."""
+        try:
+            self.call("_start")
+        except wasmtime.ExitTrap as exc:
+            return int(exc.code)
+        return 0
+
+    def _memory_at_cap(self) -> bool:
+        cap = self.limits.max_memory
+        if cap is None or not hasattr(self, "instance"):
+            return False
+        memory = self.instance.exports(self.store).get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return False
+        return memory.data_len(self.store) + WASM_PAGE > cap
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._armed:
+            self.handle.ticker.release()
+        self.store.close()
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+@dataclass
+class WasmHost:
+    """Compiles (through the cache when given) and instantiates modules."""
+
+    cache: ModuleCache | None = None
+    _modules: dict[tuple[str, bytes], wasmtime.Module] = field(default_factory=dict)
+
+    def load(self, wasm: bytes, limits: Limits, origin: str = "<bytes>") -> EngineModule:
+        handle = engine_for(limits.engine_config())
+        if self.cache is None:
+            return EngineModule(handle, compile_module(handle.engine, wasm, origin))
+        return EngineModule(handle, self.cache.load(handle, wasm, origin))
+
+    def instantiate(
+        self,
+        wasm: bytes,
+        policy: SandboxPolicy | None = None,
+        limits: Limits | None = None,
+        definers: Sequence[Definer] = (),
+        origin: str = "<bytes>",
+    ) -> Guest:
+        limits = limits or Limits()
+        loaded = self.load(wasm, limits, origin)
+        return Guest(loaded.handle, loaded.module, policy or SandboxPolicy(), limits, definers)
+
+    def run(
+        self,
+        wasm: bytes,
+        policy: SandboxPolicy | None = None,
+        limits: Limits | None = None,
+        origin: str = "<bytes>",
+    ) -> RunResult:
+        """Run a WASI command to completion. Limit breaches and traps raise typed errors."""
+        with self.instantiate(wasm, policy, limits, origin=origin) as guest:
+            code = guest.run_start()
+            return RunResult(
+                code,
+                guest.stdout.getvalue(),
+                guest.stderr.getvalue(),
+                guest.stdout.truncated,
+                guest.stderr.truncated,
+            )
+
+
+@dataclass(frozen=True)
+class EngineModule:
+    handle: EngineHandle
+    module: wasmtime.Module
+
+
+def read_module(path: Path | str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ModuleFormatError(f"{path}: cannot read module: {exc.strerror}") from None
+
+
+__all__ = ["Definer", "Guest", "GuestTrap", "RunResult", "WasmHost", "read_module"]

@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import ctypes
+import errno
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from remora.bpf import asm
+from remora.bpf.cpus import parse_cpu_list, possible_cpus
+from remora.bpf.errors import BPFError, BPFSyscallError
+from remora.bpf.maps import Map, MapSpec
+from remora.bpf.prog import Program, ProgramSpec
+from remora.bpf.sys.types import BPF_EXIST, BPF_F_NO_PREALLOC, BPF_NOEXIST, MapType, ProgType
+
+pytestmark = pytest.mark.usefixtures("bpf_root")
+
+
+def make(mtype: MapType, key: int = 4, value: int = 8, n: int = 16, **kw: object) -> Map:
+    return Map.create(MapSpec("t_" + mtype.name.lower(), mtype, key, value, n, **kw))  # type: ignore[arg-type]
+
+
+def test_hash_crud_flags_and_iteration() -> None:
+    with make(MapType.HASH) as m:
+        m[1] = 10
+        m.update(2, 20, BPF_NOEXIST)
+        with pytest.raises(BPFSyscallError) as ei:
+            m.update(2, 21, BPF_NOEXIST)
+        assert ei.value.errno == errno.EEXIST
+        with pytest.raises(BPFSyscallError) as ei:
+            m.update(3, 30, BPF_EXIST)
+        assert ei.value.errno == errno.ENOENT
+        m.update(2, 22, BPF_EXIST)
+        assert m[1] == 10 and m[2] == 22 and m.get(3) is None
+        assert 1 in m and 3 not in m
+        assert sorted(m) == [1, 2]
+        assert dict(m.items()) == {1: 10, 2: 22}
+        assert m.lookup_and_delete(1) == 10
+        del m[2]
+        with pytest.raises(KeyError):
+            del m[2]
+        with pytest.raises(KeyError):
+            _ = m[2]
+        assert list(m) == []
+
+
+def test_hash_full_is_e2big() -> None:
+    with make(MapType.HASH, n=2) as m:
+        m[1] = 1
+        m[2] = 2
+        with pytest.raises(BPFSyscallError) as ei:
+            m[3] = 3
+        assert ei.value.errno == errno.E2BIG
+
+
+def test_batch_lookup_update_delete() -> None:
+    with make(MapType.HASH, n=1000) as m:
+        keys = list(range(1000))
+        assert m.update_batch(keys, [k * 3 for k in keys]) == 1000
+        got = dict(m.lookup_batch(chunk=97))
+        assert got == {k: k * 3 for k in keys}
+        assert m.delete_batch(keys[:500]) == 500
+        assert sorted(k for k, _ in m.lookup_batch()) == keys[500:]
+        drained = m.lookup_batch(delete=True)
+        assert len(drained) == 500 and list(m) == []
+
+
+def test_array_and_batch_on_array() -> None:
+    with make(MapType.ARRAY, n=4) as m:
+        m[3] = 7
+        assert [m[i] for i in range(4)] == [0, 0, 0, 7]
+        assert list(m) == [0, 1, 2, 3]
+        with pytest.raises(BPFSyscallError) as ei:
+            del m[0]
+        assert ei.value.errno == errno.EINVAL
+        assert m.lookup_batch(chunk=3) == [(0, 0), (1, 0), (2, 0), (3, 7)]
+
+
+@pytest.mark.parametrize("mtype", [MapType.PERCPU_HASH, MapType.PERCPU_ARRAY])
+def test_percpu_values_are_a_list_per_possible_cpu(mtype: MapType) -> None:
+    ncpu = possible_cpus()
+    with make(mtype, value=4, n=4) as m:
+        m[1] = list(range(100, 100 + ncpu))
+        assert m[1] == list(range(100, 100 + ncpu))
+        with pytest.raises(ValueError, match="per-CPU"):
+            m[1] = [1] * (ncpu + 1)
+        assert dict(m.lookup_batch())[1] == list(range(100, 100 + ncpu))
+
+
+def test_lru_hash_evicts_instead_of_failing() -> None:
+    with make(MapType.LRU_HASH, n=64) as m:
+        for k in range(1000):
+            m[k] = k
+        assert 0 < len(list(m)) <= 64 + possible_cpus() * 8
+        assert m[999] == 999
+
+
+class LpmKey(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("addr", ctypes.c_uint8 * 4)]
+
+
+def test_lpm_trie_longest_prefix_match() -> None:
+    spec = MapSpec("lpm", MapType.LPM_TRIE, 8, 4, 16, flags=BPF_F_NO_PREALLOC)
+    with Map.create(spec).with_types(key=LpmKey, value=int) as m:
+        m[LpmKey(8, (10, 0, 0, 0))] = 8
+        m[LpmKey(24, (10, 1, 2, 0))] = 24
+        assert m[LpmKey(32, (10, 1, 2, 3))] == 24
+        assert m[LpmKey(32, (10, 9, 9, 9))] == 8
+        assert m.get(LpmKey(32, (11, 0, 0, 0))) is None
+
+
+def test_prog_array_stores_program_and_returns_id() -> None:
+    spec = ProgramSpec("tail", ProgType.XDP, asm.assemble(asm.return_imm(2)))
+    with make(MapType.PROG_ARRAY, value=4, n=4) as m, Program.load(spec) as p:
+        m[0] = p
+        assert m[0] == p.info().id
+        del m[0]
+        assert m.get(0) is None
+
+
+def test_perf_event_array_and_ringbuf_create() -> None:
+    with make(MapType.PERF_EVENT_ARRAY, value=4, n=possible_cpus()) as m:
+        assert m.info().type == MapType.PERF_EVENT_ARRAY
+        with pytest.raises(KeyError):
+            del m[0]
+    with make(MapType.RINGBUF, key=0, value=0, n=4096) as rb:
+        assert rb.info().max_entries == 4096
+    with pytest.raises(BPFSyscallError) as ei:
+        make(MapType.RINGBUF, key=0, value=0, n=4095)  # must be a power-of-2 page multiple
+    assert ei.value.errno == errno.EINVAL
+
+
+def test_queue_and_stack_order() -> None:
+    with make(MapType.QUEUE, key=0, value=4, n=2) as q:
+        q.push(1)
+        q.push(2)
+        with pytest.raises(BPFSyscallError):
+            q.push(3)
+        q.push(3, BPF_EXIST)  # overwrite the oldest
+        assert [q.peek(), q.pop(), q.pop()] == [2, 2, 3]
+        with pytest.raises(IndexError):
+            q.pop()
+    with make(MapType.STACK, key=0, value=4, n=4) as s:
+        for v in (1, 2, 3):
+            s.push(v)
+        assert [s.pop(), s.pop(), s.peek()] == [3, 2, 1]
+
+
+@pytest.mark.parametrize("outer", [MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS])
+def test_map_in_map(outer: MapType) -> None:
+    inner_spec = MapSpec("inner", MapType.ARRAY, 4, 4, 1)
+    spec = MapSpec("outer", outer, 4, 4, 4, inner=inner_spec)
+    with Map.create(spec) as m, Map.create(inner_spec) as inner:
+        m[1] = inner
+        assert m[1] == inner.info().id
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    srv = socket.create_server(("127.0.0.1", 0))
+    cli = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    srv.close()
+    yield cli, conn
+    cli.close()
+    conn.close()
+
+
+@pytest.mark.parametrize("mtype", [MapType.SOCKMAP, MapType.SOCKHASH])
+def test_sockmap_and_sockhash_hold_sockets(
+    mtype: MapType, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    with make(mtype, value=4, n=4) as m:
+        m[0] = tcp_pair[0].fileno()
+        m[1] = tcp_pair[1].fileno()
+        if mtype == MapType.SOCKHASH:
+            assert sorted(m) == [0, 1]
+        del m[0]
+        with pytest.raises((KeyError, BPFSyscallError)):  # the slot is really empty now
+            del m[0]
+        with pytest.raises(BPFSyscallError):  # only sockets go in
+            m[2] = 0
+
+
+def test_devmap_and_cpumap() -> None:
+    lo = socket.if_nametoindex("lo")
+    with make(MapType.DEVMAP, value=4, n=4) as d:
+        d[0] = lo
+        assert d[0] == lo
+    with make(MapType.CPUMAP, value=4, n=possible_cpus()) as c:
+        c[0] = 192  # queue size
+        assert c[0] == 192
+
+
+def test_freeze_blocks_user_writes() -> None:
+    with make(MapType.ARRAY, n=1) as m:
+        m[0] = 5
+        m.freeze()
+        with pytest.raises(BPFSyscallError) as ei:
+            m[0] = 6
+        assert ei.value.errno == errno.EPERM
+        assert m[0] == 5
+
+
+def test_pin_open_pinned_and_unpin(bpffs_dir: Path) -> None:
+    path = bpffs_dir / "counts"
+    with make(MapType.HASH) as m:
+        m[7] = 70
+        m.pin(path)
+    with Map.open_pinned(path) as again:
+        assert again.type == MapType.HASH and again.key_size == 4 and again.value_size == 8
+        assert again[7] == 70
+    path.unlink()
+    with pytest.raises(BPFSyscallError) as ei:
+        Map.open_pinned(path)
+    assert ei.value.errno == errno.ENOENT
+
+
+class Val(ctypes.Structure):
+    _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
+
+
+def test_typed_struct_values_decode_in_place() -> None:
+    with make(MapType.HASH, value=16).with_types(key=int, value=Val) as m:
+        m[1] = Val(3, 300)
+        v = m[1]
+        assert isinstance(v, Val) and (v.packets, v.bytes) == (3, 300)
+        with pytest.raises(TypeError):
+            m[2] = b"x" * 16
+        batch = m.lookup_batch()
+        assert batch[0][1].bytes == 300
+    with make(MapType.HASH, value=8) as m, pytest.raises(BPFError, match="16 bytes"):
+        m.with_types(value=Val)
+
+
+def test_bytes_keys_and_bad_sizes() -> None:
+    with make(MapType.HASH, key=6, value=4) as m:
+        m[b"abcdef"] = 1
+        assert m[b"abcdef"] == 1
+        with pytest.raises(ValueError):
+            m[b"abc"] = 1
+    with make(MapType.HASH, key=16, value=4) as m:
+        m.with_types(key=int)
+        m[1 << 100] = 2
+        assert list(m) == [1 << 100]
+
+
+def test_cpu_list_parsing() -> None:
+    assert parse_cpu_list("0-3,8,10-11\n") == 12
+    assert parse_cpu_list("0") == 1
+    with pytest.raises(BPFError):
+        parse_cpu_list("x-y")

@@ -1,0 +1,129 @@
+"""Builds Envoy bootstraps for tests and runs the real proxy against real demo upstreams."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from remora.config.bootstrap import parse_dict
+from remora.config.compile import compile_bootstrap
+from remora.demo.upstream import DemoUpstream
+from remora.proxy.server import ProxyServer
+
+HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    "HttpConnectionManager"
+)
+ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+
+
+def endpoints(ports: list[int], host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    return [
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": p}}}}
+        for p in ports
+    ]
+
+
+def cluster(name: str, ports: list[int], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints(ports)}]},
+        **extra,
+    }
+
+
+def http_listener(
+    routes: list[dict[str, Any]] | None = None,
+    virtual_hosts: list[dict[str, Any]] | None = None,
+    name: str = "http",
+    host: str = "127.0.0.1",
+    **hcm: Any,
+) -> dict[str, Any]:
+    if virtual_hosts is None:
+        virtual_hosts = [
+            {
+                "name": "all",
+                "domains": ["*"],
+                "routes": routes or [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}],
+            }
+        ]
+    typed_config = {
+        "@type": HCM_TYPE,
+        "stat_prefix": name,
+        "route_config": {"name": "routes", "virtual_hosts": virtual_hosts},
+        "http_filters": [ROUTER],
+        **hcm,
+    }
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": host, "port_value": 0}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": typed_config}
+                ]
+            }
+        ],
+    }
+
+
+def tcp_listener(cluster_name: str, name: str = "tcp", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.tcp_proxy",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                            "stat_prefix": name,
+                            "cluster": cluster_name,
+                            **extra,
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def bootstrap(
+    listeners: list[dict[str, Any]], clusters: list[dict[str, Any]], admin: bool = True
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "static_resources": {"listeners": copy.deepcopy(listeners), "clusters": clusters}
+    }
+    if admin:
+        config["admin"] = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
+    return config
+
+
+@asynccontextmanager
+async def running_proxy(config: dict[str, Any]) -> AsyncIterator[ProxyServer]:
+    server = ProxyServer(compile_bootstrap(parse_dict(config)), drain_timeout=1.0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@asynccontextmanager
+async def demo_upstreams(count: int = 2) -> AsyncIterator[list[DemoUpstream]]:
+    upstreams = [DemoUpstream(name=f"up-{i}", host="127.0.0.1", port=0) for i in range(count)]
+    for upstream in upstreams:
+        await upstream.start()
+    try:
+        yield upstreams
+    finally:
+        for upstream in upstreams:
+            await upstream.close()

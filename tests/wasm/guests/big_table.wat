@@ -1,0 +1,2 @@
+;; Needs 1000 table elements at instantiation.
+(module (table 1000 funcref))

@@ -1,0 +1,28 @@
+;; Small pure functions for limits and call-path tests.
+(module
+  (import "host" "add" (func $host_add (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (table (export "table") 1 funcref)
+  (func (export "add") (param i32 i32) (result i32)
+    (i32.add (local.get 0) (local.get 1)))
+  (func (export "mix") (param i64 f32 f64) (result f64)
+    (f64.add (f64.convert_i64_s (local.get 0))
+             (f64.add (f64.promote_f32 (local.get 1)) (local.get 2))))
+  (func (export "call_host") (param i32 i32) (result i32)
+    (call $host_add (local.get 0) (local.get 1)))
+  (func (export "call_host_n") (param $n i32) (result i32)
+    (local $acc i32)
+    (block $done
+      (loop $again
+        (br_if $done (i32.eqz (local.get $n)))
+        (local.set $acc (call $host_add (local.get $acc) (i32.const 1)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $again)))
+    (local.get $acc))
+  (func (export "spin") (loop $forever (br $forever)))
+  (func $recurse (export "recurse") (param i32) (result i32)
+    (i32.add (call $recurse (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func $div (export "div") (param i32 i32) (result i32)
+    (i32.div_s (local.get 0) (local.get 1)))
+  (func (export "grow_table") (param i32) (result i32)
+    (table.grow 0 (ref.null func) (local.get 0))))
