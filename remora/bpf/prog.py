@@ -39,6 +39,16 @@ class LineRecord:
 
 
 @dataclasses.dataclass
+class Reloc:
+    """An ld_imm64 at `insn` that needs a map fd: the map itself or a pointer into its value."""
+
+    insn: int
+    kind: str  # "map" (BPF_PSEUDO_MAP_FD) or "value" (BPF_PSEUDO_MAP_VALUE + offset)
+    target: str  # map name
+    offset: int
+
+
+@dataclasses.dataclass
 class ProgramSpec:
     name: str
     type: t.ProgType
@@ -54,6 +64,7 @@ class ProgramSpec:
     line_info: bytes = b""  # struct bpf_line_info records
     lines: list[LineRecord] = dataclasses.field(default_factory=list)
     maps_used: list[str] = dataclasses.field(default_factory=list)
+    relocs: list[Reloc] = dataclasses.field(default_factory=list)
     needs_attach_target: str = ""  # why this program cannot load without an attach target
 
     @property
@@ -124,7 +135,13 @@ class Program:
             if ret >= 0:
                 return cls(FD(ret, "prog"), spec.name, spec.type, spec)
             if err in (errno.EPERM, errno.ENOMEM, errno.EFAULT, errno.EBADF):
-                raise BPFSyscallError(err, "PROG_LOAD", f"program {spec.name!r}")
+                detail = f"program {spec.name!r}"
+                if err == errno.EPERM and spec.type in (t.ProgType.TRACING, t.ProgType.LSM):
+                    detail += (
+                        "; fentry/fexit/fmod_ret/lsm need BPF trampolines (ftrace direct calls)"
+                        " and no kernel lockdown, even as root"
+                    )
+                raise BPFSyscallError(err, "PROG_LOAD", detail)
         ret, err, log, truncated = _load_with_log(attr, max(log_level, 1))
         if ret < 0:
             source = _failing_source(log, spec.lines)

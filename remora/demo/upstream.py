@@ -24,6 +24,7 @@ import json
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import cast
 
 import httptools
 
@@ -134,8 +135,8 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self.server.connections.add(self)
         self.server.connections_accepted += 1
 

@@ -208,7 +208,7 @@ def wasm_struct(cls: type[T]) -> type[T]:
     fields: list[FieldLayout] = []
     padding: list[tuple[int, int]] = []
     offset, struct_align = 0, 1
-    for field in dataclasses.fields(cls):
+    for field in dataclasses.fields(typing.cast(Any, cls)):
         spec = spec_from_annotation(hints[field.name], f"{cls.__name__}.{field.name}")
         size, align = size_align(spec)
         aligned = -(-offset // align) * align
@@ -348,6 +348,12 @@ class StructView:
     """
 
     __slots__ = ("_addr", "_base", "_layout", "_mem", "_obj", "_size")
+    _mem: LinearMemory
+    _layout: StructLayout
+    _addr: int
+    _base: int
+    _size: int
+    _obj: Any
 
     def __init__(self, mem: LinearMemory, layout: StructLayout, addr: int) -> None:
         object.__setattr__(self, "_mem", mem)

@@ -68,10 +68,18 @@ class Guest:
         except BaseException:
             self.close()
             raise
-        memory = self.instance.exports(self.store).get("memory")
+        exports = self.instance.exports(self.store)
+        memory = exports.get("memory")
         self.memory: wasmtime.Memory | None = (
             memory if isinstance(memory, wasmtime.Memory) else None
         )
+        if isinstance(exports.get("_initialize"), wasmtime.Func):
+            # A WASI reactor (library-style module) must run its constructors before any export.
+            try:
+                self.call("_initialize")
+            except BaseException:
+                self.close()
+                raise
 
     def func(self, name: str) -> wasmtime.Func:
         item = self.instance.exports(self.store).get(name)

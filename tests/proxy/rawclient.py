@@ -22,8 +22,8 @@ async def send_and_read(
                 received += chunk
                 if until is not None and until in received:
                     break
-    except TimeoutError:
-        pass
+    except (TimeoutError, ConnectionResetError):
+        pass  # a reset is how a proxy ends a connection with unread input
     finally:
         writer.close()
     return bytes(received)

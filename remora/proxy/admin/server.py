@@ -11,6 +11,7 @@ the server buffer unbounded output.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 import contextlib
 import logging
 from collections.abc import Callable
@@ -94,7 +95,8 @@ class _AdminProtocol(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         self._registry.add(self)
         self._arm_idle_timer()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
@@ -75,8 +75,8 @@ class _TcpUpstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.owner.listener.buffer_limit)
 
     def data_received(self, data: bytes) -> None:
@@ -104,6 +104,7 @@ class TcpDownstream(asyncio.Protocol):
         self.cluster: Cluster | None = None
         self.host: Host | None = None
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.rx = 0
         self.tx = 0
         self.closed = False
@@ -115,10 +116,11 @@ class TcpDownstream(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.connect_task: asyncio.Task[None] | None = None
         self.half_closed = 0
+        self.downstream_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.listener.buffer_limit)
         peer = transport.get_extra_info("peername")
         if peer:
@@ -170,6 +172,13 @@ class TcpDownstream(asyncio.Protocol):
         if self.closed:
             self._close_upstream()
             return
+        assert upstream.transport is not None
+        for chunk in self.pending:
+            upstream.transport.write(chunk)
+        self.pending.clear()
+        self.pending_bytes = 0
+        if self.downstream_eof and upstream.transport.can_write_eof():
+            upstream.transport.write_eof()
         if self.transport is not None:
             self.transport.resume_reading()
 
@@ -180,6 +189,13 @@ class TcpDownstream(asyncio.Protocol):
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(data)
+            return
+        # Not connected yet (some loops start reading after connection_made regardless of a
+        # pause there): hold the bytes, and stop reading once a buffer's worth is waiting.
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > self.listener.buffer_limit and self.transport is not None:
+            self.transport.pause_reading()
 
     def from_upstream(self, data: bytes) -> None:
         self.tx += len(data)
@@ -189,6 +205,7 @@ class TcpDownstream(asyncio.Protocol):
             self.transport.write(data)
 
     def eof_received(self) -> bool | None:
+        self.downstream_eof = True
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             if upstream.transport.can_write_eof():

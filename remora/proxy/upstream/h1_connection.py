@@ -8,7 +8,7 @@ so a response body chunk goes from this socket to the downstream socket in one c
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol, TYPE_CHECKING, cast
 
 import httptools
 
@@ -65,8 +65,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.pool.buffer_limit)
         if not self.connected.done():
             self.connected.set_result(None)

@@ -164,7 +164,9 @@ def _parse_value(value: str, path: str) -> tuple[tuple[bool, str], ...] | None:
             continue
         match = _COMMAND.match(value, i)
         if match is None:
-            raise _BadValue(f"invalid header value {value!r}: no command at offset {i} (write %%)")
+            raise _BadValue(
+                f"invalid header value {value!r}: no command at offset {i} (write %% for a literal %)"
+            )
         command = match.group(0).strip("%")
         if command not in HEADER_VALUE_COMMANDS:
             raise _BadValue(f"not supported: header value command %{command}% in {path}")
@@ -183,11 +185,11 @@ def _compile_add(
 ) -> HeaderAdd | None:
     header = option.header
     name = header.key.lower()
-    if not name or not _HEADER_NAME.match(name):
-        errors.add(f"{path}.header.key", f"invalid header name {header.key!r}")
-        return None
-    if name == "host":
+    if name.startswith(":") or name == "host":
         errors.add(f"{path}.header.key", ":-prefixed or host headers may not be modified")
+        return None
+    if not _HEADER_NAME.match(name):
+        errors.add(f"{path}.header.key", f"invalid header name {header.key!r}")
         return None
     if header.value and header.raw_value:
         errors.add(f"{path}.header", "only one of value and raw_value may be set")

@@ -61,7 +61,9 @@ def test_domain_precedence(authority: str, expected: str) -> None:
 
 
 def test_port_is_part_of_the_authority_by_default() -> None:
-    table = build({"virtual_hosts": [vhost("plain", "example.com"), vhost("port", "example.com:8080")]})
+    table = build(
+        {"virtual_hosts": [vhost("plain", "example.com"), vhost("port", "example.com:8080")]}
+    )
     assert pick(table, "example.com") == "plain"
     assert pick(table, "example.com:8080") == "port"
     # Envoy does not retry without the port: no `*` host, so no match at all.

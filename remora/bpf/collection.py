@@ -1,0 +1,202 @@
+"""`Collection`: every map and program of one object, loaded, owned and released together.
+
+Load order matters and mirrors what the kernel needs: BTF first (maps and programs reference
+it), then maps (programs embed their fds), global data written before `.rodata` is frozen,
+programs next, and last the `values = {...}` initialisers of prog arrays and maps-in-maps
+(which need the program and inner map fds). If any step fails, everything created so far is
+closed before the error propagates, so a failed load leaks nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from remora.bpf.btf.kernel import kernel_btf
+from remora.bpf.btf.load import load_btf
+from remora.bpf.btf.types import Kind
+from remora.bpf.elf import CollectionSpec, read_elf
+from remora.bpf.errors import BPFError, BPFLoadError, BPFSyscallError
+from remora.bpf.maps import Map, MapSpec
+from remora.bpf.pin import check_pin_dir
+from remora.bpf.prog import Program, ProgramSpec
+from remora.bpf.sys.fd import FD
+
+PIN_BY_NAME = 1
+
+
+class Collection:
+    """Loaded programs and maps by name. Use as a context manager, or call close()."""
+
+    def __init__(self, spec: CollectionSpec) -> None:
+        self.spec = spec
+        self.maps: dict[str, Map] = {}
+        self.programs: dict[str, Program] = {}
+        self.btf_fd: FD | None = None
+        self.btf_error: str = ""
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | CollectionSpec,
+        constants: dict[str, Any] | None = None,
+        map_pins: str | os.PathLike[str] | None = None,
+        programs: Iterable[str] | None = None,
+        log_level: int = 0,
+    ) -> Collection:
+        """Load an object. `programs` limits loading to those programs and the maps they use."""
+        spec = path if isinstance(path, CollectionSpec) else read_elf(path)
+        if constants:
+            spec.set_constants(constants)
+        coll = cls(spec)
+        try:
+            coll._load(map_pins, None if programs is None else list(programs), log_level)
+        except BaseException:
+            coll.close()
+            raise
+        return coll
+
+    def _load(self, map_pins: Any, only: list[str] | None, log_level: int) -> None:
+        spec = self.spec
+        progs = spec.programs
+        if only is not None:
+            missing = [p for p in only if p not in progs]
+            if missing:
+                raise BPFLoadError(
+                    f"{spec.path}: no program {missing[0]!r} (programs: {', '.join(progs)})"
+                )
+            progs = {n: progs[n] for n in only}
+            wanted = {m for p in progs.values() for m in p.maps_used}
+            wanted |= self._init_deps(wanted, progs)
+            maps = {n: m for n, m in spec.maps.items() if n in wanted}
+        else:
+            maps = spec.maps
+        if spec.btf_raw is not None:
+            try:
+                self.btf_fd = load_btf(spec.btf_raw)
+            except BPFSyscallError as e:
+                # Programs still load without BTF; they only lose source lines in errors.
+                self.btf_error = str(e)
+        btf = self.btf_fd.raw if self.btf_fd is not None else 0
+        for name, ms in maps.items():
+            self.maps[name] = self._make_map(ms, btf, map_pins)
+        for name, ps in progs.items():
+            self.programs[name] = self._load_program(ps, btf, log_level)
+        for name, ms in maps.items():
+            for index, (kind, target) in ms.contents:
+                if isinstance(target, str) and kind == "prog" and target not in self.programs:
+                    continue  # that program was not requested
+                obj: Any = self.programs[target] if kind == "prog" else self.maps.get(target)
+                if obj is None:
+                    inner = self._make_map(spec.maps[target], btf, None)
+                    self.maps[target] = inner
+                    obj = inner
+                self.maps[name][index] = obj
+
+    def _init_deps(self, wanted: set[str], progs: dict[str, ProgramSpec]) -> set[str]:
+        extra: set[str] = set()
+        for name in wanted:
+            for _, (kind, target) in self.spec.maps[name].contents:
+                if kind == "map":
+                    extra.add(target)
+        return extra
+
+    def _make_map(self, ms: MapSpec, btf: int, map_pins: Any) -> Map:
+        pin_path = None
+        if ms.pinning == PIN_BY_NAME and map_pins is not None:
+            check_pin_dir(map_pins)
+            pin_path = Path(map_pins) / ms.name
+            if pin_path.exists():
+                m = Map.open_pinned(pin_path)
+                why = ms.compatible(m.info())
+                if why is not None:
+                    m.close()
+                    raise BPFLoadError(f"pinned map {pin_path} does not match {ms.name!r}: {why}")
+                m.spec = ms
+                return m
+        m = Map.create(ms, btf_fd=btf)
+        try:
+            if ms.initial_data is not None:
+                buf = ctypes.create_string_buffer(ms.initial_data, ms.value_size)
+                m.with_types(key=int, value=type(buf))[0] = buf
+                m.key_codec = m._default_codec(m.key_size)
+                m.value_codec = m._default_codec(m.value_size)
+            if ms.freeze:
+                m.freeze()
+            if pin_path is not None:
+                m.pin(pin_path)
+        except BaseException:
+            m.close()
+            raise
+        return m
+
+    def _load_program(self, ps: ProgramSpec, btf: int, log_level: int) -> Program:
+        if ps.needs_attach_target:
+            raise BPFLoadError(f"program {ps.name!r} cannot be loaded: {ps.needs_attach_target}")
+        insns = bytearray(ps.insns)
+        for r in ps.relocs:
+            m = self.maps.get(r.target)
+            if m is None:
+                raise BPFLoadError(f"program {ps.name!r} uses map {r.target!r}, which is not loaded")
+            struct.pack_into("<i", insns, r.insn * 8 + 4, m.fd.raw)
+        if ps.attach_to and not ps.attach_btf_id:
+            kind = Kind.TYPEDEF if ps.attach_to.startswith("btf_trace_") else Kind.FUNC
+            try:
+                ps.attach_btf_id = kernel_btf().find(ps.attach_to, kind)
+            except BPFLoadError as e:
+                raise BPFLoadError(
+                    f"program {ps.name!r} ({ps.section}): attach target not found: {e}; "
+                    "it needs a target that only an attach can provide"
+                ) from None
+        loadable = ProgramSpec(**{**ps.__dict__, "insns": bytes(insns)})
+        return Program.load(loadable, btf_fd=btf, log_level=log_level)
+
+    # pins ---------------------------------------------------------------------------------------
+    def pin(self, directory: str | os.PathLike[str]) -> list[str]:
+        """Pin every map and program under `directory` (bpffs); returns the paths."""
+        check_pin_dir(directory)
+        paths = []
+        for name, m in self.maps.items():
+            p = Path(directory) / ("map_" + name.lstrip(".").replace("/", "_"))
+            m.pin(p)
+            paths.append(str(p))
+        for name, prog in self.programs.items():
+            p = Path(directory) / ("prog_" + name)
+            prog.pin(p)
+            paths.append(str(p))
+        return paths
+
+    # lifetime -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        for prog in self.programs.values():
+            prog.close()
+        for m in self.maps.values():
+            m.close()
+        if self.btf_fd is not None:
+            self.btf_fd.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def variable(self, name: str) -> bytes:
+        """Current value of a global variable, read from its (loaded) data map."""
+        var = self.spec.variables.get(name)
+        if var is None:
+            raise BPFError(f"no global variable {name!r}")
+        m = self.maps[var.map_name]
+        value = m.lookup(0)
+        raw = value if isinstance(value, bytes) else int(value).to_bytes(m.value_size, "little")
+        return raw[var.offset : var.offset + var.size]

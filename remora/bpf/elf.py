@@ -1,0 +1,552 @@
+"""Read a BPF ELF object into a `CollectionSpec`: programs, maps, global variables, BTF.
+
+pyelftools reads the ELF container; everything BPF-specific is ours: libbpf's section
+conventions (`sections`), BTF-defined `.maps` and legacy `maps`, global data sections as
+single-entry array maps, and static linking of each program with the subprograms it calls
+(`link`). Nothing here touches the kernel, so `remora bpf inspect` can run anywhere.
+
+Any malformed input becomes a `BPFLoadError` naming the file and the part that is wrong.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import io
+import os
+import struct
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import Section, SymbolTableSection
+
+from remora.bpf.btf.ext import Ext, parse_ext
+from remora.bpf.btf.types import Kind, Spec
+from remora.bpf.errors import BPFError, BPFLoadError
+from remora.bpf.link import CodeSection, Function, link_program
+from remora.bpf.maps import MapSpec
+from remora.bpf.prog import ProgramSpec
+from remora.bpf.sections import match_section
+from remora.bpf.sys import types as t
+
+EM_BPF = 247
+SHF_EXECINSTR = 0x4
+SHT_NOBITS = 8
+SHT_REL = 9
+_DATA_PREFIXES = (".data", ".rodata", ".bss")
+_MAP_ATTRS = (
+    "type",
+    "max_entries",
+    "map_flags",
+    "numa_node",
+    "key_size",
+    "value_size",
+    "pinning",
+    "map_extra",
+)
+
+
+@dataclasses.dataclass
+class Symbol:
+    name: str
+    value: int
+    size: int
+    shndx: int
+    type: str  # STT_* name from pyelftools
+    bind: str
+
+
+@dataclasses.dataclass
+class VariableSpec:
+    """A global variable inside a data-section map, readable and settable before load."""
+
+    name: str
+    map_name: str  # the data section, e.g. ".rodata"
+    offset: int
+    size: int
+    type_name: str
+    map: MapSpec
+
+    @property
+    def constant(self) -> bool:
+        return self.map_name.startswith(".rodata")
+
+    def get(self) -> bytes:
+        data = self.map.initial_data or b""
+        return data[self.offset : self.offset + self.size]
+
+    def set(self, value: Any) -> None:
+        raw = _to_bytes(value, self.size, self.name)
+        data = bytearray(self.map.initial_data or bytes(self.map.value_size))
+        data[self.offset : self.offset + self.size] = raw
+        self.map.initial_data = bytes(data)
+
+
+def _to_bytes(value: Any, size: int, name: str) -> bytes:
+    if isinstance(value, bool | int):
+        if int(value) < 0:
+            value = int(value) + (1 << (8 * size))
+        try:
+            return int(value).to_bytes(size, "little")
+        except OverflowError:
+            raise BPFError(f"variable {name!r}: {value} does not fit in {size} bytes") from None
+    if isinstance(value, ctypes.Structure | ctypes.Union | ctypes.Array):
+        value = bytes(value)
+    if isinstance(value, bytes | bytearray):
+        if len(value) != size:
+            raise BPFError(f"variable {name!r} is {size} bytes, got {len(value)}")
+        return bytes(value)
+    raise BPFError(f"variable {name!r}: cannot store {type(value).__name__}")
+
+
+@dataclasses.dataclass
+class CollectionSpec:
+    path: str
+    programs: dict[str, ProgramSpec]
+    maps: dict[str, MapSpec]
+    variables: dict[str, VariableSpec]
+    license: str
+    kern_version: int
+    btf: Spec | None
+    btf_raw: bytes | None  # BTF fixed up for the kernel (DATASEC sizes/offsets)
+
+    def set_constants(self, constants: dict[str, Any]) -> None:
+        for name, value in constants.items():
+            var = self.variables.get(name)
+            if var is None:
+                known = ", ".join(sorted(self.variables)) or "none"
+                raise BPFError(f"{self.path}: no global variable {name!r} (variables: {known})")
+            var.set(value)
+
+
+def read_elf(path: str | os.PathLike[str]) -> CollectionSpec:
+    """Parse an object file. Raises BPFLoadError for anything malformed."""
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BPFLoadError(f"{p}: cannot read: {e.strerror}") from None
+    return read_elf_bytes(data, p)
+
+
+def read_elf_bytes(data: bytes, name: str = "<bytes>") -> CollectionSpec:
+    try:
+        return _Reader(data, name).read()
+    except BPFLoadError as e:
+        if str(e).startswith(name):
+            raise
+        raise BPFLoadError(f"{name}: {e}") from None
+    except BPFError:
+        raise
+    except (ELFError, struct.error, ValueError, IndexError, KeyError, TypeError,
+            AttributeError, OverflowError, UnicodeDecodeError, AssertionError,
+            RecursionError, MemoryError) as e:  # fmt: skip
+        # pyelftools raises a wide range of errors on hostile input; all mean "corrupt ELF".
+        raise BPFLoadError(f"{name}: corrupt or unsupported ELF: {type(e).__name__}: {e}") from None
+
+
+class _Reader:
+    def __init__(self, data: bytes, name: str) -> None:
+        self.name = name
+        if data[:4] != b"\x7fELF":
+            raise BPFLoadError(f"{name}: not an ELF file")
+        self.elf = ELFFile(io.BytesIO(data))
+        if self.elf.elfclass != 64 or not self.elf.little_endian:
+            raise BPFLoadError(f"{name}: need a 64-bit little-endian ELF")
+        if self.elf["e_machine"] not in ("EM_BPF", EM_BPF):
+            raise BPFLoadError(f"{name}: not a BPF object (e_machine {self.elf['e_machine']})")
+        self.sections: list[Section] = list(self.elf.iter_sections())
+        self.symbols: list[Symbol] = []
+        for sec in self.sections:
+            if isinstance(sec, SymbolTableSection):
+                for sym in sec.iter_symbols():
+                    shndx = sym["st_shndx"]
+                    self.symbols.append(
+                        Symbol(
+                            sym.name,
+                            sym["st_value"],
+                            sym["st_size"],
+                            shndx if isinstance(shndx, int) else -1,
+                            sym["st_info"]["type"],
+                            sym["st_info"]["bind"],
+                        )
+                    )
+        self.rels: dict[int, dict[int, Symbol]] = {}
+        for sec in self.sections:
+            if sec["sh_type"] == "SHT_REL":
+                target = sec["sh_info"]
+                table: dict[int, Symbol] = self.rels.setdefault(target, {})
+                for rel in sec.iter_relocations():
+                    idx = rel["r_info_sym"]
+                    if idx >= len(self.symbols):
+                        raise BPFLoadError(f"relocation in {sec.name} names missing symbol {idx}")
+                    table[rel["r_offset"]] = self.symbols[idx]
+        self.btf: Spec | None = None
+        self.ext: Ext | None = None
+
+    def section(self, idx: int) -> Section:
+        if idx < 0 or idx >= len(self.sections):
+            raise BPFLoadError(f"reference to missing section {idx}")
+        return self.sections[idx]
+
+    def read(self) -> CollectionSpec:
+        btf_sec = self.elf.get_section_by_name(".BTF")
+        if btf_sec is not None:
+            self.btf = Spec(btf_sec.data())
+            ext_sec = self.elf.get_section_by_name(".BTF.ext")
+            if ext_sec is not None:
+                self.ext = parse_ext(ext_sec.data(), self.btf.strings)
+        license = self._license()
+        kern_version = self._kern_version()
+        maps: dict[str, MapSpec] = {}
+        map_syms: dict[tuple[int, int], str] = {}
+        self._btf_maps(maps, map_syms)
+        self._legacy_maps(maps, map_syms)
+        variables = self._data_maps(maps)
+        programs = self._programs(maps, map_syms, license, kern_version)
+        self._init_values(maps, programs)
+        btf_raw = None
+        if self.btf is not None:
+            from remora.bpf.btf.fixup import fixup_btf
+
+            btf_raw = fixup_btf(self.btf, self._section_sizes(), self._var_offsets())
+        return CollectionSpec(
+            self.name, programs, maps, variables, license, kern_version, self.btf, btf_raw
+        )
+
+    # small sections ---------------------------------------------------------------------
+    def _license(self) -> str:
+        sec = self.elf.get_section_by_name("license")
+        if sec is None:
+            return ""
+        return sec.data().split(b"\0", 1)[0].decode(errors="replace")
+
+    def _kern_version(self) -> int:
+        sec = self.elf.get_section_by_name("version")
+        if sec is None or sec.data_size < 4:
+            return 0
+        return int(struct.unpack_from("<I", sec.data())[0])
+
+    def _section_sizes(self) -> dict[str, int]:
+        return {s.name: s["sh_size"] for s in self.sections if s.name}
+
+    def _var_offsets(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for sym in self.symbols:
+            if sym.type == "STT_OBJECT" and sym.shndx > 0:
+                out[sym.name] = sym.value
+        return out
+
+    # maps -------------------------------------------------------------------------------
+    def _btf_maps(self, maps: dict[str, MapSpec], map_syms: dict[tuple[int, int], str]) -> None:
+        sec = self.elf.get_section_by_name(".maps")
+        if sec is None:
+            return
+        if self.btf is None:
+            raise BPFLoadError(".maps section without .BTF: BTF-defined maps need BTF (clang -g)")
+        shndx = self.sections.index(sec)
+        datasec = self.btf.by_name(".maps", Kind.DATASEC)
+        if datasec is None:
+            raise BPFLoadError(".maps section has no BTF DATASEC")
+        offsets = {s.name: s.value for s in self.symbols if s.shndx == shndx and s.name}
+        for si in datasec.secinfo:
+            var = self.btf.type(si.type)
+            if var.kind != Kind.VAR:
+                raise BPFLoadError(f".maps: entry {var.name!r} is {var.kind.name}, not a variable")
+            spec = self._map_from_btf(var.name, var.ref)
+            if var.name not in offsets:
+                raise BPFLoadError(f".maps: no symbol for map {var.name!r}")
+            maps[var.name] = spec
+            map_syms[(shndx, offsets[var.name])] = var.name
+
+    def _map_from_btf(self, name: str, tid: int, inner: bool = False) -> MapSpec:
+        assert self.btf is not None
+        st = self.btf.skip_mods(tid)
+        if st.kind != Kind.STRUCT:
+            raise BPFLoadError(f"map {name!r}: definition is {st.kind.name}, not a struct")
+        attrs: dict[str, int] = {}
+        key_id = value_id = 0
+        inner_spec: MapSpec | None = None
+        for m in st.members:
+            mt = self.btf.skip_mods(m.type)
+            if m.name in _MAP_ATTRS:
+                if mt.kind != Kind.PTR:
+                    raise BPFLoadError(f"map {name!r}: {m.name} must be __uint(...)")
+                arr = self.btf.skip_mods(mt.ref)
+                if arr.kind != Kind.ARRAY:
+                    raise BPFLoadError(f"map {name!r}: {m.name} must be __uint(...)")
+                attrs[m.name] = arr.nelems
+            elif m.name in ("key", "value"):
+                if mt.kind != Kind.PTR:
+                    raise BPFLoadError(f"map {name!r}: {m.name} must be __type(...)")
+                if m.name == "key":
+                    key_id = mt.ref
+                else:
+                    value_id = mt.ref
+            elif m.name == "values":
+                if mt.kind != Kind.ARRAY:
+                    raise BPFLoadError(f"map {name!r}: values must be __array(...)")
+                elem = self.btf.skip_mods(mt.elem)
+                target = self.btf.skip_mods(elem.ref) if elem.kind == Kind.PTR else elem
+                if target.kind == Kind.STRUCT:
+                    inner_spec = self._map_from_btf(name + ".inner", target.id, inner=True)
+            else:
+                raise BPFLoadError(f"map {name!r}: unknown attribute {m.name!r}")
+        if "type" not in attrs:
+            raise BPFLoadError(f"map {name!r}: missing type")
+        try:
+            mtype = t.MapType(attrs["type"])
+        except ValueError:
+            raise BPFLoadError(f"map {name!r}: unknown map type {attrs['type']}") from None
+        key_size = attrs.get("key_size", 0)
+        value_size = attrs.get("value_size", 0)
+        if key_id:
+            size = self.btf.sizeof(key_id)
+            if key_size and key_size != size:
+                raise BPFLoadError(f"map {name!r}: key_size {key_size} != sizeof(key) {size}")
+            key_size = size
+        if value_id:
+            size = self.btf.sizeof(value_id)
+            if value_size and value_size != size:
+                raise BPFLoadError(f"map {name!r}: value_size {value_size} != sizeof(value) {size}")
+            value_size = size
+        if inner_spec is not None or mtype in (t.MapType.PROG_ARRAY,):
+            value_size = value_size or 4
+        spec = MapSpec(
+            name,
+            mtype,
+            key_size,
+            value_size,
+            attrs.get("max_entries", 0),
+            flags=attrs.get("map_flags", 0),
+            inner=inner_spec,
+            pinning=attrs.get("pinning", 0),
+            numa_node=attrs.get("numa_node", 0),
+            map_extra=attrs.get("map_extra", 0),
+        )
+        if key_id and value_id and not inner:
+            spec.btf_key_type_id = key_id
+            spec.btf_value_type_id = value_id
+        spec.key_type = (self.btf, key_id) if key_id else None
+        spec.value_type = (self.btf, value_id) if value_id else None
+        if inner_spec is not None:
+            spec.key_size = spec.key_size or 4
+        return spec
+
+    def _legacy_maps(self, maps: dict[str, MapSpec], map_syms: dict[tuple[int, int], str]) -> None:
+        sec = self.elf.get_section_by_name("maps")
+        if sec is None:
+            return
+        shndx = self.sections.index(sec)
+        syms = sorted(
+            (s for s in self.symbols if s.shndx == shndx and s.name and s.type != "STT_SECTION"),
+            key=lambda s: s.value,
+        )
+        if not syms:
+            return
+        data = sec.data()
+        def_size = len(data) // len(syms)
+        if def_size < 16 or len(data) % len(syms):
+            raise BPFLoadError(f"maps: {len(data)} bytes do not divide into {len(syms)} map defs")
+        for sym in syms:
+            if sym.value + 16 > len(data):
+                raise BPFLoadError(f"maps: definition of {sym.name!r} is outside the section")
+            words = struct.unpack_from(
+                f"<{min(def_size, 28) // 4}I", data, sym.value
+            )
+            try:
+                mtype = t.MapType(words[0])
+            except ValueError:
+                raise BPFLoadError(f"maps: {sym.name!r} has unknown map type {words[0]}") from None
+            maps[sym.name] = MapSpec(
+                sym.name,
+                mtype,
+                words[1],
+                words[2],
+                words[3],
+                flags=words[4] if len(words) > 4 else 0,
+                numa_node=words[6] if len(words) > 6 else 0,
+            )
+            map_syms[(shndx, sym.value)] = sym.name
+
+    def _data_maps(self, maps: dict[str, MapSpec]) -> dict[str, VariableSpec]:
+        variables: dict[str, VariableSpec] = {}
+        for idx, sec in enumerate(self.sections):
+            name = sec.name
+            if not any(name == p or name.startswith(p + ".") for p in _DATA_PREFIXES):
+                continue
+            if sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] not in ("SHT_PROGBITS", "SHT_NOBITS"):
+                continue
+            size = sec["sh_size"]
+            if size == 0:
+                continue
+            readonly = name.startswith(".rodata")
+            if sec["sh_type"] == "SHT_NOBITS":
+                initial = bytes(size)
+            else:
+                initial = sec.data()
+                if len(initial) != size:
+                    raise BPFLoadError(f"section {name}: data is truncated")
+            spec = MapSpec(
+                name,
+                t.MapType.ARRAY,
+                4,
+                size,
+                1,
+                flags=t.BPF_F_RDONLY_PROG if readonly else 0,
+                initial_data=initial,
+                freeze=readonly,
+            )
+            if self.btf is not None:
+                ds = self.btf.by_name(name, Kind.DATASEC)
+                if ds is not None:
+                    spec.btf_key_type_id = 0
+                    spec.btf_value_type_id = ds.id
+            maps[name] = spec
+            btf_types = self._datasec_var_types(name)
+            for sym in self.symbols:
+                if sym.shndx != idx or sym.type != "STT_OBJECT" or not sym.name:
+                    continue
+                if sym.value + sym.size > size:
+                    raise BPFLoadError(f"variable {sym.name!r} lies outside section {name}")
+                variables[sym.name] = VariableSpec(
+                    sym.name, name, sym.value, sym.size, btf_types.get(sym.name, ""), spec
+                )
+        return variables
+
+    def _datasec_var_types(self, secname: str) -> dict[str, str]:
+        if self.btf is None:
+            return {}
+        ds = self.btf.by_name(secname, Kind.DATASEC)
+        if ds is None:
+            return {}
+        out = {}
+        for si in ds.secinfo:
+            var = self.btf.type(si.type)
+            if var.kind == Kind.VAR:
+                out[var.name] = self.btf.type_name(var.ref)
+        return out
+
+    # programs ---------------------------------------------------------------------------
+    def _code_sections(self) -> dict[int, CodeSection]:
+        code: dict[int, CodeSection] = {}
+        for idx, sec in enumerate(self.sections):
+            if not (sec["sh_flags"] & SHF_EXECINSTR) or sec["sh_type"] != "SHT_PROGBITS":
+                continue
+            data = sec.data()
+            if len(data) % 8:
+                raise BPFLoadError(f"section {sec.name}: size {len(data)} is not whole insns")
+            if not data:
+                continue
+            funcs = sorted(
+                (s for s in self.symbols if s.shndx == idx and s.type == "STT_FUNC"),
+                key=lambda s: s.value,
+            )
+            fns: list[Function] = []
+            for i, s in enumerate(funcs):
+                if s.value % 8 or s.value >= len(data):
+                    raise BPFLoadError(f"function {s.name!r} at bad offset {s.value} in {sec.name}")
+                end = s.value + s.size if s.size else (
+                    funcs[i + 1].value if i + 1 < len(funcs) else len(data)
+                )
+                if end > len(data) or end <= s.value:
+                    raise BPFLoadError(f"function {s.name!r} overruns section {sec.name}")
+                fns.append(Function(s.name, idx, s.value // 8, (end - s.value) // 8, s.bind))
+            if not fns:  # hand-written or very old objects: the section is one program
+                fns.append(Function(sec.name, idx, 0, len(data) // 8, "STB_GLOBAL"))
+            code[idx] = CodeSection(
+                idx,
+                sec.name,
+                data,
+                fns,
+                self.rels.get(idx, {}),
+                self.ext.funcs.get(sec.name, []) if self.ext else [],
+                self.ext.lines.get(sec.name, []) if self.ext else [],
+            )
+        return code
+
+    def _programs(
+        self,
+        maps: dict[str, MapSpec],
+        map_syms: dict[tuple[int, int], str],
+        license: str,
+        kern_version: int,
+    ) -> dict[str, ProgramSpec]:
+        code = self._code_sections()
+        data_secs = {i: s.name for i, s in enumerate(self.sections) if s.name in maps}
+        programs: dict[str, ProgramSpec] = {}
+        for cs in code.values():
+            if cs.name == ".text" or cs.name.startswith(".text."):
+                continue
+            for fn in cs.functions:
+                if fn.bind == "STB_LOCAL" and len(cs.functions) > 1:
+                    continue  # a static helper that happens to live in a program section
+                spec = _program_spec(fn.name, cs.name, license, kern_version)
+                link_program(spec, fn, code, map_syms, data_secs, self.btf)
+                programs[fn.name] = spec
+        return programs
+
+    def _init_values(self, maps: dict[str, MapSpec], programs: dict[str, ProgramSpec]) -> None:
+        """`values = {...}` in BTF map definitions: relocations inside .maps name the entries."""
+        sec = self.elf.get_section_by_name(".maps")
+        if sec is None or self.btf is None:
+            return
+        shndx = self.sections.index(sec)
+        relocs = self.rels.get(shndx, {})
+        if not relocs:
+            return
+        starts = sorted(
+            (s.value, s.name) for s in self.symbols if s.shndx == shndx and s.name in maps
+        )
+        for off, target in sorted(relocs.items()):
+            owner = None
+            for start, name in starts:
+                if start <= off:
+                    owner = (start, name)
+            if owner is None:
+                raise BPFLoadError(f".maps: relocation at {off} belongs to no map")
+            spec = maps[owner[1]]
+            values_off = self._values_offset(owner[1])
+            index = (off - owner[0] - values_off) // 8
+            if index < 0 or index >= spec.max_entries:
+                raise BPFLoadError(f"map {owner[1]!r}: initial value index {index} out of range")
+            if target.name in maps:
+                spec.contents.append((index, ("map", target.name)))
+            elif target.name in programs:
+                spec.contents.append((index, ("prog", target.name)))
+            else:
+                raise BPFLoadError(f"map {owner[1]!r}: initial value {target.name!r} is unknown")
+
+    def _values_offset(self, map_name: str) -> int:
+        assert self.btf is not None
+        ds = self.btf.by_name(".maps", Kind.DATASEC)
+        assert ds is not None
+        for si in ds.secinfo:
+            var = self.btf.type(si.type)
+            if var.name == map_name:
+                st = self.btf.skip_mods(var.ref)
+                for m in st.members:
+                    if m.name == "values":
+                        return m.bit_offset // 8
+        raise BPFLoadError(f"map {map_name!r} has initial values but no values member")
+
+
+def _program_spec(name: str, section: str, license: str, kern_version: int) -> ProgramSpec:
+    found = match_section(section)
+    spec = ProgramSpec(name, t.ProgType.UNSPEC, b"", section, license, kern_version)
+    if found is None:
+        spec.needs_attach_target = f"unknown section {section!r}: no libbpf convention matches"
+        return spec
+    d, target = found
+    spec.type = d.prog_type
+    spec.expected_attach_type = int(d.attach_type) if d.attach_type is not None else 0
+    spec.flags = d.flags
+    if d.target == "kernel":
+        spec.attach_to = d.btf_prefix + target if target else ""
+        if not target:
+            spec.needs_attach_target = f"section {section!r} names no kernel function"
+    elif d.target == "prog":
+        spec.needs_attach_target = "freplace needs the target program (provided at attach)"
+    return spec
