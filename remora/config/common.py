@@ -27,9 +27,7 @@ def seconds(value: duration_pb2.Duration) -> float:
     return value.seconds + value.nanos / 1e9
 
 
-def optional_seconds(
-    message: object, field: str, default: float | None
-) -> float | None:
+def optional_seconds(message: object, field: str, default: float | None) -> float | None:
     """A Duration field as seconds; unset gives `default`, and an explicit 0 disables (None)."""
     assert hasattr(message, "HasField")
     if not message.HasField(field):

@@ -20,13 +20,13 @@ from remora.proxy.http.config import HcmConfig
 from remora.proxy.listener_config import ListenerConfig, compile_listener
 from remora.proxy.upstream.config import ClusterConfig, compile_cluster
 
-support.register(
-    "envoy.config.bootstrap.v3.Bootstrap", {"static_resources", "admin", "node"}
-)
+support.register("envoy.config.bootstrap.v3.Bootstrap", {"static_resources", "admin", "node"})
 support.register("envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters"})
 support.register("envoy.config.bootstrap.v3.Admin", {"address"})
 support.register_ignored(
-    "envoy.config.core.v3.Node", "id", "node identity is only used by xDS, not by a static bootstrap"
+    "envoy.config.core.v3.Node",
+    "id",
+    "node identity is only used by xDS, not by a static bootstrap",
 )
 support.register_ignored(
     "envoy.config.core.v3.Node",
@@ -97,6 +97,8 @@ def _check_cluster_references(
     if isinstance(network_filter, HcmConfig):
         for cluster in sorted(network_filter.route_table.cluster_names):
             if cluster not in clusters:
-                errors.add(f"{filter_path}.route_config", f"route references unknown cluster {cluster!r}")
+                errors.add(
+                    f"{filter_path}.route_config", f"route references unknown cluster {cluster!r}"
+                )
     elif network_filter.cluster not in clusters:
         errors.add(f"{filter_path}.cluster", f"unknown cluster {network_filter.cluster!r}")

@@ -115,8 +115,10 @@ def _walk(message: Message, path: str, errors: list[ConfigError], warnings: list
             continue
         if field.type != FieldDescriptor.TYPE_MESSAGE:
             continue
-        if field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
+        entry_type = field.message_type
+        assert entry_type is not None
+        if entry_type.GetOptions().map_entry:
+            value_field = entry_type.fields_by_name["value"]
             if value_field.type == FieldDescriptor.TYPE_MESSAGE:
                 for key, item in value.items():
                     _walk(item, f"{field_path}[{key!r}]", errors, warnings)

@@ -68,15 +68,18 @@ async def _main(args: argparse.Namespace) -> None:
         server = ProxyServer(compile_bootstrap(parse_dict(bootstrap)))
         await server.start()
         http, admin = args.http_port, args.admin_port
+        backends = ", ".join(
+            f"{name} (127.0.0.1:{u.port})" for name, u in zip(_DEMO_NAMES, upstreams, strict=True)
+        )
         print(
             f"""
 remora demo is up:
-  proxy  http://127.0.0.1:{http}  ->  {", ".join(f"{n} (127.0.0.1:{u.port})" for n, u in zip(_DEMO_NAMES, upstreams, strict=True))}
+  proxy  http://127.0.0.1:{http}  ->  {backends}
   tcp    127.0.0.1:{args.tcp_port} (tcp_proxy to the same upstreams)
   admin  http://127.0.0.1:{admin}
 
 Try:
-  curl -s http://127.0.0.1:{http}/hello            # run it twice: round robin between demo-a and demo-b
+  curl -s http://127.0.0.1:{http}/hello      # twice: round robin, demo-a then demo-b
   curl -si http://127.0.0.1:{http}/old/page        # a redirect route
   curl -s http://127.0.0.1:{http}/healthz          # a direct_response route
   curl -s -d 'hi there' http://127.0.0.1:{http}/echo

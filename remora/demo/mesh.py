@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+_TYPES = "type.googleapis.com/envoy.extensions"
+
 
 def demo_bootstrap(
     upstream_ports: list[int],
@@ -20,13 +22,11 @@ def demo_bootstrap(
     access_log = [
         {
             "name": "envoy.access_loggers.stdout",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
-            },
+            "typed_config": {"@type": f"{_TYPES}.access_loggers.stream.v3.StdoutAccessLog"},
         }
     ]
     hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": f"{_TYPES}.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress_http",
         "access_log": access_log,
         "http_protocol_options": {"accept_http_10": True},
@@ -81,15 +81,25 @@ def demo_bootstrap(
                     "name": "http",
                     "address": {"socket_address": {"address": host, "port_value": http_port}},
                     "filter_chains": [
-                        {"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                      "typed_config": hcm}]}
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
                     ],
                 },
                 {
                     "name": "tcp",
                     "address": {"socket_address": {"address": host, "port_value": tcp_port}},
                     "filter_chains": [
-                        {"filters": [{"name": "envoy.filters.network.tcp_proxy", "typed_config": tcp}]}
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.tcp_proxy", "typed_config": tcp}
+                            ]
+                        }
                     ],
                 },
             ],
@@ -99,7 +109,10 @@ def demo_bootstrap(
                     "type": "STATIC",
                     "connect_timeout": "1s",
                     "lb_policy": "ROUND_ROBIN",
-                    "load_assignment": {"cluster_name": "demo", "endpoints": [{"lb_endpoints": endpoints}]},
+                    "load_assignment": {
+                        "cluster_name": "demo",
+                        "endpoints": [{"lb_endpoints": endpoints}],
+                    },
                 }
             ],
         },

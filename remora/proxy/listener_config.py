@@ -18,8 +18,14 @@ from remora.proxy.tcp.config import TcpProxyConfig, compile_tcp_proxy
 
 support.register(
     "envoy.config.listener.v3.Listener",
-    {"name", "address", "filter_chains", "stat_prefix", "per_connection_buffer_limit_bytes",
-     "tcp_backlog_size"},
+    {
+        "name",
+        "address",
+        "filter_chains",
+        "stat_prefix",
+        "per_connection_buffer_limit_bytes",
+        "tcp_backlog_size",
+    },
 )
 support.register("envoy.config.listener.v3.FilterChain", {"filters", "name"})
 support.register("envoy.config.listener.v3.Filter", {"name", "typed_config"})
@@ -49,7 +55,9 @@ def compile_listener(
             "exactly one filter chain is supported (filter_chain_match is not)",
         )
     else:
-        network_filter = _compile_chain(listener.filter_chains[0], f"{path}.filter_chains[0]", errors)
+        network_filter = _compile_chain(
+            listener.filter_chains[0], f"{path}.filter_chains[0]", errors
+        )
     if len(errors.errors) > before or address is None or network_filter is None:
         return None
     return ListenerConfig(

@@ -242,7 +242,9 @@ class AdminView:
         ]
 
     def listeners(self) -> Sequence[ListenerStatus]:
-        return [ListenerStatus(name=r.name, address=r.host, port=r.port) for r in self.server.listeners]
+        return [
+            ListenerStatus(name=r.name, address=r.host, port=r.port) for r in self.server.listeners
+        ]
 
     def is_ready(self) -> bool:
         return self.server.state == "LIVE" and not self.server.healthcheck_failed

@@ -16,6 +16,7 @@ HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
     "HttpConnectionManager"
 )
+TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 ROUTER = {
     "name": "envoy.filters.http.router",
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -34,7 +35,10 @@ def cluster(name: str, ports: list[int], **extra: Any) -> dict[str, Any]:
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": endpoints(ports)}]},
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": endpoints(ports)}],
+        },
         **extra,
     }
 
@@ -67,7 +71,10 @@ def http_listener(
         "filter_chains": [
             {
                 "filters": [
-                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": typed_config}
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": typed_config,
+                    }
                 ]
             }
         ],
@@ -84,7 +91,7 @@ def tcp_listener(cluster_name: str, name: str = "tcp", **extra: Any) -> dict[str
                     {
                         "name": "envoy.filters.network.tcp_proxy",
                         "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                            "@type": TCP_PROXY_TYPE,
                             "stat_prefix": name,
                             "cluster": cluster_name,
                             **extra,

@@ -38,7 +38,14 @@ async def start_proxy_process(
     path = tmp_path / "bootstrap.json"
     path.write_text(json.dumps(config))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "remora", "proxy", "--config", str(path), "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "remora",
+        "proxy",
+        "--config",
+        str(path),
+        "--log-level",
+        "warning",
         stderr=asyncio.subprocess.PIPE,
     )
     for _ in range(200):

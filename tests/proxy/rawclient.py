@@ -6,7 +6,11 @@ import asyncio
 
 
 async def send_and_read(
-    port: int, data: bytes, timeout: float = 5.0, until: bytes | None = None, host: str = "127.0.0.1"
+    port: int,
+    data: bytes,
+    timeout: float = 5.0,
+    until: bytes | None = None,
+    host: str = "127.0.0.1",
 ) -> bytes:
     """Send `data`, then read until the peer closes (or `until` appears, or the timeout)."""
     reader, writer = await asyncio.open_connection(host, port)

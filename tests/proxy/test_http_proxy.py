@@ -12,9 +12,12 @@ from tests.proxy.rawclient import send_and_read, split_responses
 
 
 async def test_round_robin_and_keepalive_pooling() -> None:
-    async with demo_upstreams(2) as ups, running_proxy(
-        bootstrap([http_listener()], [cluster("backend", [u.port for u in ups])])
-    ) as proxy:
+    async with (
+        demo_upstreams(2) as ups,
+        running_proxy(
+            bootstrap([http_listener()], [cluster("backend", [u.port for u in ups])])
+        ) as proxy,
+    ):
         port = proxy.listener_port("http")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             names = []
@@ -31,9 +34,10 @@ async def test_round_robin_and_keepalive_pooling() -> None:
 
 
 async def test_bodies_content_length_and_chunked() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(bootstrap([http_listener()], [cluster("backend", [ups[0].port])])) as proxy,
+    ):
         port = proxy.listener_port("http")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             response = await client.post("/echo", content=b"hello world")
@@ -52,13 +56,15 @@ async def test_bodies_content_length_and_chunked() -> None:
 
 
 async def test_pipelined_requests_answered_in_order() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(bootstrap([http_listener()], [cluster("backend", [ups[0].port])])) as proxy,
+    ):
         port = proxy.listener_port("http")
-        requests = b"".join(
-            f"GET /p{i} HTTP/1.1\r\nhost: x\r\n\r\n".encode() for i in range(5)
-        ) + b"GET /last HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        requests = (
+            b"".join(f"GET /p{i} HTTP/1.1\r\nhost: x\r\n\r\n".encode() for i in range(5))
+            + b"GET /last HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
         raw = await send_and_read(port, requests)
         responses = split_responses(raw)
         paths = [json.loads(body)["path"] for _, _, body in responses]
@@ -66,12 +72,15 @@ async def test_pipelined_requests_answered_in_order() -> None:
 
 
 async def test_expect_100_continue_http10_and_head() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap(
-            [http_listener(http_protocol_options={"accept_http_10": True})],
-            [cluster("backend", [ups[0].port])],
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap(
+                [http_listener(http_protocol_options={"accept_http_10": True})],
+                [cluster("backend", [ups[0].port])],
+            )
+        ) as proxy,
+    ):
         port = proxy.listener_port("http")
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
@@ -89,26 +98,32 @@ async def test_expect_100_continue_http10_and_head() -> None:
         body = raw.partition(b"\r\n\r\n")[2]
         assert json.loads(body)["path"] == "/old"
 
-        raw = await send_and_read(port, b"HEAD /bytes/1000 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        raw = await send_and_read(
+            port, b"HEAD /bytes/1000 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
         head, _, body = raw.partition(b"\r\n\r\n")
         assert b"content-length: 1000" in head.lower() and body == b""
 
 
 async def test_http10_rejected_by_default() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(bootstrap([http_listener()], [cluster("backend", [ups[0].port])])) as proxy,
+    ):
         raw = await send_and_read(proxy.listener_port("http"), b"GET / HTTP/1.0\r\n\r\n")
         assert raw.startswith(b"HTTP/1.1 426")
 
 
 async def test_websocket_upgrade_is_tunnelled() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap(
-            [http_listener(upgrade_configs=[{"upgrade_type": "websocket"}])],
-            [cluster("backend", [ups[0].port])],
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap(
+                [http_listener(upgrade_configs=[{"upgrade_type": "websocket"}])],
+                [cluster("backend", [ups[0].port])],
+            )
+        ) as proxy,
+    ):
         port = proxy.listener_port("http")
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
@@ -125,9 +140,10 @@ async def test_websocket_upgrade_is_tunnelled() -> None:
 
 
 async def test_upgrade_not_configured_is_forbidden() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(bootstrap([http_listener()], [cluster("backend", [ups[0].port])])) as proxy,
+    ):
         raw = await send_and_read(
             proxy.listener_port("http"),
             b"GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
@@ -136,12 +152,15 @@ async def test_upgrade_not_configured_is_forbidden() -> None:
 
 
 async def test_forwarding_headers() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap(
-            [http_listener(use_remote_address=True)],
-            [cluster("backend", [ups[0].port])],
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap(
+                [http_listener(use_remote_address=True)],
+                [cluster("backend", [ups[0].port])],
+            )
+        ) as proxy,
+    ):
         port = proxy.listener_port("http")
         raw = await send_and_read(
             port,
@@ -162,7 +181,10 @@ async def test_forwarding_headers() -> None:
 
 async def test_routes_direct_response_redirect_and_404() -> None:
     routes = [
-        {"match": {"path": "/health"}, "direct_response": {"status": 200, "body": {"inline_string": "ok"}}},
+        {
+            "match": {"path": "/health"},
+            "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
+        },
         {"match": {"prefix": "/old/"}, "redirect": {"prefix_rewrite": "/new/"}},
         {
             "match": {"prefix": "/api/", "headers": [{"name": "x-canary", "present_match": True}]},
@@ -171,12 +193,15 @@ async def test_routes_direct_response_redirect_and_404() -> None:
         },
         {"match": {"prefix": "/api/"}, "route": {"cluster": "backend"}},
     ]
-    async with demo_upstreams(2) as ups, running_proxy(
-        bootstrap(
-            [http_listener(routes=routes)],
-            [cluster("backend", [ups[0].port]), cluster("canary", [ups[1].port])],
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(2) as ups,
+        running_proxy(
+            bootstrap(
+                [http_listener(routes=routes)],
+                [cluster("backend", [ups[0].port]), cluster("canary", [ups[1].port])],
+            )
+        ) as proxy,
+    ):
         port = proxy.listener_port("http")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             response = await client.get("/health")
@@ -200,7 +225,9 @@ async def test_upstream_failures_are_503_and_504(tmp_path) -> None:  # type: ign
         {
             "name": "envoy.access_loggers.file",
             "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "@type": (
+                    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+                ),
                 "path": str(log_path),
                 "log_format": {
                     "text_format_source": {
@@ -214,12 +241,15 @@ async def test_upstream_failures_are_503_and_504(tmp_path) -> None:  # type: ign
         {"match": {"prefix": "/dead"}, "route": {"cluster": "dead"}},
         {"match": {"prefix": "/"}, "route": {"cluster": "backend", "timeout": "0.3s"}},
     ]
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap(
-            [http_listener(routes=routes, access_log=access_log)],
-            [cluster("backend", [ups[0].port]), cluster("dead", [1])],
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap(
+                [http_listener(routes=routes, access_log=access_log)],
+                [cluster("backend", [ups[0].port]), cluster("dead", [1])],
+            )
+        ) as proxy,
+    ):
         port = proxy.listener_port("http")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             response = await client.get("/dead")
@@ -234,12 +264,15 @@ async def test_upstream_failures_are_503_and_504(tmp_path) -> None:  # type: ign
 
 
 async def test_malformed_input_gets_4xx_and_others_are_served() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap(
-            [http_listener(request_headers_timeout="0.5s", max_request_headers_kb=8)],
-            [cluster("backend", [ups[0].port])],
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap(
+                [http_listener(request_headers_timeout="0.5s", max_request_headers_kb=8)],
+                [cluster("backend", [ups[0].port])],
+            )
+        ) as proxy,
+    ):
         port = proxy.listener_port("http")
         raw = await send_and_read(port, b"GARBAGE\r\n\r\n")
         assert raw.startswith(b"HTTP/1.1 400")
@@ -263,12 +296,15 @@ async def test_malformed_input_gets_4xx_and_others_are_served() -> None:
 
 
 async def test_ipv6_and_several_listeners() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap(
-            [http_listener(name="v4"), http_listener(name="v6", host="::1")],
-            [cluster("backend", [ups[0].port])],
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap(
+                [http_listener(name="v4"), http_listener(name="v6", host="::1")],
+                [cluster("backend", [ups[0].port])],
+            )
+        ) as proxy,
+    ):
         async with httpx.AsyncClient() as client:
             r4 = await client.get(f"http://127.0.0.1:{proxy.listener_port('v4')}/a")
             r6 = await client.get(f"http://[::1]:{proxy.listener_port('v6')}/b")
@@ -276,12 +312,17 @@ async def test_ipv6_and_several_listeners() -> None:
 
 
 async def test_curl_through_the_proxy() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(bootstrap([http_listener()], [cluster("backend", [ups[0].port])])) as proxy,
+    ):
         port = proxy.listener_port("http")
         process = await asyncio.create_subprocess_exec(
-            "curl", "-s", "-d", "payload", f"http://127.0.0.1:{port}/curl",
+            "curl",
+            "-s",
+            "-d",
+            "payload",
+            f"http://127.0.0.1:{port}/curl",
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await process.communicate()

@@ -15,9 +15,7 @@ from tests.proxy.procs import start_proxy_process
 
 async def test_sigterm_drains_in_flight_requests_then_exits_zero(tmp_path: Path) -> None:
     async with demo_upstreams(1) as ups:
-        config = bootstrap(
-            [http_listener(drain_timeout="5s")], [cluster("backend", [ups[0].port])]
-        )
+        config = bootstrap([http_listener(drain_timeout="5s")], [cluster("backend", [ups[0].port])])
         process, ports = await start_proxy_process(config, tmp_path)
         url = f"http://127.0.0.1:{ports['http']}"
         async with httpx.AsyncClient(base_url=url) as client:

@@ -9,9 +9,12 @@ from tests.proxy.rawclient import send_and_read
 
 
 async def test_tcp_proxy_forwards_and_counts_bytes() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap([tcp_listener("backend")], [cluster("backend", [ups[0].port])])
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap([tcp_listener("backend")], [cluster("backend", [ups[0].port])])
+        ) as proxy,
+    ):
         port = proxy.listener_port("tcp")
         request = b"GET /tcp HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
         raw = await send_and_read(port, request)
@@ -25,11 +28,14 @@ async def test_tcp_proxy_forwards_and_counts_bytes() -> None:
 
 
 async def test_tcp_proxy_idle_timeout_closes() -> None:
-    async with demo_upstreams(1) as ups, running_proxy(
-        bootstrap(
-            [tcp_listener("backend", idle_timeout="0.2s")], [cluster("backend", [ups[0].port])]
-        )
-    ) as proxy:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(
+            bootstrap(
+                [tcp_listener("backend", idle_timeout="0.2s")], [cluster("backend", [ups[0].port])]
+            )
+        ) as proxy,
+    ):
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.listener_port("tcp"))
         data = await asyncio.wait_for(reader.read(), 3)
         assert data == b""  # closed by the proxy after 0.2 s of silence

@@ -12,7 +12,16 @@ from collections.abc import Callable
 
 
 class BodyPipe:
-    __slots__ = ("_chunks", "_on_backlog", "buffered", "complete", "limit", "on_end", "sink", "total")
+    __slots__ = (
+        "_chunks",
+        "_on_backlog",
+        "buffered",
+        "complete",
+        "limit",
+        "on_end",
+        "sink",
+        "total",
+    )
 
     def __init__(self, limit: int, on_backlog: Callable[[bool], None]) -> None:
         self._chunks: deque[bytes] = deque()

@@ -101,7 +101,10 @@ def compile_hcm(
     config: hcm_pb2.HttpConnectionManager, path: str, errors: ErrorCollector
 ) -> HcmConfig | None:
     before = len(errors.errors)
-    if config.codec_type not in (hcm_pb2.HttpConnectionManager.AUTO, hcm_pb2.HttpConnectionManager.HTTP1):
+    if config.codec_type not in (
+        hcm_pb2.HttpConnectionManager.AUTO,
+        hcm_pb2.HttpConnectionManager.HTTP1,
+    ):
         name = hcm_pb2.HttpConnectionManager.CodecType.Name(config.codec_type)
         errors.add(f"{path}.codec_type", f"not supported: {path}.codec_type ({name})")
     if not config.stat_prefix:
@@ -109,9 +112,7 @@ def compile_hcm(
     if not config.HasField("route_config"):
         errors.add(f"{path}.route_config", "an inline route_config is required")
     _check_http_filters(config, path, errors)
-    route_table = compile_route_configuration(
-        config.route_config, f"{path}.route_config", errors
-    )
+    route_table = compile_route_configuration(config.route_config, f"{path}.route_config", errors)
     access_logs = compile_access_logs(config.access_log, f"{path}.access_log", errors)
     upgrades: set[str] = set()
     for i, upgrade in enumerate(config.upgrade_configs):
@@ -120,7 +121,9 @@ def compile_hcm(
         if not upgrade.HasField("enabled") or upgrade.enabled.value:
             upgrades.add(upgrade.upgrade_type.lower())
     common = config.common_http_protocol_options
-    max_kb = config.max_request_headers_kb.value if config.HasField("max_request_headers_kb") else 60
+    max_kb = (
+        config.max_request_headers_kb.value if config.HasField("max_request_headers_kb") else 60
+    )
     if not 1 <= max_kb <= 8192:
         errors.add(f"{path}.max_request_headers_kb", "must be 1-8192")
     if len(errors.errors) > before:
@@ -168,12 +171,16 @@ def _check_http_filters(
 ) -> None:
     filters = list(config.http_filters)
     if not filters:
-        errors.add(f"{path}.http_filters", "the router filter (envoy.filters.http.router) is required")
+        errors.add(
+            f"{path}.http_filters", "the router filter (envoy.filters.http.router) is required"
+        )
         return
     for i, http_filter in enumerate(filters):
         type_name = http_filter.typed_config.type_url.rpartition("/")[2]
         filter_path = f"{path}.http_filters[{i}]"
         if type_name != ROUTER_FILTER:
-            errors.add(filter_path, f"not supported: {filter_path} ({type_name or http_filter.name})")
+            errors.add(
+                filter_path, f"not supported: {filter_path} ({type_name or http_filter.name})"
+            )
         elif i != len(filters) - 1:
             errors.add(filter_path, "the router filter must be the last HTTP filter")

@@ -310,25 +310,23 @@ class DownstreamConnection(asyncio.Protocol):
 
     # -- timers ----------------------------------------------------------------------------
     def _next_deadline(self) -> tuple[float, str] | None:
+        """The earliest timeout that applies in the connection's current state."""
         hcm = self.hcm
         candidates: list[tuple[float, str]] = []
         parsing = self.parsing
-        if self.active is None and not self.queue and not self.tunnel_mode:
-            if parsing is not None and parsing.started_at:
-                if hcm.request_headers_timeout is not None and not parsing.headers_done:
-                    candidates.append((parsing.started_at + hcm.request_headers_timeout, "headers"))
-            if hcm.idle_timeout is not None:
-                candidates.append((self._last_activity + hcm.idle_timeout, "idle"))
-            if parsing is not None and hcm.request_timeout is not None:
+        if parsing is not None and not parsing.headers_done:
+            if hcm.request_headers_timeout is not None:
+                candidates.append((parsing.started_at + hcm.request_headers_timeout, "headers"))
+            if hcm.request_timeout is not None:
                 candidates.append((parsing.started_at + hcm.request_timeout, "request"))
-        elif self.active is not None:
-            request = self.active.request
-            if hcm.request_timeout is not None and not request.complete:
-                candidates.append((request.started_at + hcm.request_timeout, "request"))
+        active = self.active
+        if active is not None:
+            if hcm.request_timeout is not None and not active.request.complete:
+                candidates.append((active.request.started_at + hcm.request_timeout, "request"))
             if hcm.stream_idle_timeout is not None:
                 candidates.append((self._last_activity + hcm.stream_idle_timeout, "stream_idle"))
-        if parsing is not None and hcm.request_headers_timeout is not None and not parsing.headers_done:
-            candidates.append((parsing.started_at + hcm.request_headers_timeout, "headers"))
+        elif not self.queue and not self.tunnel_mode and hcm.idle_timeout is not None:
+            candidates.append((self._last_activity + hcm.idle_timeout, "idle"))
         return min(candidates) if candidates else None
 
     def touch(self) -> None:
@@ -385,4 +383,3 @@ class DownstreamConnection(asyncio.Protocol):
                 self.close()
         if not self.closed:
             self._arm_timer()
-

@@ -1,10 +1,10 @@
 """One request/response exchange: route it, relay it upstream, relay the answer back.
 
 This is the router filter of the connection manager. It is a callback-driven state machine: the
-downstream parser feeds request body bytes into a pipe that writes straight to the upstream socket,
-and the upstream parser calls `on_response_*` which write straight to the downstream socket. Each side
-pauses the other's reading when its own write buffer is full, so memory stays bounded whatever the
-speed of either peer.
+downstream parser feeds request body bytes into a pipe that writes straight to the upstream
+socket, and the upstream parser calls `on_response_*`, which write straight to the downstream
+socket. Each side pauses the other's reading when its own write buffer is full, so memory stays
+bounded whatever the speed of either peer.
 """
 
 from __future__ import annotations
@@ -178,8 +178,10 @@ class Exchange:
             upstream = await host.pool.acquire()
         except PoolOverflow:
             self.response_flags.append(flags.UPSTREAM_OVERFLOW)
-            self._upstream_failed(503, "upstream connect error or disconnect/reset before headers. "
-                                       "reset reason: overflow")
+            self._upstream_failed(
+                503,
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            )
             return
         except ConnectFailure as exc:
             self.response_flags.append(flags.UPSTREAM_CONNECTION_FAILURE)
@@ -267,9 +269,9 @@ class Exchange:
             upstream.pause_reading()
 
     def on_downstream_eof(self) -> None:
-        if self.upstream is not None and self.upstream.transport is not None:
-            if self.upstream.transport.can_write_eof():
-                self.upstream.transport.write_eof()
+        transport = self.upstream.transport if self.upstream is not None else None
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
 
     # -- response direction (ResponseSink) --------------------------------------------------
     def on_response_head(self, status: int, headers: Headers, keep_alive: bool) -> None:
@@ -288,9 +290,12 @@ class Exchange:
         _apply_server_header(out, hcm.server_name, hcm.server_header)
         elapsed_ms = int((time.monotonic() - self.upstream_started) * 1000)
         out.append(("x-envoy-upstream-service-time", str(elapsed_ms)))
-        if hcm.always_set_request_id_in_response and self.request_id is not None:
-            if _header(out, "x-request-id") is None:
-                out.append(("x-request-id", self.request_id))
+        if (
+            hcm.always_set_request_id_in_response
+            and self.request_id is not None
+            and _header(out, "x-request-id") is None
+        ):
+            out.append(("x-request-id", self.request_id))
         close = downstream.wants_close_after(request)
         self.response_has_body = response_has_body(request.method, status)
         if upgrade:

@@ -10,7 +10,8 @@ from http import HTTPStatus
 
 Headers = list[tuple[str, str]]
 
-# RFC 9110 §7.6.1: connection-specific fields a proxy must not forward, plus those named in Connection.
+# RFC 9110 §7.6.1: connection-specific fields a proxy must not forward (plus those that the
+# Connection field names).
 HOP_BY_HOP = frozenset(
     {
         "connection",

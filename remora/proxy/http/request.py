@@ -64,7 +64,7 @@ class Request:
         return self.chunked or bool(self.content_length)
 
     def start_tunnel(self) -> None:
-        """After an upgrade, the pipe carries raw tunnel bytes and ends only when the client does."""
+        """After an upgrade the pipe carries raw tunnel bytes, ending only when the client does."""
         self.tunnel = True
         self.complete = True
         self.body = BodyPipe(self._buffer_limit, self._on_backlog)

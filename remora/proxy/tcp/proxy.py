@@ -207,9 +207,9 @@ class TcpDownstream(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self.downstream_eof = True
         upstream = self.upstream
-        if upstream is not None and upstream.transport is not None:
-            if upstream.transport.can_write_eof():
-                upstream.transport.write_eof()
+        transport = upstream.transport if upstream is not None else None
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
         self.half_closed += 1
         if self.half_closed >= 2:
             self.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass, fields
@@ -31,7 +32,9 @@ class Host:
         "weight",
     )
 
-    def __init__(self, cluster: Cluster, address: str, port: int, weight: int, hostname: str) -> None:
+    def __init__(
+        self, cluster: Cluster, address: str, port: int, weight: int, hostname: str
+    ) -> None:
         self.address = address
         self.port = port
         self.weight = weight
@@ -49,7 +52,11 @@ class Host:
         return (self.address, self.port)
 
     def __str__(self) -> str:
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return (
+            f"[{self.address}]:{self.port}"
+            if ":" in self.address
+            else f"{self.address}:{self.port}"
+        )
 
 
 @dataclass(slots=True)
@@ -136,10 +143,8 @@ class Cluster:
     async def close(self) -> None:
         if self._dns_task is not None:
             self._dns_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._dns_task
-            except asyncio.CancelledError:
-                pass
         for host in self.hosts:
             host.pool.close()
 
@@ -172,7 +177,9 @@ class Cluster:
                     type=socket.SOCK_STREAM,
                 )
             except OSError as exc:
-                log.warning("cluster %s: DNS lookup of %s failed: %s", self.name, endpoint.host, exc)
+                log.warning(
+                    "cluster %s: DNS lookup of %s failed: %s", self.name, endpoint.host, exc
+                )
                 continue
             seen: set[str] = set()
             for _family, _type, _proto, _canon, sockaddr in infos:

@@ -27,15 +27,11 @@ support.register(
         "max_requests_per_connection",
     },
 )
-support.register(
-    "envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"}
-)
+support.register("envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"})
 support.register(
     "envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints", "load_balancing_weight"}
 )
-support.register(
-    "envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"}
-)
+support.register("envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"})
 support.register("envoy.config.endpoint.v3.Endpoint", {"address", "hostname"})
 support.register("envoy.config.cluster.v3.CircuitBreakers", {"thresholds"})
 support.register(

@@ -8,7 +8,7 @@ so a response body chunk goes from this socket to the downstream socket in one c
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 

@@ -103,8 +103,11 @@ class HostPool:
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection after a complete exchange; reuse it when both sides allow."""
         limit = self.cluster.config.max_requests_per_connection
-        if conn.closed or not conn.keep_alive or conn.upgraded or (
-            limit is not None and conn.requests >= limit
+        if (
+            conn.closed
+            or not conn.keep_alive
+            or conn.upgraded
+            or (limit is not None and conn.requests >= limit)
         ):
             conn.close()
             return
