@@ -17,6 +17,7 @@ from remora import __version__
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "remora.proxy.cli",
     "remora.demo.cli",
+    "remora.bpf.cli",
     "remora.wasm.cli",
 )
 

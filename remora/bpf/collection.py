@@ -142,7 +142,9 @@ class Collection:
         for r in ps.relocs:
             m = self.maps.get(r.target)
             if m is None:
-                raise BPFLoadError(f"program {ps.name!r} uses map {r.target!r}, which is not loaded")
+                raise BPFLoadError(
+                    f"program {ps.name!r} uses map {r.target!r}, which is not loaded"
+                )
             struct.pack_into("<i", insns, r.insn * 8 + 4, m.fd.raw)
         if ps.attach_to and not ps.attach_btf_id:
             kind = Kind.TYPEDEF if ps.attach_to.startswith("btf_trace_") else Kind.FUNC

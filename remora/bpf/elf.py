@@ -17,7 +17,6 @@ import os
 import struct
 from typing import Any
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import Section, SymbolTableSection
 
@@ -140,10 +139,9 @@ def read_elf_bytes(data: bytes, name: str = "<bytes>") -> CollectionSpec:
         raise BPFLoadError(f"{name}: {e}") from None
     except BPFError:
         raise
-    except (ELFError, struct.error, ValueError, IndexError, KeyError, TypeError,
-            AttributeError, OverflowError, UnicodeDecodeError, AssertionError,
-            RecursionError, MemoryError) as e:  # fmt: skip
-        # pyelftools raises a wide range of errors on hostile input; all mean "corrupt ELF".
+    except Exception as e:
+        # pyelftools raises a wide range of errors on hostile input (struct, zlib, index,
+        # key, unicode, assertion errors...); all of them mean "corrupt ELF" to our callers.
         raise BPFLoadError(f"{name}: corrupt or unsupported ELF: {type(e).__name__}: {e}") from None
 
 
@@ -178,7 +176,7 @@ class _Reader:
             if sec["sh_type"] == "SHT_REL":
                 target = sec["sh_info"]
                 table: dict[int, Symbol] = self.rels.setdefault(target, {})
-                for rel in sec.iter_relocations():
+                for rel in sec.iter_relocations():  # type: ignore[attr-defined]
                     idx = rel["r_info_sym"]
                     if idx >= len(self.symbols):
                         raise BPFLoadError(f"relocation in {sec.name} names missing symbol {idx}")
@@ -353,9 +351,7 @@ class _Reader:
         for sym in syms:
             if sym.value + 16 > len(data):
                 raise BPFLoadError(f"maps: definition of {sym.name!r} is outside the section")
-            words = struct.unpack_from(
-                f"<{min(def_size, 28) // 4}I", data, sym.value
-            )
+            words = struct.unpack_from(f"<{min(def_size, 28) // 4}I", data, sym.value)
             try:
                 mtype = t.MapType(words[0])
             except ValueError:
@@ -377,7 +373,10 @@ class _Reader:
             name = sec.name
             if not any(name == p or name.startswith(p + ".") for p in _DATA_PREFIXES):
                 continue
-            if sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] not in ("SHT_PROGBITS", "SHT_NOBITS"):
+            if sec["sh_flags"] & SHF_EXECINSTR or sec["sh_type"] not in (
+                "SHT_PROGBITS",
+                "SHT_NOBITS",
+            ):
                 continue
             size = sec["sh_size"]
             if size == 0:
@@ -448,8 +447,10 @@ class _Reader:
             for i, s in enumerate(funcs):
                 if s.value % 8 or s.value >= len(data):
                     raise BPFLoadError(f"function {s.name!r} at bad offset {s.value} in {sec.name}")
-                end = s.value + s.size if s.size else (
-                    funcs[i + 1].value if i + 1 < len(funcs) else len(data)
+                end = (
+                    s.value + s.size
+                    if s.size
+                    else (funcs[i + 1].value if i + 1 < len(funcs) else len(data))
                 )
                 if end > len(data) or end <= s.value:
                     raise BPFLoadError(f"function {s.name!r} overruns section {sec.name}")

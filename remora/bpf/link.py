@@ -102,7 +102,9 @@ def link_program(
                     tsec, tgt = fn.section, g + imm + 1
                 tf = code[tsec].function_at(_fn_start(code[tsec], tgt))
                 new_imm = place(tf) + (tgt - tf.start) - (b + j) - 1
-                _INSN.pack_into(chunk, j * 8, opcode, (t.BPF_PSEUDO_CALL << 4) | (regs & 0xF), off, new_imm)
+                _INSN.pack_into(
+                    chunk, j * 8, opcode, (t.BPF_PSEUDO_CALL << 4) | (regs & 0xF), off, new_imm
+                )
             elif opcode == LD_IMM64:
                 if j + 1 >= fn.count:
                     raise BPFLoadError(f"{where}: ld_imm64 at {j} is missing its second half")

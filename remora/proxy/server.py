@@ -8,6 +8,7 @@ It is also the `AdminContext` the admin endpoints read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -30,6 +31,8 @@ from remora.proxy.tcp.proxy import TcpListener
 from remora.proxy.upstream.cluster import Cluster
 
 log = logging.getLogger("remora.server")
+
+_STATS_FLUSH_INTERVAL = 5.0
 
 
 @dataclass(slots=True)
@@ -55,6 +58,7 @@ class ProxyServer:
         self.healthcheck_failed = False
         self.drain_timeout = drain_timeout
         self._stopped = asyncio.Event()
+        self._flush_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._server_state = self.store.gauge("server.state")
         self._live = self.store.gauge("server.live")
@@ -109,6 +113,7 @@ class ProxyServer:
         except BaseException:
             await self.close()
             raise
+        self._flush_task = asyncio.create_task(self._flush_stats(), name="stats-flush")
         self.state = "LIVE"
         self._server_state.set(0)
         self._live.set(1)
@@ -155,7 +160,18 @@ class ProxyServer:
         for running in self.listeners:
             running.runtime.close_all()
 
+    async def _flush_stats(self) -> None:
+        """Envoy's stats_flush_interval (5 s): closes the interval that histogram quantiles show."""
+        while True:
+            await asyncio.sleep(_STATS_FLUSH_INTERVAL)
+            self.store.flush()
+
     async def close(self) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+            self._flush_task = None
         for running in self.listeners:
             running.server.close()
             running.runtime.close_all()

@@ -36,6 +36,8 @@ from wasmtime import _func as wasmtime_func_module
 
 from remora.wasm.engine import WASMTIME_VERSION
 from remora.wasm.errors import BindingError
+from remora.wasm.limits import translate as translate_failure
+from remora.wasm.runner import Guest
 
 VERIFIED_WASMTIME_VERSIONS = frozenset({"50.0.1"})
 _RAW_SIZE = ctypes.sizeof(ffi.wasmtime_val_raw_t)
@@ -73,7 +75,10 @@ _call_unchecked.argtypes = [
 _call_unchecked.restype = ctypes.c_void_p
 
 
-def _raise_failure(error: int | None, trap_slot: Any) -> None:
+Translate = Callable[[Exception], Exception]
+
+
+def _raise_failure(error: int | None, trap_slot: Any, translate: Translate | None) -> None:
     """Turn the C call's error/trap outputs into the exceptions the generic path raises."""
     if error:
         exc: Exception = wasmtime.WasmtimeError._from_ptr(
@@ -85,14 +90,19 @@ def _raise_failure(error: int | None, trap_slot: Any) -> None:
         exc = wasmtime.Trap._from_ptr(ctypes.cast(trap, ctypes.POINTER(ffi.wasm_trap_t)))
     # A Python host function that raised left its exception here (the generic path does this).
     wasmtime_func_module.maybe_raise_last_exn()
+    if translate is not None and not isinstance(exc, wasmtime.ExitTrap):
+        raise translate(exc) from None
     raise exc
 
 
 class FastFunc:
     """A guest export bound for raw calls. Call it like a function: `add(1, 2)`."""
 
-    def __init__(self, store: wasmtime.Store, func: wasmtime.Func) -> None:
+    def __init__(
+        self, store: wasmtime.Store, func: wasmtime.Func, translate: Translate | None = None
+    ) -> None:
         ty = func.type(store)
+        self._translate = translate
         self.params = _kinds(ty.params, "params")
         self.results = _kinds(ty.results, "results")
         self._store = store  # keeps the context pointer valid
@@ -116,7 +126,7 @@ class FastFunc:
             "nslots": slots,
             "trap_slot": self._trap_slot,
             "trap_addr": ctypes.addressof(self._trap_slot),
-            "fail": _raise_failure,
+            "fail": lambda error, slot: _raise_failure(error, slot, self._translate),
         }
         args = [f"a{i}" for i in range(len(self.params))]
         body = [f"def fast_call({', '.join(args)}):"]
@@ -144,27 +154,48 @@ class FastFunc:
 class GenericFunc:
     """The same interface over wasmtime-py's generic `Func.__call__` (the path when disabled)."""
 
-    def __init__(self, store: wasmtime.Store, func: wasmtime.Func) -> None:
+    def __init__(
+        self, store: wasmtime.Store, func: wasmtime.Func, translate: Translate | None = None
+    ) -> None:
         ty = func.type(store)
         self.params = tuple(str(t) for t in ty.params)
         self.results = tuple(str(t) for t in ty.results)
         self._store = store
         self._func = func
+        self._translate = translate
 
     def call(self, *args: Any) -> Any:
-        return self._func(self._store, *args)
+        try:
+            return self._func(self._store, *args)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            if self._translate is None or isinstance(exc, wasmtime.ExitTrap):
+                raise
+            raise self._translate(exc) from None
 
     def __call__(self, *args: Any) -> Any:
-        return self._func(self._store, *args)
+        return self.call(*args)
 
 
 def bind_call(
-    store: wasmtime.Store, func: wasmtime.Func, fast: bool | None = None
+    store: wasmtime.Store,
+    func: wasmtime.Func,
+    fast: bool | None = None,
+    translate: Translate | None = None,
 ) -> FastFunc | GenericFunc:
     """Bind `func` for repeated calls; `fast=None` means "raw path if available"."""
     if fast is None:
         fast = fastcall_available()[0]
-    return FastFunc(store, func) if fast else GenericFunc(store, func)
+    return FastFunc(store, func, translate) if fast else GenericFunc(store, func, translate)
+
+
+def bind_export(guest: Guest, name: str, fast: bool | None = None) -> FastFunc | GenericFunc:
+    """Bind a guest export; failures become remora's typed errors (limits, `GuestTrap`)."""
+
+    def translate(exc: Exception) -> Exception:
+        assert isinstance(exc, wasmtime.Trap | wasmtime.WasmtimeError)
+        return translate_failure(exc, guest.limits, guest._memory_at_cap())
+
+    return bind_call(guest.store, guest.func(name), fast, translate)
 
 
 # --- Wasm -> Python ------------------------------------------------------------------------------
@@ -172,14 +203,15 @@ def bind_call(
 _CALLBACK_TYPE = ctypes.CFUNCTYPE(
     ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t
 )
-_NO_FINALIZER = ctypes.cast(None, ctypes.CFUNCTYPE(None, ctypes.c_void_p))
+_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
 # Callbacks must outlive every call the store can make; tie them to the store's lifetime.
 _KEEP_ALIVE: weakref.WeakKeyDictionary[wasmtime.Store, list[Any]] = weakref.WeakKeyDictionary()
 
 
 def _trap_for(exc: BaseException, name: str) -> int:
     """Park the exception where the call paths re-raise it, and hand wasmtime a trap instead."""
-    wasmtime_func_module.LAST_EXCEPTION = exc
+    # Same slot and same BaseException breadth as wasmtime-py's own trampoline.
+    wasmtime_func_module.LAST_EXCEPTION = exc  # type: ignore[assignment]
     trap = wasmtime.Trap(f"python exception in host function {name}")._consume()
     return int(ctypes.cast(trap, ctypes.c_void_p).value or 0)
 

@@ -7,6 +7,11 @@ before interpreter shutdown (wasmtime panics if they outlive the Python callback
 
 from __future__ import annotations
 
+import atexit
+import gc
+import hashlib
+import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +21,36 @@ from typing import Any
 import wasmtime
 
 from remora.wasm.cache import ModuleCache, compile_module
-from remora.wasm.engine import EngineHandle, engine_for
+from remora.wasm.engine import EngineConfig, EngineHandle, engine_for
 from remora.wasm.errors import GuestTrap, LinkError, ModuleFormatError
 from remora.wasm.limits import WASM_PAGE, Limits, translate
-from remora.wasm.sandbox import OutputBuffer, SandboxPolicy, build_wasi, install_determinism
+from remora.wasm.sandbox import (
+    OutputBuffer,
+    SandboxPolicy,
+    build_wasi,
+    install_determinism,
+    pending_output_callbacks,
+)
 
 # Adds host functions to a linker before instantiation: (linker, store) -> None.
 Definer = Callable[[wasmtime.Linker, wasmtime.Store], None]
+
+# wasmtime releases a store's WASI output callbacks on one of its runtime threads, about a
+# millisecond after the store is dropped. If that happens while the interpreter is finalizing,
+# the thread cannot take the GIL and dies inside Rust ("panic in a function that cannot
+# unwind"). So at exit: close every guest still open, then wait (bounded) for the releases.
+_LIVE: weakref.WeakSet[Guest] = weakref.WeakSet()
+_EXIT_WAIT_SECONDS = 1.0
+
+
+@atexit.register
+def _close_live_guests() -> None:
+    for guest in list(_LIVE):
+        guest.close()
+    gc.collect()
+    deadline = time.monotonic() + _EXIT_WAIT_SECONDS
+    while pending_output_callbacks() and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 @dataclass(frozen=True)
@@ -50,6 +78,7 @@ class Guest:
         self.store = wasmtime.Store(handle.engine)
         self._armed = False
         self._closed = False
+        _LIVE.add(self)
         try:
             wasi = build_wasi(policy)
             self.stdout: OutputBuffer = wasi.stdout
@@ -136,16 +165,29 @@ class Guest:
 
 @dataclass
 class WasmHost:
-    """Compiles (through the cache when given) and instantiates modules."""
+    """Compiles (through the cache when given) and instantiates modules.
+
+    Modules are also kept in memory per (engine config, module sha256), up to `memo_size`, so
+    instantiating the same module again skips even the disk cache.
+    """
 
     cache: ModuleCache | None = None
-    _modules: dict[tuple[str, bytes], wasmtime.Module] = field(default_factory=dict)
+    memo_size: int = 32
+    _memo: dict[tuple[EngineConfig, bytes], wasmtime.Module] = field(default_factory=dict)
 
     def load(self, wasm: bytes, limits: Limits, origin: str = "<bytes>") -> EngineModule:
         handle = engine_for(limits.engine_config())
-        if self.cache is None:
-            return EngineModule(handle, compile_module(handle.engine, wasm, origin))
-        return EngineModule(handle, self.cache.load(handle, wasm, origin))
+        key = (handle.config, hashlib.sha256(wasm).digest())
+        module = self._memo.get(key)
+        if module is None:
+            if self.cache is None:
+                module = compile_module(handle.engine, wasm, origin)
+            else:
+                module = self.cache.load(handle, wasm, origin)
+            if len(self._memo) >= self.memo_size:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = module
+        return EngineModule(handle, module)
 
     def instantiate(
         self,

@@ -105,6 +105,15 @@ class OutputBuffer:
         return bytes(self._chunks)
 
 
+def pending_output_callbacks() -> int:
+    """How many OutputBuffer callbacks wasmtime still holds (released asynchronously, on a
+    wasmtime runtime thread, shortly after their store is dropped)."""
+    from wasmtime import _wasi
+
+    handles = list(_wasi.CUSTOM_OUTPUTS.handles.values())
+    return sum(isinstance(getattr(h, "__self__", None), OutputBuffer) for h in handles)
+
+
 @dataclass
 class WasiContext:
     config: wasmtime.WasiConfig

@@ -38,12 +38,22 @@ def test_second_load_hits_cache_and_is_faster(
 
 
 def test_cached_module_runs(tmp_path: Path, guest: Callable[[str], bytes]) -> None:
-    host = WasmHost(ModuleCache(tmp_path))
+    cache = ModuleCache(tmp_path)
     policy = SandboxPolicy(args=("hello", "7"))
-    assert host.run(guest("hello"), policy).exit_code == 7
-    assert host.run(guest("hello"), policy).exit_code == 7
-    assert host.cache is not None
-    assert (host.cache.stats.compiles, host.cache.stats.hits) == (1, 1)
+    first, second = WasmHost(cache), WasmHost(cache)  # two hosts share the disk cache
+    assert first.run(guest("hello"), policy).exit_code == 7
+    assert second.run(guest("hello"), policy).exit_code == 7
+    assert (cache.stats.compiles, cache.stats.hits) == (1, 1)
+    # A host reuses its in-memory module without touching the disk cache again.
+    assert second.run(guest("hello"), policy).exit_code == 7
+    assert (cache.stats.compiles, cache.stats.hits) == (1, 1)
+
+
+def test_memo_is_bounded(guest: Callable[[str], bytes]) -> None:
+    host = WasmHost(memo_size=1)
+    host.load(guest("compute"), Limits())
+    host.load(guest("grow_bomb"), Limits())
+    assert len(host._memo) == 1
 
 
 def test_key_depends_on_engine_config(tmp_path: Path, guest: Callable[[str], bytes]) -> None:

@@ -104,7 +104,12 @@ def test_inspect_text(guest_path: Callable[[str], Path], tmp_path: Path) -> None
 def test_registered_in_remora_cli() -> None:
     from remora import cli
 
-    assert "remora.wasm.cli" in cli.SUBCOMMAND_MODULES
+    args = cli.build_parser().parse_args(
+        ["wasm", "run", "m.wasm", "--fuel", "5", "--max-memory", "1MiB", "--", "x", "--fuel"]
+    )
+    assert (args.module, args.fuel, args.max_memory) == (Path("m.wasm"), 5, 1 << 20)
+    assert args.guest_args == ["x", "--fuel"]
+    assert args.handler.__name__ == "_run"
 
 
 @pytest.mark.parametrize(

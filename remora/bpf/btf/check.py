@@ -38,7 +38,8 @@ def check_ctype(ctype: Any, btf_ref: tuple[Spec, int], what: str) -> None:
     for (fname, *_), member in zip(fields, st.members, strict=True):
         if fname != member.name:
             raise BPFTypeMismatchError(
-                f"{what}: field {fname!r} of {ctype.__name__} is named {member.name!r} in BTF {name}"
+                f"{what}: field {fname!r} of {ctype.__name__} is named {member.name!r} "
+                f"in BTF {name}"
             )
         have_off = getattr(ctype, fname).offset
         want_off = member.bit_offset // 8

@@ -49,7 +49,10 @@ def parse_ext(raw: bytes, strings: Strings) -> Ext:
     funcs = _parse_info(body, fi_off, fi_len, 8, "func_info", strings)
     lines = _parse_info(body, li_off, li_len, 16, "line_info", strings)
     return Ext(
-        {sec: [FuncRec(*struct.unpack_from("<II", r)) for r in recs] for sec, recs in funcs.items()},
+        {
+            sec: [FuncRec(*struct.unpack_from("<II", r)) for r in recs]
+            for sec, recs in funcs.items()
+        },
         {
             sec: [LineRec(*struct.unpack_from("<IIII", r)) for r in recs]
             for sec, recs in lines.items()

@@ -51,8 +51,17 @@ class KernelBTF:
         unpack = struct.Struct("<II").unpack_from
         off, tid, end, want = self.t0, 1, self.t1, int(kind)
         extra = [_extra_len(Kind(k), 1) if k in Kind._value2member_map_ else 0 for k in range(32)]
-        per_member = {int(k): _extra_len(k, 1) for k in (Kind.STRUCT, Kind.UNION, Kind.DATASEC,
-                                                        Kind.ENUM64, Kind.ENUM, Kind.FUNC_PROTO)}
+        per_member = {
+            int(k): _extra_len(k, 1)
+            for k in (
+                Kind.STRUCT,
+                Kind.UNION,
+                Kind.DATASEC,
+                Kind.ENUM64,
+                Kind.ENUM,
+                Kind.FUNC_PROTO,
+            )
+        }
         while off < end:
             n_off, info = unpack(raw, off)
             k = (info >> 24) & 0x1F

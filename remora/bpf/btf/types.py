@@ -110,7 +110,9 @@ class Strings:
         if off == 0:
             return ""
         if off < 0 or off >= len(self.data):
-            raise BPFLoadError(f"BTF: string offset {off} outside string section of {len(self.data)}")
+            raise BPFLoadError(
+                f"BTF: string offset {off} outside string section of {len(self.data)}"
+            )
         end = self.data.find(b"\0", off)
         if end < 0:
             raise BPFLoadError(f"BTF: string at offset {off} is not NUL-terminated")
@@ -167,7 +169,9 @@ class Spec:
             try:
                 kind = Kind(kind_no)
             except ValueError:
-                raise BPFLoadError(f"BTF: type {tid} at offset {off}: unknown kind {kind_no}")
+                raise BPFLoadError(
+                    f"BTF: type {tid} at offset {off}: unknown kind {kind_no}"
+                ) from None
             t = Type(tid, kind, get(name_off), vlen=vlen, kind_flag=bool(info >> 31))
             t.record_off = off
             rec = off
@@ -178,9 +182,10 @@ class Spec:
                     f"BTF: type {tid} ({kind.name} {t.name!r}) at offset {rec}: "
                     f"needs {need} more bytes, {n - off} left"
                 )
-            if kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64):
-                t.size = size_type
-            elif kind in (Kind.DATASEC, Kind.FLOAT):
+            if kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64) or kind in (
+                Kind.DATASEC,
+                Kind.FLOAT,
+            ):
                 t.size = size_type
             else:
                 t.ref = size_type

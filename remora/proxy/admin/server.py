@@ -11,10 +11,11 @@ the server buffer unbounded output.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import contextlib
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
+from typing import cast
 
 import h11
 
@@ -26,6 +27,7 @@ _log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
+_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
 class AdminServer:
@@ -144,6 +146,11 @@ class _AdminProtocol(asyncio.Protocol):
             if isinstance(event, h11.Request):
                 self._request = event
                 self._body_bytes = 0
+                if self._conn.they_are_waiting_for_100_continue:
+                    # curl sends `Expect: 100-continue` for larger POSTs and would stall ~1 s.
+                    self._write(
+                        self._conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                    )
             elif isinstance(event, h11.Data):
                 # Admin requests carry no meaningful body; it is read and dropped, up to a limit.
                 self._body_bytes += len(event.data)
@@ -177,12 +184,18 @@ class _AdminProtocol(asyncio.Protocol):
             ("content-length", str(len(response.body))),
             *response.headers,
         ]
-        out = self._conn.send(h11.Response(status_code=response.status, headers=headers))
+        reason = _REASONS.get(response.status, b"")
+        out = self._conn.send(
+            h11.Response(status_code=response.status, headers=headers, reason=reason)
+        )
         if response.body and not head_only:
             out += self._conn.send(h11.Data(data=response.body))
         out += self._conn.send(h11.EndOfMessage())
-        if self._transport is not None:
-            self._transport.write(out)
+        self._write(out)
+
+    def _write(self, data: bytes | None) -> None:
+        if data and self._transport is not None:
+            self._transport.write(data)
 
     def _reject(self, status: int, message: str) -> None:
         """Answer a request we cannot serve, then close: the stream position is unknown."""

@@ -57,6 +57,7 @@ class Exchange:
         self.status = 0
         self.response_headers: Headers = []
         self.head_sent = False
+        self.pending_head: bytes | None = None
         self.chunked_response = False
         self.close_delimited = False
         self.response_has_body = True
@@ -326,6 +327,12 @@ class Exchange:
         self.response_headers = out
         self.head_sent = True
         head = encode_response_head(status, out)
+        if self.response_has_body and not upgrade:
+            # Held back to leave in one write with body bytes from the same read (one syscall,
+            # one packet); flushed right after this read if no body came with it.
+            self.pending_head = head
+            asyncio.get_running_loop().call_soon(self._flush_head)
+            return
         downstream.write(head)
         if not downstream.writable:
             self.on_downstream_writable(False)
@@ -335,9 +342,25 @@ class Exchange:
             return
         self.bytes_sent += len(data)
         if self.chunked_response:
-            self.downstream.write(encode_chunk(data))
-        else:
-            self.downstream.write(data)
+            data = encode_chunk(data)
+        head = self.pending_head
+        if head is not None:
+            self.pending_head = None
+            data = head + data
+        downstream = self.downstream
+        downstream.write(data)
+        if not downstream.writable and not self.upstream_reading_paused:
+            self.on_downstream_writable(False)
+
+    def _flush_head(self, tail: bytes = b"") -> None:
+        if self.done and not tail:
+            return
+        head = self.pending_head
+        if head is not None:
+            self.pending_head = None
+            self.downstream.write(head + tail)
+        elif tail:
+            self.downstream.write(tail)
 
     def on_upgraded_data(self, data: bytes) -> None:
         if not self.done:
@@ -347,8 +370,7 @@ class Exchange:
     def on_response_complete(self) -> None:
         if self.done:
             return
-        if self.chunked_response:
-            self.downstream.write(LAST_CHUNK)
+        self._flush_head(LAST_CHUNK if self.chunked_response else b"")
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             if self.upstream_reading_paused:
@@ -379,6 +401,7 @@ class Exchange:
             )
             return
         if self.close_delimited:
+            self._flush_head()
             self.keep_alive = False
             self._finish()
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,9 @@ DEFAULT_TAG_RULES: tuple[TagRule, ...] = (
 )
 
 
+@lru_cache(maxsize=65536)
 def extract_tags(name: str, rules: tuple[TagRule, ...] = DEFAULT_TAG_RULES) -> TaggedName:
+    """Tags of one stat name. Cached: names are fixed at config time and every scrape asks again."""
     tags: list[tuple[str, str]] = []
     cut: set[int] = set()
     for rule in rules:

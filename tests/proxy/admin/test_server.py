@@ -58,7 +58,8 @@ async def _pipelined(port: int, requests: list[tuple[str, str, bytes]]) -> list[
     pending = b""
     try:
         for client in clients:
-            client.receive_data(pending)
+            if pending:  # an empty receive_data() would tell h11 the peer closed
+                client.receive_data(pending)
             status, body = 0, b""
             while True:
                 event = client.next_event()
@@ -270,3 +271,31 @@ async def test_curl(server: AdminServer) -> None:
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 10)
     assert out == b"OK\n\n200"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+async def test_curl_expect_100_continue_is_answered(server: AdminServer) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-s", "-H", "Expect: 100-continue", "--data-binary", "x" * 4096,
+        _url(server, "/healthcheck/ok"),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    assert out == b"OK\n"
+    # Without the interim 100 curl waits its 1 s expect timeout before sending the body.
+    assert loop.time() - started < 0.9
+
+
+async def test_failing_shutdown_hook_does_not_break_the_server(
+    server: AdminServer, context: StaticContext
+) -> None:
+    def explode() -> None:
+        raise RuntimeError("shutdown failed")
+
+    context.request_shutdown = explode  # type: ignore[method-assign]
+    async with httpx.AsyncClient() as client:
+        assert (await client.post(_url(server, "/quitquitquit"))).text == "OK\n"
+        await asyncio.sleep(0.05)
+        assert (await client.get(_url(server, "/ready"))).status_code == 200

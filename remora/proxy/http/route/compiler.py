@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
@@ -16,7 +17,11 @@ from remora.config.errors import ErrorCollector
 from remora.proxy.http.route.actions import (
     DEFAULT_MAX_DIRECT_RESPONSE_BODY,
     Action,
+    ClusterAction,
+    ClusterTarget,
+    DirectResponseAction,
     HeaderLevels,
+    RedirectAction,
     compile_direct_response,
     compile_redirect,
     compile_route_action,
@@ -87,7 +92,7 @@ class _Context:
 
 def _compile_path(
     match: rc_pb2.RouteMatch, path: str, errors: ErrorCollector
-) -> tuple[int, str, re.Pattern[str] | None, bool] | None:
+) -> tuple[int, str, re.Pattern[str] | None] | None:
     case_sensitive = match.case_sensitive.value if match.HasField("case_sensitive") else True
     which = match.WhichOneof("path_specifier")
     if which is None:
@@ -98,7 +103,7 @@ def _compile_path(
     if which == "safe_regex":
         regex = compile_regex_matcher(match.safe_regex, f"{path}.safe_regex", errors)
         # Envoy ignores case_sensitive for regex routes; the pattern decides (e.g. with (?i)).
-        return None if regex is None else (REGEX, "", regex, True)
+        return None if regex is None else (REGEX, "", regex)
     if which == "path_separated_prefix":
         value = match.path_separated_prefix
         if not _SEPARATED_PREFIX.match(value):
@@ -115,7 +120,9 @@ def _compile_path(
     else:
         errors.add(f"{path}.{which}", f"not supported: {path}.{which}")
         return None
-    return kind, value if case_sensitive else value.lower(), None, case_sensitive
+    if case_sensitive:
+        return kind, value, None
+    return kind + 1, value.lower(), None
 
 
 def _compile_route(
@@ -160,20 +167,36 @@ def _compile_route(
         errors.add(f"{path}.{which}", f"not supported: {path}.{which}")
     if spec is None or action is None or len(errors.errors) != before:
         return None
-    kind, value, regex, case_sensitive = spec
-    return CompiledRoute(
+    kind, value, regex = spec
+    status, body, timeout, auto_host = 0, b"", None, False
+    if isinstance(action, ClusterAction):
+        timeout, auto_host = action.timeout, action.auto_host_rewrite
+    elif isinstance(action, RedirectAction):
+        status = action.status
+    elif isinstance(action, DirectResponseAction):
+        status, body = action.status, action.body
+    result = CompiledRoute(
         name=route.name,
         virtual_host_name=vhost_name,
         path_kind=kind,
         path_value=value,
         path_regex=regex,
-        case_sensitive=case_sensitive,
         headers=tuple(headers),
         query=tuple(query),
         grpc=route.match.HasField("grpc"),
         action=action,
-        request_headers=levels.request_chain(),
-        response_headers=levels.response_chain(),
+        target=ClusterTarget("", None, levels.request_chain(), levels.response_chain()),
+        status=status,
+        body=body,
+        timeout=timeout,
+        auto_host_rewrite=auto_host,
+    )
+    fast = result.direct_target
+    if fast is None:
+        return result
+    assert isinstance(action, ClusterAction)
+    return replace(
+        result, fast_target=fast, fast_authority=fast.host_rewrite or action.host_rewrite
     )
 
 
@@ -217,7 +240,7 @@ def compile_route_configuration(
             compiled = _compile_route(route, f"{vpath}.routes[{j}]", vhost.name, ctx, errors)
             if compiled is not None:
                 routes.append(compiled)
-        entry = VirtualHostEntry(vhost.name, tuple(routes))
+        entry = VirtualHostEntry.of(vhost.name, routes)
         vhosts.append(entry)
         for k, domain in enumerate(vhost.domains):
             dpath = f"{vpath}.domains[{k}]"

@@ -165,7 +165,7 @@ def _parse_value(value: str, path: str) -> tuple[tuple[bool, str], ...] | None:
         match = _COMMAND.match(value, i)
         if match is None:
             raise _BadValue(
-                f"invalid header value {value!r}: no command at offset {i} (write %% for a literal %)"
+                f"invalid header value {value!r}: no command at offset {i} (write %% for %)"
             )
         command = match.group(0).strip("%")
         if command not in HEADER_VALUE_COMMANDS:

@@ -16,16 +16,22 @@ from dataclasses import dataclass, field
 from remora.proxy.http.route.actions import (
     Action,
     ClusterAction,
-    DirectResponseAction,
+    ClusterTarget,
     RedirectAction,
     rewrite_path,
 )
 from remora.proxy.http.route.domains import DomainIndex
-from remora.proxy.http.route.headers import MutationChain
 from remora.proxy.http.route.matchers import HeaderMatch, QueryMatch, is_grpc, parse_query
+from remora.proxy.http.route.pathindex import (
+    PathIndex,
+    build_index,
+    regex_literal_prefix,
+    usable_prefix,
+)
 
-# Path specifier kinds.
-PREFIX, EXACT, REGEX, SEPARATED_PREFIX = range(4)
+# Path specifier kinds. The case-insensitive variants are the case-sensitive kind + 1, so the
+# match loop decides both "how" and "on which spelling of the path" with one integer test.
+PREFIX, PREFIX_CI, EXACT, EXACT_CI, SEPARATED_PREFIX, SEPARATED_PREFIX_CI, REGEX = range(7)
 
 
 @dataclass(slots=True)
@@ -38,69 +44,75 @@ class RouteRequest:
 
 
 class RouteResult:
-    """The outcome of routing one request; built per request, so plain slots, no dataclass."""
+    """The outcome of routing one request.
 
-    __slots__ = (
-        "_request_headers",
-        "_response_headers",
-        "action",
-        "authority",
-        "body",
-        "cluster",
-        "location",
-        "path",
-        "route_name",
-        "status",
-        "virtual_host_name",
-    )
+    Built on every request, so it stores only what differs per request (the picked cluster target
+    and the computed path, authority and redirect location) and reads the rest from the compiled
+    route through properties.
+    """
+
+    __slots__ = ("_route", "_target", "authority", "location", "path")
 
     def __init__(
         self,
-        action: Action,
-        route_name: str,
-        virtual_host_name: str,
-        cluster: str,
+        route: CompiledRoute,
+        target: ClusterTarget,
         path: str,
         authority: str | None,
-        status: int,
         location: str,
-        body: bytes,
-        request_headers: MutationChain,
-        response_headers: MutationChain,
     ) -> None:
-        self.action = action
-        self.route_name = route_name
-        self.virtual_host_name = virtual_host_name
-        self.cluster = cluster
+        self._route = route
+        self._target = target
         self.path = path
         self.authority = authority
-        self.status = status
         self.location = location
-        self.body = body
-        self._request_headers = request_headers
-        self._response_headers = response_headers
+
+    @property
+    def action(self) -> Action:
+        return self._route.action
+
+    @property
+    def cluster(self) -> str:
+        """The picked cluster; empty for redirects and direct responses."""
+        return self._target.name
+
+    @property
+    def route_name(self) -> str:
+        return self._route.name
+
+    @property
+    def virtual_host_name(self) -> str:
+        return self._route.virtual_host_name
+
+    @property
+    def status(self) -> int:
+        """The redirect or direct-response status; 0 for cluster routes."""
+        return self._route.status
+
+    @property
+    def body(self) -> bytes:
+        return self._route.body
 
     @property
     def auto_host_rewrite(self) -> bool:
-        action = self.action
-        return isinstance(action, ClusterAction) and action.auto_host_rewrite
+        return self._route.auto_host_rewrite
 
     @property
     def timeout(self) -> float | None:
-        action = self.action
-        return action.timeout if isinstance(action, ClusterAction) else None
+        """Upstream timeout in seconds (Envoy's 15 s by default); None when disabled."""
+        return self._route.timeout
 
     def apply_request_headers(
         self, headers: Sequence[tuple[str, str]], context: Mapping[str, str] | None = None
     ) -> list[tuple[str, str]]:
         """Return a new header list with the route's request mutations applied."""
-        return self._request_headers.apply(headers, context)
+        return self._target.request_headers.apply(headers, context)
 
     def apply_response_headers(
         self, headers: Sequence[tuple[str, str]], context: Mapping[str, str] | None = None
     ) -> list[tuple[str, str]]:
         """Return a new header list with the route's response mutations applied."""
-        return self._response_headers.apply(headers, context)
+        return self._target.response_headers.apply(headers, context)
 
     def __repr__(self) -> str:
         return (
@@ -115,77 +127,88 @@ class CompiledRoute:
     name: str
     virtual_host_name: str
     path_kind: int
-    path_value: str  # lowercased when not case_sensitive
+    path_value: str  # lowercased for the _CI kinds
     path_regex: re.Pattern[str] | None
-    case_sensitive: bool
     headers: tuple[HeaderMatch, ...]
     query: tuple[QueryMatch, ...]
     grpc: bool
     action: Action
-    # Chains for redirect and direct_response; cluster targets carry their own.
-    request_headers: MutationChain
-    response_headers: MutationChain
+    # For redirects and direct responses: a nameless target carrying the header chains.
+    target: ClusterTarget
+    # Precomputed from the action so results need no isinstance tests.
+    status: int
+    body: bytes
+    timeout: float | None
+    auto_host_rewrite: bool
+    fast_target: ClusterTarget | None = None  # set by the compiler from direct_target
+    fast_authority: str | None = None
+
+    @property
+    def case_sensitive(self) -> bool:
+        return self.path_kind == REGEX or self.path_kind % 2 == 0
+
+    @property
+    def has_conditions(self) -> bool:
+        return bool(self.headers or self.query or self.grpc)
+
+    @property
+    def direct_target(self) -> ClusterTarget | None:
+        """The target of a single-cluster route without path rewrites: no per-request work."""
+        action = self.action
+        if (
+            type(action) is ClusterAction
+            and not action.ends
+            and action.prefix_rewrite is None
+            and action.regex_rewrite is None
+        ):
+            return action.targets[0]
+        return None
 
     def result(self, request: RouteRequest, path_end: int, rng: random.Random) -> RouteResult:
+        target = self.fast_target
+        if target is not None:
+            return RouteResult(self, target, request.path, self.fast_authority, "")
         action = self.action
         raw = request.path
         kind = self.path_kind
-        matched = len(self.path_value) if kind in (PREFIX, SEPARATED_PREFIX) else path_end
-        if isinstance(action, ClusterAction):
-            target = action.pick(request, rng)
-            if action.prefix_rewrite is None and action.regex_rewrite is None:
-                upstream_path = raw
-            else:
-                upstream_path = rewrite_path(
+        matched = path_end if kind in (EXACT, EXACT_CI, REGEX) else len(self.path_value)
+        if type(action) is ClusterAction:
+            target = action.targets[0] if not action.ends else action.pick(request, rng)
+            if action.prefix_rewrite is not None or action.regex_rewrite is not None:
+                raw = rewrite_path(
                     raw, path_end, matched, action.prefix_rewrite, action.regex_rewrite
                 )
-            return RouteResult(
-                action,
-                self.name,
-                self.virtual_host_name,
-                target.name,
-                upstream_path,
-                target.host_rewrite or action.host_rewrite,
-                0,
-                "",
-                b"",
-                target.request_headers,
-                target.response_headers,
-            )
-        if isinstance(action, RedirectAction):
-            return RouteResult(
-                action,
-                self.name,
-                self.virtual_host_name,
-                "",
-                raw,
-                None,
-                action.status,
-                action.location(request, path_end, matched),
-                b"",
-                self.request_headers,
-                self.response_headers,
-            )
-        assert isinstance(action, DirectResponseAction)
-        return RouteResult(
-            action,
-            self.name,
-            self.virtual_host_name,
-            "",
-            raw,
-            None,
-            action.status,
-            "",
-            action.body,
-            self.request_headers,
-            self.response_headers,
-        )
+            return RouteResult(self, target, raw, target.host_rewrite or action.host_rewrite, "")
+        if type(action) is RedirectAction:
+            location = action.location(request, path_end, matched)
+            return RouteResult(self, self.target, raw, None, location)
+        return RouteResult(self, self.target, raw, None, "")
+
+
+# (path kind, path value, has header/query/grpc conditions, route): tuple unpacking in the match
+# loop is cheaper than four attribute reads.
+PlanEntry = tuple[int, str, bool, CompiledRoute]
+
+
+def _required_prefix(route: CompiledRoute) -> str:
+    if route.path_kind == REGEX:
+        assert route.path_regex is not None
+        return usable_prefix(regex_literal_prefix(route.path_regex.pattern))
+    return usable_prefix(route.path_value)
 
 
 @dataclass(frozen=True, slots=True)
 class VirtualHostEntry:
     name: str
     routes: tuple[CompiledRoute, ...]
+    plan: tuple[PlanEntry, ...]
+    index: PathIndex[PlanEntry] | None
+
+    @classmethod
+    def of(cls, name: str, routes: Sequence[CompiledRoute]) -> VirtualHostEntry:
+        plan = tuple((r.path_kind, r.path_value, r.has_conditions, r) for r in routes)
+        index = build_index([(_required_prefix(entry[3]), entry) for entry in plan])
+        return cls(name, tuple(routes), plan, index)
 
 
 def _path_end(raw: str) -> int:
@@ -238,41 +261,46 @@ class RouteTable:
             semicolon = path.find(";")
             if semicolon >= 0:
                 path = path[:semicolon]
-        lowered: str | None = None
         params: dict[str, str] | None = None
-        for route in vhost.routes:
-            kind = route.path_kind
-            if route.case_sensitive:
-                subject = path
-            else:
-                if lowered is None:
+        index = vhost.index
+        if index is None:
+            lowered = ""
+            plan = vhost.plan
+        else:
+            lowered = path.lower()
+            plan = index.candidates(lowered)
+        for kind, value, conditional, route in plan:
+            if kind & 1:
+                if not lowered:
                     lowered = path.lower()
                 subject = lowered
-            if kind == PREFIX:
-                if not subject.startswith(route.path_value):
-                    continue
-            elif kind == EXACT:
-                if subject != route.path_value:
-                    continue
-            elif kind == REGEX:
-                assert route.path_regex is not None
-                if route.path_regex.fullmatch(path) is None:
-                    continue
             else:
-                value = route.path_value
+                subject = path
+            if kind < EXACT:
+                if not subject.startswith(value):
+                    continue
+            elif kind < SEPARATED_PREFIX:
+                if subject != value:
+                    continue
+            elif kind < REGEX:
                 if not subject.startswith(value) or (
                     len(subject) != len(value) and subject[len(value)] != "/"
                 ):
                     continue
-            if route.headers and not all(match.matches(request) for match in route.headers):
-                continue
-            if route.query:
-                if params is None:
-                    query = raw[path_end + 1 :] if raw.startswith("?", path_end) else ""
-                    params = parse_query(query.partition("#")[0])
-                if not all(match.matches(params) for match in route.query):
+            else:
+                assert route.path_regex is not None
+                if route.path_regex.fullmatch(path) is None:
                     continue
-            if route.grpc and not is_grpc(request):
-                continue
+            if conditional:
+                if route.headers and not all(match.matches(request) for match in route.headers):
+                    continue
+                if route.query:
+                    if params is None:
+                        query = raw[path_end + 1 :] if raw.startswith("?", path_end) else ""
+                        params = parse_query(query.partition("#")[0])
+                    if not all(match.matches(params) for match in route.query):
+                        continue
+                if route.grpc and not is_grpc(request):
+                    continue
             return route.result(request, path_end, self._rng)
         return None

@@ -274,7 +274,7 @@ def test_header_mutation_errors() -> None:
         ),
         (
             f"{at}.request_headers_to_add[1].header.value",
-            "invalid header value '50%': no command at offset 2 (write %% for a literal %)",
+            "invalid header value '50%': no command at offset 2 (write %% for %)",
         ),
         (
             f"{at}.request_headers_to_add[2].header.key",

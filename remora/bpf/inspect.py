@@ -1,0 +1,104 @@
+"""A plain-data summary of a `CollectionSpec`, shared by `remora bpf inspect` text and JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from remora.bpf.elf import CollectionSpec
+from remora.bpf.maps import MapSpec
+
+
+def _btf_name(ref: Any) -> str:
+    if ref is None:
+        return ""
+    btf, tid = ref
+    return str(btf.type_name(tid))
+
+
+def _map_row(name: str, m: MapSpec) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": name,
+        "type": m.type.name.lower(),
+        "key_size": m.key_size,
+        "value_size": m.value_size,
+        "max_entries": m.max_entries,
+        "flags": m.flags,
+        "key_type": _btf_name(m.key_type),
+        "value_type": _btf_name(m.value_type),
+    }
+    if m.inner is not None:
+        row["inner"] = _map_row(m.inner.name, m.inner)
+    if m.pinning:
+        row["pinning"] = "by_name" if m.pinning == 1 else m.pinning
+    if m.contents:
+        row["initial_values"] = {str(i): f"{k}:{v}" for i, (k, v) in m.contents}
+    return row
+
+
+def summarize(spec: CollectionSpec) -> dict[str, Any]:
+    return {
+        "path": spec.path,
+        "license": spec.license,
+        "kern_version": spec.kern_version,
+        "btf": spec.btf is not None,
+        "programs": [
+            {
+                "name": p.name,
+                "section": p.section,
+                "type": p.type.name.lower(),
+                "insns": p.insn_count,
+                "maps": p.maps_used,
+                "attach_to": p.attach_to,
+                "note": p.needs_attach_target,
+                "line_info": len(p.lines),
+            }
+            for p in spec.programs.values()
+        ],
+        "maps": [_map_row(n, m) for n, m in spec.maps.items()],
+        "variables": [
+            {
+                "name": v.name,
+                "section": v.map_name,
+                "offset": v.offset,
+                "size": v.size,
+                "type": v.type_name,
+                "constant": v.constant,
+                "value": v.get().hex(),
+                "int": int.from_bytes(v.get(), "little") if v.size <= 8 else None,
+            }
+            for v in spec.variables.values()
+        ],
+    }
+
+
+def render_text(info: dict[str, Any]) -> str:
+    out = [f"{info['path']}: license {info['license']!r}, BTF {'yes' if info['btf'] else 'no'}"]
+    if info["kern_version"]:
+        out[0] += f", kern_version {info['kern_version']:#x}"
+    out.append(f"programs ({len(info['programs'])}):")
+    for p in info["programs"]:
+        line = f"  {p['name']:<24} {p['section']:<32} {p['type']:<18} {p['insns']:>5} insns"
+        if p["maps"]:
+            line += f"  maps: {', '.join(p['maps'])}"
+        if p["note"]:
+            line += f"  [{p['note']}]"
+        out.append(line)
+    out.append(f"maps ({len(info['maps'])}):")
+    for m in info["maps"]:
+        line = (
+            f"  {m['name']:<24} {m['type']:<18} key {m['key_size']:>3}  value {m['value_size']:>5}"
+            f"  max_entries {m['max_entries']}"
+        )
+        types = " -> ".join(x for x in (m["key_type"], m["value_type"]) if x)
+        if types:
+            line += f"  ({types})"
+        out.append(line)
+    if info["variables"]:
+        out.append(f"variables ({len(info['variables'])}):")
+        for v in info["variables"]:
+            kind = "const" if v["constant"] else "var"
+            out.append(
+                f"  {v['name']:<24} {v['section']:<16} +{v['offset']:<5} {v['size']:>4} bytes"
+                f"  {kind} {v['type']} = {v['int'] if v['int'] is not None else '0x' + v['value']}"
+            )
+    return "\n".join(out)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from remora.bpf import cli
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="remora")
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    rc: int = args.handler(args)
+    return rc
+
+
+def test_inspect_text_and_json(
+    bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["bpf", "inspect", str(bpf_objs["globals"])]) == 0
+    text = capsys.readouterr().out
+    assert "xdp_count" in text and "struct flow_key -> struct flow_val" in text
+    assert "verdict" in text and "const __u32 = 2" in text
+    assert run(["bpf", "inspect", str(bpf_objs["globals"]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["license"] == "Dual BSD/GPL"
+    progs = {p["name"]: p for p in info["programs"]}
+    assert progs["xdp_count"]["section"] == "xdp" and progs["xdp_count"]["type"] == "xdp"
+    assert progs["sock_all"]["insns"] > 0
+    maps = {m["name"]: m for m in info["maps"]}
+    assert maps["flows"]["key_type"] == "struct flow_key" and maps["flows"]["max_entries"] == 128
+    assert {v["name"] for v in info["variables"]} >= {"verdict", "magic", "hits"}
+
+
+def test_corrupt_object_is_one_clean_line(
+    tmp_path: Path, bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.o"
+    bad.write_bytes(bpf_objs["globals"].read_bytes()[:3000])
+    assert run(["bpf", "inspect", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("remora bpf inspect: error:") and "Traceback" not in err
+    assert str(bad) in err
+
+
+def test_run_with_data_repeat_and_constants(
+    tmp_path: Path, bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str], bpf_root: None
+) -> None:
+    data = tmp_path / "pkt.bin"
+    data.write_bytes(bytes(range(64)))
+    obj = str(bpf_objs["globals"])
+    assert run(["bpf", "run", obj, "xdp_count", "--data", str(data), "--repeat", "20"]) == 0
+    assert "xdp_count: retval 2, average" in capsys.readouterr().out
+    argv = ["bpf", "run", obj, "xdp_count", "--repeat", "5", "--set", "verdict=1", "--json"]
+    assert run(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["retval"] == 1 and out["repeat"] == 5 and out["duration_ns"] >= 0
+    assert run(["bpf", "run", obj, "nope"]) == 1
+    assert "no program 'nope'" in capsys.readouterr().err
+    assert run(["bpf", "run", obj, "xdp_count", "--set", "verdict"]) == 1
+
+
+def test_load_pins_everything(
+    bpf_objs: dict[str, Path], bpffs_dir: Path, capsys: pytest.CaptureFixture[str], bpf_root: None
+) -> None:
+    assert run(["bpf", "load", str(bpf_objs["legacy"]), "--pin", str(bpffs_dir), "--json"]) == 0
+    pinned = json.loads(capsys.readouterr().out)["pinned"]
+    assert sorted(Path(p).name for p in pinned) == [
+        "map_legacy_array",
+        "map_legacy_hash",
+        "prog_legacy_prog",
+    ]
+    assert all(Path(p).exists() for p in pinned)
+
+
+def test_load_outside_bpffs_is_an_error(
+    bpf_objs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], bpf_root: None
+) -> None:
+    assert run(["bpf", "load", str(bpf_objs["legacy"]), "--pin", str(tmp_path)]) == 1
+    assert "not on a bpf filesystem" in capsys.readouterr().err
