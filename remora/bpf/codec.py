@@ -63,7 +63,7 @@ class IntCodec:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ctype = _UINT.get(size)
+        self.ctype = _UINT.get(size)
 
     def encode(self, value: Any) -> ctypes._CData:
         if not isinstance(value, int):
@@ -74,17 +74,17 @@ class IntCodec:
             value = fd.raw
         if value < 0 or value >= 1 << (8 * self.size):
             raise ValueError(f"{value} does not fit in {self.size} unsigned bytes")
-        if self._ctype is not None:
-            return self._ctype(value)
+        if self.ctype is not None:
+            return self.ctype(value)
         return ctypes.create_string_buffer(value.to_bytes(self.size, "little"), self.size)
 
     def new(self) -> ctypes._CData:
-        if self._ctype is not None:
-            return self._ctype()
+        if self.ctype is not None:
+            return self.ctype()
         return ctypes.create_string_buffer(self.size)
 
     def decode(self, buf: ctypes._CData) -> Any:
-        if self._ctype is not None:
+        if self.ctype is not None:
             return buf.value  # type: ignore[attr-defined]
         return int.from_bytes(bytes(buf)[: self.size], "little")
 

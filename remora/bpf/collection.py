@@ -9,7 +9,6 @@ closed before the error propagates, so a failed load leaks nothing.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import struct
 from collections.abc import Iterable
@@ -122,10 +121,7 @@ class Collection:
         m = Map.create(ms, btf_fd=btf)
         try:
             if ms.initial_data is not None:
-                buf = ctypes.create_string_buffer(ms.initial_data, ms.value_size)
-                m.with_types(key=int, value=type(buf))[0] = buf
-                m.key_codec = m._default_codec(m.key_size)
-                m.value_codec = m._default_codec(m.value_size)
+                m.update_bytes(bytes(4), ms.initial_data)
             if ms.freeze:
                 m.freeze()
             if pin_path is not None:

@@ -14,16 +14,17 @@ import ctypes
 import dataclasses
 import errno
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
-from remora.bpf.codec import Codec, IntCodec, codec_for
+from remora.bpf.codec import BytesCodec, Codec, IntCodec, codec_for
 from remora.bpf.cpus import possible_cpus
 from remora.bpf.errors import BPFError, BPFSyscallError
 from remora.bpf.sys import types as t
 from remora.bpf.sys.fd import FD
-from remora.bpf.sys.syscall import bpf, bpf_raw
+from remora.bpf.sys.syscall import SYS_BPF, _syscall, bpf, bpf_raw
 
 PERCPU_TYPES = frozenset(
     {
@@ -114,6 +115,29 @@ class Map:
         self._stride = _round8(value_size) if self.percpu else value_size
         self.key_codec: Codec = self._default_codec(key_size)
         self.value_codec: Codec = self._default_codec(value_size)
+        self._lock = threading.Lock()
+        self._fast: tuple[Any, Any, t.MapElemAttr, int, int, int] | None = None
+        self._setup_fast()
+
+    def _setup_fast(self) -> None:
+        """Preallocated key/value/attr for int->int maps: the single-op hot path.
+
+        Reusing buffers is what lets Python reach ~400k lookups/s (a fresh attr per call costs
+        a third of that); the lock keeps it correct when threads share a Map, since ctypes
+        releases the GIL around the syscall.
+        """
+        kc, vc = self.key_codec, self.value_codec
+        self._fast = None
+        if self.percpu or not isinstance(kc, IntCodec) or not isinstance(vc, IntCodec):
+            return
+        if kc.ctype is None or vc.ctype is None or self.type in FD_VALUE_TYPES:
+            return
+        kbuf, vbuf = kc.ctype(), vc.ctype()
+        attr = t.MapElemAttr(
+            map_fd=self.fd.raw, key=ctypes.addressof(kbuf), value=ctypes.addressof(vbuf)
+        )
+        self._fast = (kbuf, vbuf, attr, ctypes.addressof(attr), 1 << (8 * kc.size),
+                      1 << (8 * vc.size))  # fmt: skip
 
     @staticmethod
     def _default_codec(size: int) -> Codec:
@@ -197,16 +221,19 @@ class Map:
 
                 check_ctype(key, self.spec.key_type, f"map {self.name!r} key")
             self.key_codec = codec_for(key, self.key_size, f"map {self.name!r} key")
+            self._setup_fast()
         if value is not None:
             if self.spec is not None and self.spec.value_type is not None:
                 from remora.bpf.btf.check import check_ctype
 
                 check_ctype(value, self.spec.value_type, f"map {self.name!r} value")
             self.value_codec = codec_for(value, self.value_size, f"map {self.name!r} value")
+            self._setup_fast()
         return self
 
     # lifetime -----------------------------------------------------------------------------
     def close(self) -> None:
+        self._fast = None  # its attr holds the fd number, which the kernel may reuse
         self.fd.close()
 
     def __enter__(self) -> Map:
@@ -267,6 +294,20 @@ class Map:
 
     def lookup(self, key: Any, default: Any = KeyError) -> Any:
         """The value for key; raises KeyError (or returns `default`) when absent."""
+        fast = self._fast
+        if fast is not None and type(key) is int and 0 <= key < fast[4]:
+            kbuf, vbuf, attr, addr, _, _ = fast
+            with self._lock:
+                kbuf.value = key
+                attr.flags = 0
+                if _syscall(SYS_BPF, 1, addr, 32) >= 0:  # BPF_MAP_LOOKUP_ELEM
+                    return vbuf.value
+                err = ctypes.get_errno()
+            if err == errno.ENOENT:
+                if default is KeyError:
+                    raise KeyError(key)
+                return default
+            self._check(err, t.Cmd.MAP_LOOKUP_ELEM)
         kbuf = self.key_codec.encode(key)
         vbuf = self._value_buf()
         err = self._elem(t.Cmd.MAP_LOOKUP_ELEM, kbuf, vbuf, 0)
@@ -281,9 +322,35 @@ class Map:
         return self.lookup(key, default)
 
     def update(self, key: Any, value: Any, flags: int = t.BPF_ANY) -> None:
+        fast = self._fast
+        if (
+            fast is not None
+            and type(key) is int
+            and type(value) is int
+            and 0 <= key < fast[4]
+            and 0 <= value < fast[5]
+        ):
+            kbuf, vbuf, attr, addr, _, _ = fast
+            with self._lock:
+                kbuf.value = key
+                vbuf.value = value
+                attr.flags = flags
+                if _syscall(SYS_BPF, 2, addr, 32) >= 0:  # BPF_MAP_UPDATE_ELEM
+                    return
+                err = ctypes.get_errno()
+            self._check(err, t.Cmd.MAP_UPDATE_ELEM)
+            return
         kbuf = self.key_codec.encode(key)
         err = self._elem(t.Cmd.MAP_UPDATE_ELEM, kbuf, self._encode_value(value), flags)
         self._check(err, t.Cmd.MAP_UPDATE_ELEM)
+
+    def update_bytes(self, key: bytes, value: bytes, flags: int = t.BPF_ANY) -> None:
+        """Write raw bytes, bypassing codecs (global data sections, tools)."""
+        kbuf = BytesCodec(self.key_size).encode(key)
+        vbuf = ctypes.create_string_buffer(value, len(value))
+        if len(value) != self._stride * self.ncpus:
+            raise ValueError(f"expected {self._stride * self.ncpus} value bytes, got {len(value)}")
+        self._check(self._elem(t.Cmd.MAP_UPDATE_ELEM, kbuf, vbuf, flags), t.Cmd.MAP_UPDATE_ELEM)
 
     def delete(self, key: Any) -> None:
         err = self._elem(t.Cmd.MAP_DELETE_ELEM, self.key_codec.encode(key), None, 0)

@@ -65,7 +65,7 @@ class EpochTicker:
     def acquire(self) -> None:
         with self._lock:
             self._holders += 1
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._wake.clear()
                 self._thread = threading.Thread(
                     target=self._run, name="remora-wasm-epoch", daemon=True
@@ -79,10 +79,17 @@ class EpochTicker:
                 self._wake.set()
 
     def _run(self) -> None:
-        while not self._wake.wait(self.tick):
-            self._engine.increment_epoch()
-        with self._lock:
-            self._thread = None
+        while True:
+            if not self._wake.wait(self.tick):
+                self._engine.increment_epoch()
+                continue
+            # Woken because holders dropped to 0; someone may have acquired again since, in
+            # which case this thread keeps ticking (acquire saw it alive and started none).
+            with self._lock:
+                if self._holders == 0:
+                    self._thread = None
+                    return
+                self._wake.clear()
 
     @property
     def running(self) -> bool:

@@ -73,6 +73,21 @@ def test_deadline_ticker_stops_when_idle(host: WasmHost, guest: Callable[[str], 
     assert not g.handle.ticker.running
 
 
+def test_deadline_fires_when_reacquired_right_after_release(
+    host: WasmHost, guest: Callable[[str], bytes]
+) -> None:
+    """Release-then-acquire must not leave a deadline without a ticker (fuel is the backstop)."""
+    limits = Limits(timeout=0.05, fuel=20_000_000_000)
+    for _ in range(20):
+        with host.instantiate(guest("compute"), limits=limits, definers=[host_add()]):
+            pass
+        with (
+            host.instantiate(guest("compute"), limits=limits, definers=[host_add()]) as g,
+            pytest.raises(DeadlineExceededError),
+        ):
+            g.call("spin")
+
+
 def test_deadline_and_fuel_on_wat_export(host: WasmHost, guest: Callable[[str], bytes]) -> None:
     limits = Limits(fuel=10_000, timeout=0.1)
     with (

@@ -40,7 +40,6 @@ support.register(
         "generate_request_id",
         "preserve_external_request_id",
         "always_set_request_id_in_response",
-        "proxy_100_continue",
         "upgrade_configs",
     },
 )
@@ -93,7 +92,6 @@ class HcmConfig:
     generate_request_id: bool
     preserve_external_request_id: bool
     always_set_request_id_in_response: bool
-    proxy_100_continue: bool
     upgrade_types: frozenset[str]  # lowercase upgrade tokens allowed (e.g. "websocket")
 
 
@@ -161,7 +159,6 @@ def compile_hcm(
         ),
         preserve_external_request_id=config.preserve_external_request_id,
         always_set_request_id_in_response=config.always_set_request_id_in_response,
-        proxy_100_continue=config.proxy_100_continue,
         upgrade_types=frozenset(upgrades),
     )
 
