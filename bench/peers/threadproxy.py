@@ -63,8 +63,9 @@ class _Request:
 class _Response:
     """Callbacks for httptools.HttpResponseParser that stream the response to the client."""
 
-    def __init__(self, client: socket.socket) -> None:
+    def __init__(self, client: socket.socket, close: bool) -> None:
         self.client = client
+        self.close = close
         self.headers: list[tuple[bytes, bytes]] = []
         self.status = 0
         self.reason = b""
@@ -94,6 +95,8 @@ class _Response:
         if not has_length and not no_body:
             self.chunked = True
             lines.append(b"transfer-encoding: chunked\r\n")
+        if self.close:
+            lines.append(b"connection: close\r\n")
         lines.append(b"\r\n")
         self.client.sendall(b"".join(lines))
 
@@ -156,8 +159,8 @@ class HttpSession:
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
         head = b"".join(lines)
-        upstream_keep = self._forward(head + body)
-        return keep_alive and upstream_keep
+        self._forward(head + body, close=not keep_alive)
+        return keep_alive
 
     def _connect(self) -> socket.socket:
         if self.upstream is None:
@@ -166,13 +169,13 @@ class HttpSession:
             self.upstream = sock
         return self.upstream
 
-    def _forward(self, raw_request: bytes) -> bool:
+    def _forward(self, raw_request: bytes, close: bool) -> None:
         """Send one request upstream and stream the response back; retry once on a stale
         keep-alive connection (the upstream may have closed it while idle)."""
         for attempt in (0, 1):
             reused = self.upstream is not None
             upstream = self._connect()
-            response = _Response(self.client)
+            response = _Response(self.client, close)
             parser = httptools.HttpResponseParser(response)
             response.parser = parser
             try:
@@ -191,8 +194,7 @@ class HttpSession:
             if not parser.should_keep_alive():
                 upstream.close()
                 self.upstream = None
-            return True
-        return False
+            return
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:

@@ -25,6 +25,7 @@ from remora.wasm.abi import (
     spec_from_annotation,
 )
 from remora.wasm.errors import BindingError, LinkError
+from remora.wasm.fastcall import FastFunc, GenericFunc, bind_export, define_host_func
 from remora.wasm.runner import Guest
 
 Param = Scalar | Ptr
@@ -122,22 +123,27 @@ def to_wasm(spec: Param, value: Any, where: str) -> Any:
 
 
 class HostModule:
-    """Python functions exported into the guest's import namespace `namespace`."""
+    """Python functions exported into the guest's import namespace `namespace`.
 
-    def __init__(self, namespace: str = "env") -> None:
+    `fast=None` uses the raw call path (remora.wasm.fastcall) when it is available.
+    """
+
+    def __init__(self, namespace: str = "env", fast: bool | None = None) -> None:
         self.namespace = namespace
+        self.fast = fast
         self.functions: list[tuple[Signature, Callable[..., Any]]] = []
 
     def function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         self.functions.append((signature_of(fn), fn))
         return fn
 
-    def define(self, linker: wasmtime.Linker, _store: wasmtime.Store) -> None:
+    def define(self, linker: wasmtime.Linker, store: wasmtime.Store) -> None:
         """A `runner.Definer`: add every function to the linker."""
         for sig, fn in self.functions:
-            linker.define_func(
-                self.namespace, sig.name, sig.functype(), _adapt(sig, fn), access_caller=True
-            )
+            define_host_func(
+                linker, store, self.namespace, sig.name, sig.functype(), _adapt(sig, fn),
+                fast=self.fast, access_caller=True,
+            )  # fmt: skip
 
 
 def _adapt(sig: Signature, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -168,10 +174,10 @@ class GuestExport:
     def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
         self.signature = signature_of(fn, name)
 
-    def bind(self, guest: Guest) -> BoundExport:
+    def bind(self, guest: Guest, fast: bool | None = None) -> BoundExport:
         func = guest.func(self.signature.name)
         self.signature.check_against(func.type(guest.store))
-        return BoundExport(self.signature, guest, func)
+        return BoundExport(self.signature, bind_export(guest, self.signature.name, fast))
 
 
 def guest_export(fn: Callable[..., Any]) -> GuestExport:
@@ -179,10 +185,9 @@ def guest_export(fn: Callable[..., Any]) -> GuestExport:
 
 
 class BoundExport:
-    def __init__(self, sig: Signature, guest: Guest, func: wasmtime.Func) -> None:
+    def __init__(self, sig: Signature, call: FastFunc | GenericFunc) -> None:
         self.signature = sig
-        self._guest = guest
-        self._func = func
+        self._call = call.call
 
     def __call__(self, *args: Any) -> Any:
         sig = self.signature
@@ -192,7 +197,7 @@ class BoundExport:
             to_wasm(spec, value, f"{sig.name}({pname})")
             for (pname, spec), value in zip(sig.params, args, strict=True)
         ]
-        result = self._guest.call(sig.name, *raw)
+        result = self._call(*raw)
         return None if sig.result is None else from_wasm(sig.result, result)
 
 

@@ -216,8 +216,26 @@ def _trap_for(exc: BaseException, name: str) -> int:
     return int(ctypes.cast(trap, ctypes.c_void_p).value or 0)
 
 
+def _with_caller(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Prepend a `wasmtime.Caller` (valid only during the call) to the raw callback's args."""
+    caller_ptr = ctypes.POINTER(ffi.wasmtime_caller_t)
+
+    def call(caller_addr: int, *args: Any) -> Any:
+        caller = wasmtime.Caller(ctypes.cast(caller_addr, caller_ptr))
+        try:
+            return fn(caller, *args)
+        finally:
+            caller._invalidate()
+
+    return call
+
+
 def _raw_callback(
-    name: str, params: tuple[str, ...], results: tuple[str, ...], fn: Callable[..., Any]
+    name: str,
+    params: tuple[str, ...],
+    results: tuple[str, ...],
+    fn: Callable[..., Any],
+    access_caller: bool = False,
 ) -> Any:
     in_fmt = "<" + "".join(f"{_STRUCT_CODE[k]}{_RAW_SIZE - struct.calcsize(_STRUCT_CODE[k])}x"
                            for k in params)  # fmt: skip
@@ -225,9 +243,16 @@ def _raw_callback(
     out_struct = [struct.Struct("<" + _STRUCT_CODE[k]) for k in results]
     unpack, string_at, memmove = struct.Struct(in_fmt).unpack, ctypes.string_at, ctypes.memmove
 
-    def callback(_env: int | None, _caller: int | None, values: int, _n: int) -> int:
+    with_caller = _with_caller(fn) if access_caller else None
+
+    def callback(_env: int | None, caller: int, values: int, _n: int) -> int:
         try:
-            result = fn(*unpack(string_at(values, in_size))) if params else fn()
+            if with_caller is not None:
+                result = with_caller(
+                    caller, *(unpack(string_at(values, in_size)) if params else ())
+                )
+            else:
+                result = fn(*unpack(string_at(values, in_size))) if params else fn()
             if len(out_struct) == 1:
                 memmove(values, out_struct[0].pack(result), out_struct[0].size)
             elif out_struct:
@@ -248,19 +273,20 @@ def host_func(
     fn: Callable[..., Any],
     name: str = "<host>",
     fast: bool | None = None,
+    access_caller: bool = False,
 ) -> wasmtime.Func:
     """A host function for `store`: raw callback when fast, wasmtime's `Func` otherwise.
 
-    The fast form passes plain numbers (no `Caller`); results are packed as the declared type,
-    so returning a float for an i32 raises inside the callback and traps the guest, exactly
-    like the generic path.
+    Arguments arrive as plain numbers (after a `wasmtime.Caller` when `access_caller`);
+    results are packed as the declared type, so returning a float for an i32 raises inside the
+    callback and fails the call, exactly like the generic path.
     """
     if fast is None:
         fast = fastcall_available()[0]
     if not fast:
-        return wasmtime.Func(store, ty, fn)
+        return wasmtime.Func(store, ty, fn, access_caller)
     params, results = _kinds(ty.params, f"{name} params"), _kinds(ty.results, f"{name} results")
-    callback = _raw_callback(name, params, results, fn)
+    callback = _raw_callback(name, params, results, fn, access_caller)
     _KEEP_ALIVE.setdefault(store, []).append(callback)
     raw = ffi.wasmtime_func_t()
     ffi.wasmtime_func_new_unchecked(
@@ -278,5 +304,7 @@ def define_host_func(
     ty: wasmtime.FuncType,
     fn: Callable[..., Any],
     fast: bool | None = None,
+    access_caller: bool = False,
 ) -> None:
-    linker.define(store, module, name, host_func(store, ty, fn, f"{module}.{name}", fast))
+    func = host_func(store, ty, fn, f"{module}.{name}", fast, access_caller)
+    linker.define(store, module, name, func)

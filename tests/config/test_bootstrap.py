@@ -36,7 +36,7 @@ static_resources:
 
 def test_unknown_type_url_and_bad_values() -> None:
     assert "foo.Bar" in _error(
-        'static_resources: {listeners: [{filter_chains: [{filters: [{typed_config: '
+        "static_resources: {listeners: [{filter_chains: [{filters: [{typed_config: "
         '{"@type": type.googleapis.com/foo.Bar}}]}]}]}'
     )
     assert _error("static_resources: {clusters: [{type: NOPE}]}").startswith(

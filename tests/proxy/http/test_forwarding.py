@@ -57,7 +57,10 @@ def test_request_id_kept_or_regenerated(hcm: HcmConfig) -> None:
     external = apply_forwarding([("x-request-id", "abc")], "8.8.8.8", "http", edge)
     assert external.request_id != "abc"  # external ids are not trusted...
     kept = apply_forwarding(
-        [("x-request-id", "abc")], "8.8.8.8", "http", replace(edge, preserve_external_request_id=True)
+        [("x-request-id", "abc")],
+        "8.8.8.8",
+        "http",
+        replace(edge, preserve_external_request_id=True),
     )
     assert kept.request_id == "abc"  # ...unless configured to be
     none = apply_forwarding([], "127.0.0.1", "http", replace(hcm, generate_request_id=False))
