@@ -36,7 +36,7 @@ _MAX_NOBITS = 1 << 28  # a .bss larger than this is a corrupt header, not a real
 
 
 class Section(NamedTuple):
-    index: int
+    num: int
     name: str
     type: int
     flags: int

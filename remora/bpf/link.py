@@ -32,7 +32,7 @@ class Function:
     section: int
     start: int  # instruction index inside the section
     count: int
-    bind: str
+    bind: int  # STB_* of the symbol
 
 
 @dataclasses.dataclass
@@ -120,6 +120,10 @@ def link_program(
                         _INSN.pack_into(chunk, j * 8, opcode, regs, off, 0)
                     elif sym.shndx in data_secs:
                         offset = imm + sym.value
+                        if not 0 <= offset < 1 << 31:
+                            raise BPFLoadError(
+                                f"{where}: offset {offset} into {data_secs[sym.shndx]} is invalid"
+                            )
                         spec.relocs.append(Reloc(b + j, "value", data_secs[sym.shndx], offset))
                         regs = (t.BPF_PSEUDO_MAP_VALUE << 4) | dst
                         _INSN.pack_into(chunk, j * 8, opcode, regs, off, 0)

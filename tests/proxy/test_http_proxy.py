@@ -328,3 +328,24 @@ async def test_curl_through_the_proxy() -> None:
         out, _ = await process.communicate()
         assert process.returncode == 0
         assert json.loads(out)["body_bytes"] == 7
+
+
+async def test_invalid_upstream_response_is_502() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with running_proxy(
+            bootstrap([http_listener()], [cluster("backend", [port])])
+        ) as proxy:
+            raw = await send_and_read(
+                proxy.listener_port("http"),
+                b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            )
+            assert raw.startswith(b"HTTP/1.1 502")
+    finally:
+        server.close()

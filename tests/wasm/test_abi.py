@@ -109,8 +109,13 @@ def structs_wasm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return (out / "structs.wasm").read_bytes()
 
 
-@pytest.fixture
-def guest(structs_wasm: bytes) -> Iterator[Guest]:
+@pytest.fixture(params=["fast", "generic"])
+def guest(
+    request: pytest.FixtureRequest, structs_wasm: bytes, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Guest]:
+    """Every binding test runs over both call paths (the switch is the documented env var)."""
+    if request.param == "generic":
+        monkeypatch.setenv("REMORA_WASM_FASTCALL", "0")
     with WasmHost().instantiate(structs_wasm, definers=[host.define]) as g:
         yield g
 

@@ -164,3 +164,22 @@ def test_bind_export_types_failures(guest: Callable[[str], bytes], fast: bool) -
         with pytest.raises(GuestTrap) as info:
             bind_export(g, "div", fast)(1, 0)
         assert info.value.code == "INTEGER_DIVISION_BY_ZERO"
+
+
+@BOTH
+def test_reentrant_calls_through_the_same_binding(
+    guest: Callable[[str], bytes], fast: bool
+) -> None:
+    """call_host -> host add -> call_host -> ...: one FastFunc buffer re-entered 50 deep."""
+    bound: list[Any] = []
+
+    def add(a: int, b: int) -> int:
+        return bound[0](a - 1, b) + 1 if a > 0 else b
+
+    def define(linker: wasmtime.Linker, store: wasmtime.Store) -> None:
+        ty = wasmtime.FuncType([I32, I32], [I32])
+        define_host_func(linker, store, "host", "add", ty, add, fast)
+
+    with WasmHost().instantiate(guest("compute"), definers=[define]) as g:
+        bound.append(bind_call(g.store, g.func("call_host"), fast))
+        assert bound[0](50, 1000) == 1050

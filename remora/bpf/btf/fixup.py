@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from remora.bpf.btf.types import Kind, Spec
+from remora.bpf.errors import BPFLoadError
 
 _FUNC_EXTERN = 2
 
@@ -22,11 +23,15 @@ def fixup_btf(spec: Spec, section_sizes: dict[str, int], var_offsets: dict[str, 
         rec = t0 + t.record_off
         if t.kind == Kind.DATASEC:
             size = section_sizes.get(t.name, t.size)
+            if size > 0xFFFFFFFF:
+                raise BPFLoadError(f"BTF: section {t.name!r} is too large ({size} bytes)")
             struct.pack_into("<I", raw, rec + 8, size)
             entries = []
             for si in t.secinfo:
                 var = spec.type(si.type)
                 off = var_offsets.get(var.name, si.offset) if var.kind == Kind.VAR else si.offset
+                if off > 0xFFFFFFFF:
+                    raise BPFLoadError(f"BTF: variable {var.name!r} offset {off} is out of range")
                 entries.append((off, si.type, si.size))
             entries.sort()
             for i, (off, tid, sz) in enumerate(entries):

@@ -33,6 +33,7 @@ from remora.proxy.http.route import (
     RouteRequest,
     RouteResult,
 )
+from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow
 
 if TYPE_CHECKING:
@@ -391,6 +392,10 @@ class Exchange:
         if self.upgraded:
             self._finish()  # either side closing ends the tunnel
             self.downstream.close()
+            return
+        if not self.head_sent and isinstance(error, UpstreamProtocolError):
+            self.response_flags.append(flags.UPSTREAM_PROTOCOL_ERROR)
+            self._upstream_failed(502, "upstream protocol error")
             return
         if not self.head_sent:
             self.response_flags.append(flags.UPSTREAM_CONNECTION_TERMINATION)

@@ -166,29 +166,26 @@ class Cluster:
         self.stats.membership_healthy.set(sum(1 for h in hosts if h.healthy))
 
     async def _resolve_once(self) -> None:
-        loop = asyncio.get_running_loop()
         entries: list[tuple[str, int, int, str]] = []
         for endpoint in self.config.endpoints:
-            try:
-                infos = await loop.getaddrinfo(
-                    endpoint.host,
-                    endpoint.port,
-                    family=self.config.dns_family,
-                    type=socket.SOCK_STREAM,
-                )
-            except OSError as exc:
-                log.warning(
-                    "cluster %s: DNS lookup of %s failed: %s", self.name, endpoint.host, exc
-                )
-                continue
-            seen: set[str] = set()
-            for _family, _type, _proto, _canon, sockaddr in infos:
-                address = str(sockaddr[0])
-                if address not in seen:
-                    seen.add(address)
-                    entries.append((address, endpoint.port, endpoint.weight, endpoint.host))
+            addresses = await self._resolve(endpoint.host, endpoint.port)
+            entries.extend((a, endpoint.port, endpoint.weight, endpoint.host) for a in addresses)
         if entries or not self.hosts:
             self._set_hosts(entries)
+
+    async def _resolve(self, name: str, port: int) -> list[str]:
+        loop = asyncio.get_running_loop()
+        for family in self.config.dns_families:
+            try:
+                infos = await loop.getaddrinfo(name, port, family=family, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                log.debug("cluster %s: lookup of %s (family %s): %s", self.name, name, family, exc)
+                continue
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            if addresses:
+                return addresses
+        log.warning("cluster %s: DNS lookup of %s found no address", self.name, name)
+        return []
 
     async def _dns_loop(self) -> None:
         while True:

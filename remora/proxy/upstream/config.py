@@ -63,7 +63,8 @@ class ClusterConfig:
     max_pending_requests: int
     max_requests: int
     dns_refresh_rate: float
-    dns_family: int  # socket.AF_UNSPEC / AF_INET / AF_INET6
+    # Address families to try in order; the first that resolves wins (Envoy's dns_lookup_family).
+    dns_families: tuple[int, ...]
     buffer_limit: int
     max_requests_per_connection: int | None
 
@@ -119,12 +120,12 @@ def compile_cluster(
             max_pending = threshold.max_pending_requests.value
         if threshold.HasField("max_requests"):
             max_requests = threshold.max_requests.value
-    family = {
-        cluster_pb2.Cluster.AUTO: socket.AF_UNSPEC,
-        cluster_pb2.Cluster.V4_ONLY: socket.AF_INET,
-        cluster_pb2.Cluster.V6_ONLY: socket.AF_INET6,
-        cluster_pb2.Cluster.V4_PREFERRED: socket.AF_UNSPEC,
-        cluster_pb2.Cluster.ALL: socket.AF_UNSPEC,
+    families = {
+        cluster_pb2.Cluster.AUTO: (socket.AF_INET6, socket.AF_INET),
+        cluster_pb2.Cluster.V4_ONLY: (socket.AF_INET,),
+        cluster_pb2.Cluster.V6_ONLY: (socket.AF_INET6,),
+        cluster_pb2.Cluster.V4_PREFERRED: (socket.AF_INET, socket.AF_INET6),
+        cluster_pb2.Cluster.ALL: (socket.AF_UNSPEC,),
     }[cluster.dns_lookup_family]
     connect_timeout = optional_seconds(cluster, "connect_timeout", _DEFAULT_CONNECT_TIMEOUT)
     if len(errors.errors) > before:
@@ -138,7 +139,7 @@ def compile_cluster(
         max_pending_requests=max_pending,
         max_requests=max_requests,
         dns_refresh_rate=optional_seconds(cluster, "dns_refresh_rate", 5.0) or 5.0,
-        dns_family=family,
+        dns_families=families,
         buffer_limit=(
             cluster.per_connection_buffer_limit_bytes.value
             if cluster.HasField("per_connection_buffer_limit_bytes")
