@@ -15,20 +15,25 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from remora import __version__
 from remora.config.compile import ProxyConfig
+from remora.proxy.accesslog import AccessLogger
 from remora.proxy.admin import AdminServer
 from remora.proxy.admin.context import ClusterStatus, HostStatus, ListenerStatus
 from remora.proxy.http.config import HcmConfig
+from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.http.listener import HttpListener
+from remora.proxy.listener_config import ListenerConfig
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
-from remora.proxy.tcp.proxy import TcpListener
+from remora.proxy.tcp.config import TcpProxyConfig
+from remora.proxy.tcp.proxy import TcpListener, TcpStats
 from remora.proxy.upstream.cluster import Cluster
+from remora.proxy.upstream.config import ClusterConfig
 
 log = logging.getLogger("remora.server")
 
@@ -42,6 +47,7 @@ class RunningListener:
     server: asyncio.Server
     host: str
     port: int
+    config: ListenerConfig
 
 
 class ProxyServer:
@@ -59,6 +65,7 @@ class ProxyServer:
         self.drain_timeout = drain_timeout
         self._stopped = asyncio.Event()
         self._flush_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._server_state = self.store.gauge("server.state")
         self._live = self.store.gauge("server.live")
@@ -68,42 +75,9 @@ class ProxyServer:
     async def start(self) -> None:
         for cluster in self.clusters.values():
             await cluster.start()
-        loop = asyncio.get_running_loop()
         try:
             for listener in self.config.listeners:
-                buffer_limit = listener.buffer_limit
-                listener_stats = ListenerStats(self.store, listener.stat_prefix)
-                runtime: HttpListener | TcpListener
-                if isinstance(listener.network_filter, HcmConfig):
-                    runtime = HttpListener(
-                        listener.network_filter,
-                        self.clusters,
-                        self.store,
-                        listener_stats,
-                        buffer_limit,
-                    )
-                else:
-                    runtime = TcpListener(
-                        listener.network_filter,
-                        self.clusters,
-                        self.store,
-                        listener_stats,
-                        buffer_limit,
-                    )
-                address = listener.address
-                server = await loop.create_server(
-                    runtime.protocol_factory,
-                    address.host,
-                    address.port,
-                    family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
-                    backlog=listener.backlog,
-                    reuse_address=True,
-                )
-                bound = server.sockets[0].getsockname()
-                self.listeners.append(
-                    RunningListener(listener.name, runtime, server, str(bound[0]), int(bound[1]))
-                )
-                log.info("listener %s on %s:%s", listener.name, bound[0], bound[1])
+                self.listeners.append(await self._start_listener(listener))
             if self.config.admin is not None:
                 self.admin = AdminServer(
                     AdminView(self), self.config.admin.host, self.config.admin.port
@@ -117,6 +91,139 @@ class ProxyServer:
         self.state = "LIVE"
         self._server_state.set(0)
         self._live.set(1)
+
+    async def _start_listener(self, listener: ListenerConfig) -> RunningListener:
+        listener_stats = ListenerStats(self.store, listener.stat_prefix)
+        runtime: HttpListener | TcpListener
+        if isinstance(listener.network_filter, HcmConfig):
+            runtime = HttpListener(
+                listener.network_filter,
+                self.clusters,
+                self.store,
+                listener_stats,
+                listener.buffer_limit,
+            )
+        else:
+            runtime = TcpListener(
+                listener.network_filter,
+                self.clusters,
+                self.store,
+                listener_stats,
+                listener.buffer_limit,
+            )
+        address = listener.address
+        server = await asyncio.get_running_loop().create_server(
+            runtime.protocol_factory,
+            address.host,
+            address.port,
+            family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
+            backlog=listener.backlog,
+            reuse_address=True,
+        )
+        bound = server.sockets[0].getsockname()
+        log.info("listener %s on %s:%s", listener.name, bound[0], bound[1])
+        return RunningListener(
+            listener.name, runtime, server, str(bound[0]), int(bound[1]), listener
+        )
+
+    # -- dynamic updates (xDS) -------------------------------------------------------------
+    async def update_clusters(self, configs: Mapping[str, ClusterConfig]) -> None:
+        """Make `configs` the cluster set. Requests in flight keep the cluster they started
+        with; a removed or replaced cluster stops handing out connections and closes the
+        ones it has as they become idle."""
+        retired: list[Cluster] = []
+        for name in list(self.clusters):
+            if name not in configs:
+                retired.append(self.clusters.pop(name))
+        for name, config in configs.items():
+            current = self.clusters.get(name)
+            if current is not None and current.config == config:
+                continue
+            cluster = Cluster(config, self.store)
+            await cluster.start()
+            self.clusters[name] = cluster  # the listeners share this dict: new requests see it
+            if current is not None:
+                retired.append(current)
+        for cluster in retired:
+            await cluster.retire()
+
+    async def update_listeners(self, configs: Sequence[ListenerConfig]) -> None:
+        """Make `configs` the listener set without dropping connections.
+
+        A listener whose address and kind are unchanged keeps its socket: new connections get
+        the new config, existing ones finish on the config they were accepted with. Others are
+        started, or stop accepting and drain."""
+        wanted = {listener.name: listener for listener in configs}
+        kept: list[RunningListener] = []
+        for running in self.listeners:
+            new = wanted.get(running.name)
+            if new is None or not _same_socket(running.config, new):
+                self._retire_listener(running)
+            elif new != running.config:
+                self._reconfigure(running, new)
+                kept.append(running)
+            else:
+                kept.append(running)
+        names = {running.name for running in kept}
+        for name, listener in wanted.items():
+            if name not in names:
+                kept.append(await self._start_listener(listener))
+        self.listeners = kept
+
+    def _reconfigure(self, running: RunningListener, new: ListenerConfig) -> None:
+        runtime = running.runtime
+        old_filter = running.config.network_filter
+        if isinstance(runtime, HttpListener):
+            assert isinstance(new.network_filter, HcmConfig)
+            if new.network_filter.stat_prefix != runtime.hcm.stat_prefix:
+                runtime.stats = HcmStats.create(self.store, new.network_filter.stat_prefix)
+            runtime.hcm = new.network_filter
+        else:
+            assert isinstance(new.network_filter, TcpProxyConfig)
+            if new.network_filter.stat_prefix != runtime.config.stat_prefix:
+                runtime.stats = TcpStats(self.store, new.network_filter.stat_prefix)
+            runtime.config = new.network_filter
+        runtime.buffer_limit = new.buffer_limit
+        running.config = new
+        self._close_loggers_later(old_filter.access_logs, new.network_filter.access_logs)
+
+    def _retire_listener(self, running: RunningListener) -> None:
+        running.server.close()
+        running.runtime.drain()
+        self._close_loggers_later(running.config.network_filter.access_logs, ())
+        timeout = self._drain_timeout()
+
+        async def finish() -> None:
+            deadline = time.monotonic() + timeout
+            while running.runtime.connections and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            running.runtime.close_all()
+
+        task = asyncio.create_task(finish(), name=f"retire:{running.name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _close_loggers_later(
+        self, old: Sequence[AccessLogger], new: Sequence[AccessLogger]
+    ) -> None:
+        """Loggers of a replaced config may still serve in-flight requests for a while."""
+        stale = [logger for logger in old if logger not in new]
+        if stale:
+            loop = asyncio.get_running_loop()
+            for logger in stale:
+                loop.call_later(self._drain_timeout() + 1.0, logger.close)
+
+    def _drain_timeout(self) -> float:
+        if self.drain_timeout is not None:
+            return self.drain_timeout
+        return max(
+            (
+                r.runtime.hcm.drain_timeout
+                for r in self.listeners
+                if isinstance(r.runtime, HttpListener)
+            ),
+            default=5.0,
+        )
 
     async def serve_forever(self) -> None:
         """Serve until SIGTERM/SIGINT or /quitquitquit, then drain and close."""
@@ -144,16 +251,7 @@ class ProxyServer:
         for running in self.listeners:
             running.server.close()
             running.runtime.drain()
-        timeout = self.drain_timeout
-        if timeout is None:
-            timeout = max(
-                (
-                    r.runtime.hcm.drain_timeout
-                    for r in self.listeners
-                    if isinstance(r.runtime, HttpListener)
-                ),
-                default=5.0,
-            )
+        timeout = self._drain_timeout()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(r.runtime.connections for r in self.listeners):
             await asyncio.sleep(0.05)
@@ -172,6 +270,9 @@ class ProxyServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flush_task
             self._flush_task = None
+        loggers = self._access_loggers()
+        for task in list(self._background):
+            task.cancel()
         for running in self.listeners:
             running.server.close()
             running.runtime.close_all()
@@ -183,13 +284,13 @@ class ProxyServer:
             self.admin = None
         for cluster in self.clusters.values():
             await cluster.close()
-        for logger in self._access_loggers():
+        for logger in loggers:
             logger.close()
 
-    def _access_loggers(self) -> list[Any]:
-        loggers: list[Any] = []
-        for listener in self.config.listeners:
-            loggers.extend(listener.network_filter.access_logs)
+    def _access_loggers(self) -> list[AccessLogger]:
+        loggers: list[AccessLogger] = []
+        for running in self.listeners:
+            loggers.extend(running.config.network_filter.access_logs)
         return loggers
 
     def listener_port(self, name: str) -> int:
@@ -267,3 +368,8 @@ class AdminView:
 
     def set_healthcheck_failed(self, failed: bool) -> None:
         self.server.healthcheck_failed = failed
+
+
+def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:
+    """Whether a listener update can keep its socket (same address, same kind of filter)."""
+    return old.address == new.address and type(old.network_filter) is type(new.network_filter)

@@ -99,6 +99,8 @@ class _TcpUpstream(asyncio.Protocol):
 class TcpDownstream(asyncio.Protocol):
     def __init__(self, listener: TcpListener) -> None:
         self.listener = listener
+        self.config = listener.config  # kept for the connection's life, across config updates
+        self.stats = listener.stats
         self.transport: asyncio.Transport | None = None
         self.upstream: _TcpUpstream | None = None
         self.cluster: Cluster | None = None
@@ -126,12 +128,12 @@ class TcpDownstream(asyncio.Protocol):
         if peer:
             self.remote_address = f"{peer[0]}:{peer[1]}"
         self.listener.connections.add(self)
-        self.listener.stats.downstream_cx_total.inc()
+        self.stats.downstream_cx_total.inc()
         self.listener.listener_stats.on_open()
-        cluster = self.listener.clusters.get(self.listener.config.cluster)
+        cluster = self.listener.clusters.get(self.config.cluster)
         host = cluster.pick() if cluster is not None else None
         if cluster is None or host is None:
-            self.listener.stats.downstream_cx_no_route.inc()
+            self.stats.downstream_cx_no_route.inc()
             self.flags.append(flags.NO_HEALTHY_UPSTREAM)
             transport.close()
             return
@@ -185,7 +187,7 @@ class TcpDownstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.rx += len(data)
         self.last_activity = time.monotonic()
-        self.listener.stats.downstream_cx_rx_bytes_total.inc(len(data))
+        self.stats.downstream_cx_rx_bytes_total.inc(len(data))
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(data)
@@ -200,7 +202,7 @@ class TcpDownstream(asyncio.Protocol):
     def from_upstream(self, data: bytes) -> None:
         self.tx += len(data)
         self.last_activity = time.monotonic()
-        self.listener.stats.downstream_cx_tx_bytes_total.inc(len(data))
+        self.stats.downstream_cx_tx_bytes_total.inc(len(data))
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
@@ -275,7 +277,7 @@ class TcpDownstream(asyncio.Protocol):
             upstream.transport.close()
 
     def _arm_idle(self) -> None:
-        timeout = self.listener.config.idle_timeout
+        timeout = self.config.idle_timeout
         if timeout is None or self.closed:
             return
         loop = asyncio.get_running_loop()
@@ -284,17 +286,17 @@ class TcpDownstream(asyncio.Protocol):
 
     def _on_idle(self) -> None:
         self.timer = None
-        timeout = self.listener.config.idle_timeout
+        timeout = self.config.idle_timeout
         if self.closed or timeout is None:
             return
         if time.monotonic() - self.last_activity >= timeout:
-            self.listener.stats.idle_timeout.inc()
+            self.stats.idle_timeout.inc()
             self.close()
         else:
             self._arm_idle()
 
     def _log(self) -> None:
-        loggers = self.listener.config.access_logs
+        loggers = self.config.access_logs
         if not loggers:
             return
         record = AccessLogRecord(

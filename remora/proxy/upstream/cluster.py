@@ -140,13 +140,23 @@ class Cluster:
             if host.pool.wake_waiter():
                 return
 
+    async def retire(self) -> None:
+        """Replaced or removed by a config update: requests in flight finish undisturbed."""
+        await self._stop_dns()
+        for host in self.hosts:
+            host.pool.retire()
+
     async def close(self) -> None:
+        await self._stop_dns()
+        for host in self.hosts:
+            host.pool.close()
+
+    async def _stop_dns(self) -> None:
         if self._dns_task is not None:
             self._dns_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dns_task
-        for host in self.hosts:
-            host.pool.close()
+            self._dns_task = None
 
     def _set_hosts(self, entries: list[tuple[str, int, int, str]]) -> None:
         existing = {h.key: h for h in self.hosts}
@@ -158,7 +168,7 @@ class Cluster:
             host.weight = weight
             hosts.append(host)
         for gone in existing.values():
-            gone.pool.close()
+            gone.pool.retire()
         self.hosts = hosts
         self._schedule = _interleave(hosts)
         self._next = 0

@@ -29,7 +29,7 @@ class ConnectFailure(Exception):
 
 
 class HostPool:
-    __slots__ = ("_idle", "_waiters", "buffer_limit", "cluster", "connections", "host")
+    __slots__ = ("_idle", "_waiters", "buffer_limit", "cluster", "connections", "host", "retired")
 
     def __init__(self, cluster: Cluster, host: Host) -> None:
         self.cluster = cluster
@@ -38,6 +38,7 @@ class HostPool:
         self._idle: list[UpstreamConnection] = []
         self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.connections: set[UpstreamConnection] = set()
+        self.retired = False
 
     def take_idle(self) -> UpstreamConnection | None:
         """The hot path: reuse an idle keep-alive connection without awaiting anything."""
@@ -104,7 +105,8 @@ class HostPool:
         """Return a connection after a complete exchange; reuse it when both sides allow."""
         limit = self.cluster.config.max_requests_per_connection
         if (
-            conn.closed
+            self.retired
+            or conn.closed
             or not conn.keep_alive
             or conn.upgraded
             or (limit is not None and conn.requests >= limit)
@@ -141,6 +143,13 @@ class HostPool:
             self.connections.discard(conn)
             self.cluster.open_connections -= 1
             self.cluster.stats.upstream_cx_active.dec()
+
+    def retire(self) -> None:
+        """Stop reuse: idle connections close now, busy ones when their exchange ends."""
+        self.retired = True
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
 
     def close(self) -> None:
         for conn in list(self.connections):
