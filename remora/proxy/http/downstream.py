@@ -30,6 +30,32 @@ class _HeadersTooLarge(Exception):
 
 
 class DownstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "_header_bytes",
+        "_header_count",
+        "_last_activity",
+        "_read_blocks",
+        "_timer",
+        "_timer_at",
+        "_url",
+        "active",
+        "closed",
+        "closing",
+        "hcm",
+        "listener",
+        "parser",
+        "parsing",
+        "queue",
+        "remote_address",
+        "remote_ip",
+        "requests_started",
+        "stats",
+        "transport",
+        "tunnel_mode",
+        "tunnel_request",
+        "writable",
+    )
+
     def __init__(self, listener: HttpListener) -> None:
         self.listener = listener
         self.hcm = listener.hcm  # the config this connection started with

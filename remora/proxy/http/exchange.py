@@ -46,6 +46,38 @@ if TYPE_CHECKING:
 class Exchange:
     """Implements `ResponseSink` for the upstream connection it borrows."""
 
+    __slots__ = (
+        "authority",
+        "bytes_sent",
+        "chunked_response",
+        "close_delimited",
+        "cluster",
+        "connect_task",
+        "done",
+        "downstream",
+        "downstream_blocked",
+        "head_sent",
+        "host",
+        "keep_alive",
+        "pending_head",
+        "request",
+        "request_body_sent",
+        "request_headers",
+        "request_id",
+        "response_flags",
+        "response_has_body",
+        "response_headers",
+        "route",
+        "status",
+        "timer",
+        "trusted_address",
+        "upgraded",
+        "upstream",
+        "upstream_path",
+        "upstream_reading_paused",
+        "upstream_started",
+    )
+
     def __init__(self, downstream: DownstreamConnection, request: Request) -> None:
         self.downstream = downstream
         self.request = request

@@ -37,12 +37,17 @@ def reason_phrase(status: int) -> str:
 
 def strip_hop_by_hop(headers: Headers) -> tuple[Headers, frozenset[str]]:
     """Remove hop-by-hop fields; returns the kept headers and the Connection tokens seen."""
-    tokens: set[str] = set()
+    drop = HOP_BY_HOP
+    tokens = _NO_TOKENS
     for name, value in headers:
         if name == "connection":
-            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    drop = HOP_BY_HOP | tokens
-    return [(n, v) for n, v in headers if n not in drop], frozenset(tokens)
+            named = frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+            tokens = tokens | named
+            drop = drop | named
+    return [h for h in headers if h[0] not in drop], tokens
+
+
+_NO_TOKENS: frozenset[str] = frozenset()
 
 
 def encode_head(start_line: str, headers: Headers) -> bytes:

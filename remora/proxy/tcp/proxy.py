@@ -70,6 +70,11 @@ class TcpListener:
 
 
 class _TcpUpstream(asyncio.Protocol):
+    __slots__ = (
+        "owner",
+        "transport",
+    )
+
     def __init__(self, owner: TcpDownstream) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
@@ -97,6 +102,30 @@ class _TcpUpstream(asyncio.Protocol):
 
 
 class TcpDownstream(asyncio.Protocol):
+    __slots__ = (
+        "closed",
+        "cluster",
+        "config",
+        "connect_task",
+        "downstream_eof",
+        "flags",
+        "half_closed",
+        "host",
+        "last_activity",
+        "listener",
+        "pending",
+        "pending_bytes",
+        "remote_address",
+        "rx",
+        "start_time",
+        "started",
+        "stats",
+        "timer",
+        "transport",
+        "tx",
+        "upstream",
+    )
+
     def __init__(self, listener: TcpListener) -> None:
         self.listener = listener
         self.config = listener.config  # kept for the connection's life, across config updates
