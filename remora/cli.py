@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "remora.demo.cli",
     "remora.bpf.cli",
     "remora.wasm.cli",
+    "remora.xds.cli",
 )
 
 

@@ -71,7 +71,7 @@ class Collection:
                 )
             progs = {n: progs[n] for n in only}
             wanted = {m for p in progs.values() for m in p.maps_used}
-            wanted |= self._init_deps(wanted, progs)
+            wanted |= self._inner_maps(wanted)
             maps = {n: m for n, m in spec.maps.items() if n in wanted}
         else:
             maps = spec.maps
@@ -88,16 +88,13 @@ class Collection:
             self.programs[name] = self._load_program(ps, btf, log_level)
         for name, ms in maps.items():
             for index, (kind, target) in ms.contents:
-                if isinstance(target, str) and kind == "prog" and target not in self.programs:
-                    continue  # that program was not requested
-                obj: Any = self.programs[target] if kind == "prog" else self.maps.get(target)
-                if obj is None:
-                    inner = self._make_map(spec.maps[target], btf, None)
-                    self.maps[target] = inner
-                    obj = inner
+                if kind == "prog" and target not in self.programs:
+                    continue  # `programs=` left that tail-call target out
+                obj: Map | Program = self.programs[target] if kind == "prog" else self.maps[target]
                 self.maps[name][index] = obj
 
-    def _init_deps(self, wanted: set[str], progs: dict[str, ProgramSpec]) -> set[str]:
+    def _inner_maps(self, wanted: set[str]) -> set[str]:
+        """Maps that `values = {...}` of the wanted maps put inside them."""
         extra: set[str] = set()
         for name in wanted:
             for _, (kind, target) in self.spec.maps[name].contents:
@@ -132,8 +129,8 @@ class Collection:
         return m
 
     def _load_program(self, ps: ProgramSpec, btf: int, log_level: int) -> Program:
-        if ps.needs_attach_target:
-            raise BPFLoadError(f"program {ps.name!r} cannot be loaded: {ps.needs_attach_target}")
+        if ps.unloadable_reason:
+            raise BPFLoadError(f"program {ps.name!r} cannot be loaded: {ps.unloadable_reason}")
         insns = bytearray(ps.insns)
         for r in ps.relocs:
             m = self.maps.get(r.target)

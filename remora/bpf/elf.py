@@ -322,7 +322,7 @@ class _Reader:
         if def_size < 16 or len(data) % len(syms):
             raise BPFLoadError(f"maps: {len(data)} bytes do not divide into {len(syms)} map defs")
         for sym in syms:
-            if sym.value + 16 > len(data):
+            if sym.value + min(def_size, 28) > len(data):
                 raise BPFLoadError(f"maps: definition of {sym.name!r} is outside the section")
             words = struct.unpack_from(f"<{min(def_size, 28) // 4}I", data, sym.value)
             try:
@@ -355,12 +355,9 @@ class _Reader:
             if size == 0:
                 continue
             readonly = name.startswith(".rodata")
-            if sec.type == SHT_NOBITS:
-                initial = bytes(size)
-            else:
-                initial = self.elf.content(sec)
-                if len(initial) != size:
-                    raise BPFLoadError(f"section {name}: data is truncated")
+            initial = self.elf.content(sec)  # zeros for NOBITS, size-checked
+            if len(initial) != size:
+                raise BPFLoadError(f"section {name}: data is truncated")
             spec = MapSpec(
                 name,
                 t.MapType.ARRAY,
@@ -438,6 +435,7 @@ class _Reader:
                 self.rels.get(idx, {}),
                 self.ext.funcs.get(sec.name, []) if self.ext else [],
                 self.ext.lines.get(sec.name, []) if self.ext else [],
+                self.ext.core_relos.get(sec.name, []) if self.ext else [],
             )
         return code
 
@@ -511,7 +509,7 @@ def _program_spec(name: str, section: str, license: str, kern_version: int) -> P
     found = match_section(section)
     spec = ProgramSpec(name, t.ProgType.UNSPEC, b"", section, license, kern_version)
     if found is None:
-        spec.needs_attach_target = f"unknown section {section!r}: no libbpf convention matches"
+        spec.unloadable_reason = f"unknown section {section!r}: no libbpf convention matches"
         return spec
     d, target = found
     spec.type = d.prog_type
@@ -520,7 +518,7 @@ def _program_spec(name: str, section: str, license: str, kern_version: int) -> P
     if d.target == "kernel":
         spec.attach_to = d.btf_prefix + target if target else ""
         if not target:
-            spec.needs_attach_target = f"section {section!r} names no kernel function"
+            spec.unloadable_reason = f"section {section!r} names no kernel function"
     elif d.target == "prog":
-        spec.needs_attach_target = "freplace needs the target program (provided at attach)"
+        spec.unloadable_reason = "freplace needs the target program (provided at attach)"
     return spec

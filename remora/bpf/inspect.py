@@ -49,7 +49,7 @@ def summarize(spec: CollectionSpec) -> dict[str, Any]:
                 "insns": p.insn_count,
                 "maps": p.maps_used,
                 "attach_to": p.attach_to,
-                "note": p.needs_attach_target,
+                "note": p.unloadable_reason,
                 "line_info": len(p.lines),
             }
             for p in spec.programs.values()

@@ -44,6 +44,7 @@ class CodeSection:
     relocs: dict[int, Any]  # byte offset -> elf.Symbol
     funcs: list[FuncRec]
     lines: list[LineRec]
+    core_relos: list[int]  # byte offsets of instructions with CO-RE relocations
 
     def function_at(self, insn: int) -> Function:
         for fn in self.functions:
@@ -153,6 +154,10 @@ def link_program(
             j += 1
         out += chunk
         lo, hi = fn.start * 8, (fn.start + fn.count) * 8
+        if any(lo <= off < hi for off in cs.core_relos) and not spec.unloadable_reason:
+            spec.unloadable_reason = (
+                f"function {fn.name!r} uses CO-RE relocations, which remora does not apply yet"
+            )
         func_info += [
             (b + (r.insn_off - lo) // 8, r.type_id) for r in cs.funcs if lo <= r.insn_off < hi
         ]

@@ -24,7 +24,7 @@ from remora.bpf.cpus import possible_cpus
 from remora.bpf.errors import BPFError, BPFSyscallError
 from remora.bpf.sys import types as t
 from remora.bpf.sys.fd import FD
-from remora.bpf.sys.syscall import SYS_BPF, _syscall, bpf, bpf_raw
+from remora.bpf.sys.syscall import CMD, NR_BPF, bpf, bpf_raw, fast_syscall
 
 PERCPU_TYPES = frozenset(
     {
@@ -116,7 +116,7 @@ class Map:
         self.key_codec: Codec = self._default_codec(key_size)
         self.value_codec: Codec = self._default_codec(value_size)
         self._lock = threading.Lock()
-        self._fast: tuple[Any, Any, t.MapElemAttr, int, int, int] | None = None
+        self._fast: tuple[Any, Any, t.MapElemAttr, ctypes.c_void_p, int, int] | None = None
         self._setup_fast()
 
     def _setup_fast(self) -> None:
@@ -136,8 +136,8 @@ class Map:
         attr = t.MapElemAttr(
             map_fd=self.fd.raw, key=ctypes.addressof(kbuf), value=ctypes.addressof(vbuf)
         )
-        self._fast = (kbuf, vbuf, attr, ctypes.addressof(attr), 1 << (8 * kc.size),
-                      1 << (8 * vc.size))  # fmt: skip
+        ptr = ctypes.c_void_p(ctypes.addressof(attr))
+        self._fast = (kbuf, vbuf, attr, ptr, 1 << (8 * kc.size), 1 << (8 * vc.size))
 
     @staticmethod
     def _default_codec(size: int) -> Codec:
@@ -300,7 +300,7 @@ class Map:
             with self._lock:
                 kbuf.value = key
                 attr.flags = 0
-                if _syscall(SYS_BPF, 1, addr, 32) >= 0:  # BPF_MAP_LOOKUP_ELEM
+                if fast_syscall(NR_BPF, _LOOKUP, addr, _ELEM_SIZE) >= 0:
                     return vbuf.value
                 err = ctypes.get_errno()
             if err == errno.ENOENT:
@@ -335,7 +335,7 @@ class Map:
                 kbuf.value = key
                 vbuf.value = value
                 attr.flags = flags
-                if _syscall(SYS_BPF, 2, addr, 32) >= 0:  # BPF_MAP_UPDATE_ELEM
+                if fast_syscall(NR_BPF, _UPDATE, addr, _ELEM_SIZE) >= 0:
                     return
                 err = ctypes.get_errno()
             self._check(err, t.Cmd.MAP_UPDATE_ELEM)
@@ -520,6 +520,9 @@ class Map:
 
 
 _MISSING: Any = object()
+_LOOKUP = CMD[t.Cmd.MAP_LOOKUP_ELEM]
+_UPDATE = CMD[t.Cmd.MAP_UPDATE_ELEM]
+_ELEM_SIZE = ctypes.c_long(ctypes.sizeof(t.MapElemAttr))
 
 
 def _obj_name(name: str) -> bytes:

@@ -65,7 +65,7 @@ class ProgramSpec:
     lines: list[LineRecord] = dataclasses.field(default_factory=list)
     maps_used: list[str] = dataclasses.field(default_factory=list)
     relocs: list[Reloc] = dataclasses.field(default_factory=list)
-    needs_attach_target: str = ""  # why this program cannot load without an attach target
+    unloadable_reason: str = ""  # why this program cannot load without an attach target
 
     @property
     def insn_count(self) -> int:

@@ -133,6 +133,11 @@ SECTION_DEFS: tuple[SectionDef, ...] = (
 )
 
 
+# Old objects (and libbpf < 1.0 "sloppy" matching) used bare prefixes such as "xdp_prog" or
+# "socket1"; cilium/ebpf accepts them too. Only these types, which need no target, fall back.
+_LEGACY_PREFIXES = ("socket", "xdp", "classifier", "action", "perf_event", "sockops", "sk_msg")
+
+
 def match_section(name: str) -> tuple[SectionDef, str] | None:
     """The definition for a section name and its target suffix ("" if none), or None."""
     for d in SECTION_DEFS:
@@ -140,4 +145,7 @@ def match_section(name: str) -> tuple[SectionDef, str] | None:
             return d, ""
         if name.startswith(d.prefix + "/"):
             return d, name[len(d.prefix) + 1 :]
+    for prefix in _LEGACY_PREFIXES:
+        if name.startswith(prefix):
+            return next(d for d in SECTION_DEFS if d.prefix == prefix), ""
     return None

@@ -81,3 +81,8 @@ def test_load_outside_bpffs_is_an_error(
 ) -> None:
     assert run(["bpf", "load", str(bpf_objs["legacy"]), "--pin", str(tmp_path)]) == 1
     assert "not on a bpf filesystem" in capsys.readouterr().err
+
+
+def test_bpf_without_subcommand_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["bpf"]) == 2
+    assert "inspect" in capsys.readouterr().err

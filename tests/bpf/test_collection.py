@@ -197,3 +197,31 @@ def test_failed_load_releases_everything(bpf_objs: dict[str, Path]) -> None:
     # bpf_root's fd-leak check verifies that maps/BTF created before the failure were closed.
     with pytest.raises(VerifierError):
         Collection.load(bpf_objs["verifier_fail"])
+
+
+@pytest.mark.parametrize("prog", ["uses_core", "unknown_kind", "needs_target"])
+def test_unsupported_programs_refuse_before_the_kernel(
+    bpf_objs: dict[str, Path], prog: str
+) -> None:
+    with pytest.raises(BPFLoadError, match=f"program '{prog}' cannot be loaded"):
+        Collection.load(bpf_objs["unsupported"], programs=[prog])
+
+
+def test_object_without_btf(tmp_path: Path) -> None:
+    """clang without -g emits no .BTF: legacy maps and programs still load, just without lines."""
+    import subprocess
+
+    from tests.bpf.conftest import PROGS
+
+    obj = tmp_path / "nobtf.o"
+    flags = ["-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu"]
+    subprocess.run(["clang", *flags, "-c", str(PROGS / "legacy.bpf.c"), "-o", str(obj)], check=True)
+    with Collection.load(obj) as c:
+        assert c.spec.btf is None and c.btf_fd is None
+        c.maps["legacy_array"][1] = 4
+        assert c.programs["legacy_prog"].test_run(PKT).retval == 4
+    globals_obj = tmp_path / "globals_nobtf.o"
+    src = PROGS / "globals.bpf.c"
+    subprocess.run(["clang", *flags, "-c", str(src), "-o", str(globals_obj)], check=True)
+    with pytest.raises(BPFLoadError, match="BTF-defined maps need BTF"):
+        Collection.load(globals_obj)

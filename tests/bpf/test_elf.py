@@ -132,6 +132,8 @@ SECTION_EXPECT = {
     "s_kprobe": (ProgType.KPROBE, 0),
     "s_uprobe": (ProgType.KPROBE, 0),
     "s_syscall": (ProgType.SYSCALL, 0),
+    "s_legacy_xdp": (ProgType.XDP, AttachType.XDP),  # pre-1.0 libbpf bare prefixes
+    "s_legacy_socket": (ProgType.SOCKET_FILTER, 0),
 }
 
 
@@ -151,3 +153,11 @@ def test_not_elf_and_wrong_machine(tmp_path: Path) -> None:
         read_elf_bytes(Path("/bin/true").read_bytes(), "true")
     with pytest.raises(BPFLoadError, match="cannot read"):
         read_elf(tmp_path / "missing.o")
+
+
+def test_unsupported_programs_are_listed_with_a_reason(bpf_objs: dict[str, Path]) -> None:
+    spec = read_elf(bpf_objs["unsupported"])
+    reasons = {n: p.unloadable_reason for n, p in spec.programs.items()}
+    assert "CO-RE" in reasons["uses_core"]
+    assert "unknown section 'weird_section'" in reasons["unknown_kind"]
+    assert "freplace" in reasons["needs_target"]

@@ -252,3 +252,40 @@ def test_cpu_list_parsing() -> None:
     assert parse_cpu_list("0") == 1
     with pytest.raises(BPFError):
         parse_cpu_list("x-y")
+
+
+def test_fast_path_matches_slow_path_semantics() -> None:
+    with make(MapType.HASH, key=4, value=8) as m:
+        with pytest.raises(ValueError):
+            m[1 << 32] = 1  # too big for the key: rejected, never truncated
+        with pytest.raises(ValueError):
+            m[-1] = 1
+        with pytest.raises(ValueError):
+            m[1] = 1 << 64
+        m[True] = 5  # bool is an int
+        assert m[1] == 5
+    with pytest.raises(ValueError, match="closed"):
+        m.lookup(1)  # a closed map never reuses a stale fd number
+
+
+def test_threads_sharing_a_map() -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    with make(MapType.HASH, n=4096) as m:
+
+        def work(base: int) -> None:
+            try:
+                for i in range(2000):
+                    m[base + i] = base + i
+                    assert m[base + i] == base + i
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(b,)) for b in (0, 2000)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors
+        assert len(m.lookup_batch()) == 4000

@@ -35,6 +35,7 @@ class LineRec:
 class Ext:
     funcs: dict[str, list[FuncRec]]
     lines: dict[str, list[LineRec]]
+    core_relos: dict[str, list[int]]  # section -> insn byte offsets with a CO-RE relocation
 
 
 def parse_ext(raw: bytes, strings: Strings) -> Ext:
@@ -48,6 +49,10 @@ def parse_ext(raw: bytes, strings: Strings) -> Ext:
     body = raw[hdr_len:]
     funcs = _parse_info(body, fi_off, fi_len, 8, "func_info", strings)
     lines = _parse_info(body, li_off, li_len, 16, "line_info", strings)
+    core: dict[str, list[bytes]] = {}
+    if hdr_len >= _EXT_HDR.size + 8:
+        cr_off, cr_len = struct.unpack_from("<II", raw, _EXT_HDR.size)
+        core = _parse_info(body, cr_off, cr_len, 16, "core_relo", strings)
     return Ext(
         {
             sec: [FuncRec(*struct.unpack_from("<II", r)) for r in recs]
@@ -57,6 +62,7 @@ def parse_ext(raw: bytes, strings: Strings) -> Ext:
             sec: [LineRec(*struct.unpack_from("<IIII", r)) for r in recs]
             for sec, recs in lines.items()
         },
+        {sec: [struct.unpack_from("<I", r)[0] for r in recs] for sec, recs in core.items()},
     )
 
 

