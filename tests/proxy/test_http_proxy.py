@@ -349,3 +349,37 @@ async def test_invalid_upstream_response_is_502() -> None:
             assert raw.startswith(b"HTTP/1.1 502")
     finally:
         server.close()
+
+
+async def test_absolute_form_target_is_routed_by_its_authority() -> None:
+    vhosts = [
+        {
+            "name": "a",
+            "domains": ["a.example"],
+            "routes": [
+                {
+                    "match": {"prefix": "/"},
+                    "direct_response": {"status": 200, "body": {"inline_string": "a"}},
+                }
+            ],
+        },
+        {
+            "name": "other",
+            "domains": ["*"],
+            "routes": [
+                {
+                    "match": {"prefix": "/"},
+                    "direct_response": {"status": 200, "body": {"inline_string": "other"}},
+                }
+            ],
+        },
+    ]
+    async with running_proxy(bootstrap([http_listener(virtual_hosts=vhosts)], [])) as proxy:
+        port = proxy.listener_port("http")
+        raw = await send_and_read(
+            port,
+            b"GET http://a.example/x?y HTTP/1.1\r\nhost: b.example\r\nconnection: close\r\n\r\n",
+        )
+        assert raw.endswith(b"\r\n\r\na")
+        raw = await send_and_read(port, b"GET ftp://a/x HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.1 400")

@@ -133,6 +133,13 @@ class Exchange:
         if host_count > 1:
             self.local_reply(400, "Bad Request: multiple host headers", close=True)
             return
+        if request.target[:1] != "/" and request.target != "*":
+            absolute = split_absolute_form(request.target)
+            if absolute is None:
+                self.local_reply(400, "Bad Request: invalid request target", close=True)
+                return
+            # RFC 9112 §3.2.2: the authority of an absolute-form target replaces Host.
+            authority, request.target = absolute
         if not authority:
             if request.version == "1.0" and hcm.default_host_for_http_10:
                 authority = hcm.default_host_for_http_10
@@ -619,6 +626,22 @@ class Exchange:
             downstream.exchange_done(self, self.keep_alive)
         elif downstream.active is self:
             downstream.active = None
+
+
+def split_absolute_form(target: str) -> tuple[str, str] | None:
+    """`http://host:port/path?q` -> (`host:port`, `/path?q`); None if not absolute-form."""
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    slash = rest.find("/")
+    query = rest.find("?")
+    cut = min(i for i in (slash, query, len(rest)) if i >= 0)
+    authority, path = rest[:cut], rest[cut:]
+    if not authority or "@" in authority:
+        return None
+    if not path.startswith("/"):
+        path = "/" + path
+    return authority, path
 
 
 def _noop() -> None:
