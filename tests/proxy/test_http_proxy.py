@@ -383,3 +383,34 @@ async def test_absolute_form_target_is_routed_by_its_authority() -> None:
         assert raw.endswith(b"\r\n\r\na")
         raw = await send_and_read(port, b"GET ftp://a/x HTTP/1.1\r\nhost: x\r\n\r\n")
         assert raw.startswith(b"HTTP/1.1 400")
+
+
+SMUGGLING_AND_MALFORMED = {
+    "content-length with chunked": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "two content-lengths": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    b"Content-Length: 5\r\n\r\nabcde",
+    "negative content-length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    "overflowing content-length": b"POST / HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: 99999999999999999999999\r\n\r\n",
+    "space in a header name": b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
+    "obsolete line folding": b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  more\r\n\r\n",
+    "unknown transfer-coding": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "bare LF line ends": b"GET / HTTP/1.1\nHost: x\n\n",
+    "NUL in the target": b"GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "HTTP/2 preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    "no host": b"GET / HTTP/1.1\r\n\r\n",
+}
+
+
+async def test_smuggling_shapes_are_refused_with_400() -> None:
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(bootstrap([http_listener()], [cluster("backend", [ups[0].port])])) as proxy,
+    ):
+        port = proxy.listener_port("http")
+        for name, data in SMUGGLING_AND_MALFORMED.items():
+            raw = await send_and_read(port, data, timeout=2)
+            assert raw.startswith(b"HTTP/1.1 400"), name
+        # None of them reached the upstream.
+        assert ups[0].requests_served == 0
