@@ -19,20 +19,20 @@ from remora.config.errors import ErrorCollector
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.listener_config import ListenerConfig, compile_listener
 from remora.proxy.upstream.config import ClusterConfig, compile_cluster
+from remora.xds.bootstrap import AdsConfig, compile_dynamic_resources
 
-support.register("envoy.config.bootstrap.v3.Bootstrap", {"static_resources", "admin", "node"})
+support.register(
+    "envoy.config.bootstrap.v3.Bootstrap",
+    {"static_resources", "admin", "node", "dynamic_resources"},
+)
 support.register("envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters"})
 support.register("envoy.config.bootstrap.v3.Admin", {"address"})
-support.register_ignored(
-    "envoy.config.core.v3.Node",
-    "id",
-    "node identity is only used by xDS, not by a static bootstrap",
-)
-support.register_ignored(
-    "envoy.config.core.v3.Node",
-    "cluster",
-    "node identity is only used by xDS, not by a static bootstrap",
-)
+# A static bootstrap has no use for the node identity, so it warns; with dynamic_resources the
+# ADS client sends it to the control plane and the warning is dropped (compile_bootstrap).
+_STATIC_ONLY = "node identity is only used by xDS, not by a static bootstrap"
+support.register_ignored("envoy.config.core.v3.Node", "id", _STATIC_ONLY)
+support.register_ignored("envoy.config.core.v3.Node", "cluster", _STATIC_ONLY)
+# The other node fields and dynamic_resources are registered by remora.xds.bootstrap.
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,9 @@ class ProxyConfig:
     admin: SocketAddress | None
     warnings: tuple[str, ...]
     source: dict[str, Any]  # the bootstrap as JSON, for /config_dump
+    node_id: str = ""
+    node_cluster: str = ""
+    ads: AdsConfig | None = None  # dynamic_resources over ADS, when the bootstrap has them
 
 
 def compile_bootstrap(bootstrap: bootstrap_pb2.Bootstrap) -> ProxyConfig:
@@ -79,6 +82,12 @@ def compile_bootstrap(bootstrap: bootstrap_pb2.Bootstrap) -> ProxyConfig:
     admin = None
     if bootstrap.HasField("admin"):
         admin = socket_address(bootstrap.admin.address, "admin.address", errors)
+    ads = None
+    if bootstrap.HasField("dynamic_resources"):
+        ads = compile_dynamic_resources(bootstrap, clusters, errors)
+        warnings = [
+            w for w in warnings if not w.startswith(("ignored: node.id", "ignored: node.cl"))
+        ]
     errors.raise_if_any()
     return ProxyConfig(
         listeners=tuple(listeners),
@@ -86,6 +95,9 @@ def compile_bootstrap(bootstrap: bootstrap_pb2.Bootstrap) -> ProxyConfig:
         admin=admin,
         warnings=tuple(warnings),
         source=json_format.MessageToDict(bootstrap, preserving_proto_field_name=True),
+        node_id=bootstrap.node.id,
+        node_cluster=bootstrap.node.cluster,
+        ads=ads,
     )
 
 

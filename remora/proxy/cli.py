@@ -78,7 +78,17 @@ def run_config(config: Any) -> int:
     async def main() -> None:
         server = ProxyServer(config)
         await server.start()
-        await server.serve_forever()
+        client = None
+        if config.ads is not None:  # dynamic_resources: listeners and clusters over ADS
+            from remora.xds.client import AdsClient
+
+            client = AdsClient(server, config.ads.target)
+            client.start()
+        try:
+            await server.serve_forever()
+        finally:
+            if client is not None:
+                await client.stop()
 
     try:
         uvloop.run(main())

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +34,7 @@ from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tcp.proxy import TcpListener, TcpStats
 from remora.proxy.upstream.cluster import Cluster
-from remora.proxy.upstream.config import ClusterConfig
+from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
 
 log = logging.getLogger("remora.server")
 
@@ -67,6 +68,8 @@ class ProxyServer:
         self._flush_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Set by the ADS client: extra /config_dump entries (versions, last NACK reason).
+        self.xds_status: Callable[[], list[dict[str, Any]]] | None = None
         self._server_state = self.store.gauge("server.state")
         self._live = self.store.gauge("server.live")
         self.store.gauge("server.uptime")
@@ -138,6 +141,9 @@ class ProxyServer:
         for name, config in configs.items():
             current = self.clusters.get(name)
             if current is not None and current.config == config:
+                continue
+            if current is not None and _only_endpoints_differ(current.config, config):
+                current.set_endpoints(config)  # EDS update: keep the cluster and its pools
                 continue
             cluster = Cluster(config, self.store)
             await cluster.start()
@@ -322,19 +328,20 @@ class AdminView:
             "uptime_current_epoch": f"{int(time.time() - self.server.started_at)}s",
             "uptime_all_epochs": f"{int(time.time() - self.server.started_at)}s",
             "command_line_options": {"argv": sys.argv[1:]},
-            "node": {"id": "", "cluster": ""},
+            "node": {"id": self.server.config.node_id, "cluster": self.server.config.node_cluster},
             "pid": os.getpid(),
         }
 
     def config_dump(self) -> dict[str, Any]:
-        return {
-            "configs": [
-                {
-                    "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-                    "bootstrap": self.server.config.source,
-                }
-            ]
-        }
+        configs: list[dict[str, Any]] = [
+            {
+                "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+                "bootstrap": self.server.config.source,
+            }
+        ]
+        if self.server.xds_status is not None:
+            configs.extend(self.server.xds_status())
+        return {"configs": configs}
 
     def clusters(self) -> Sequence[ClusterStatus]:
         return [
@@ -368,6 +375,13 @@ class AdminView:
 
     def set_healthcheck_failed(self, failed: bool) -> None:
         self.server.healthcheck_failed = failed
+
+
+def _only_endpoints_differ(old: ClusterConfig, new: ClusterConfig) -> bool:
+    return (
+        old.discovery is DiscoveryType.EDS
+        and dataclasses.replace(old, endpoints=new.endpoints) == new
+    )
 
 
 def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:

@@ -22,6 +22,7 @@ support.register(
         "codec_type",
         "stat_prefix",
         "route_config",
+        "rds",
         "http_filters",
         "common_http_protocol_options",
         "http_protocol_options",
@@ -44,6 +45,10 @@ support.register(
     },
 )
 support.register(f"{_HCM}.UpgradeConfig", {"upgrade_type", "enabled"})
+support.register(
+    "envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+    {"config_source", "route_config_name"},
+)
 support.register(
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
     {"name", "typed_config"},
@@ -93,6 +98,9 @@ class HcmConfig:
     preserve_external_request_id: bool
     always_set_request_id_in_response: bool
     upgrade_types: frozenset[str]  # lowercase upgrade tokens allowed (e.g. "websocket")
+    # RDS over ADS: the RouteConfiguration to fetch. Until it arrives `route_table` is empty and
+    # the listener is warming (the ADS client supplies the table with `dataclasses.replace`).
+    rds_name: str = ""
 
 
 def compile_hcm(
@@ -107,8 +115,17 @@ def compile_hcm(
         errors.add(f"{path}.codec_type", f"not supported: {path}.codec_type ({name})")
     if not config.stat_prefix:
         errors.add(f"{path}.stat_prefix", "must not be empty")
-    if not config.HasField("route_config"):
-        errors.add(f"{path}.route_config", "an inline route_config is required")
+    rds_name = ""
+    if config.HasField("rds"):
+        rds_name = config.rds.route_config_name
+        if not rds_name:
+            errors.add(f"{path}.rds.route_config_name", "must not be empty")
+        if not config.rds.config_source.HasField("ads"):
+            errors.add(
+                f"{path}.rds.config_source", "not supported: only `ads: {}` (routes over ADS)"
+            )
+    elif not config.HasField("route_config"):
+        errors.add(f"{path}.route_config", "an inline route_config or rds is required")
     _check_http_filters(config, path, errors)
     route_table = compile_route_configuration(config.route_config, f"{path}.route_config", errors)
     access_logs = compile_access_logs(config.access_log, f"{path}.access_log", errors)
@@ -160,6 +177,7 @@ def compile_hcm(
         preserve_external_request_id=config.preserve_external_request_id,
         always_set_request_id_in_response=config.always_set_request_id_in_response,
         upgrade_types=frozenset(upgrades),
+        rds_name=rds_name,
     )
 
 

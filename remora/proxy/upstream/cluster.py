@@ -118,7 +118,7 @@ class Cluster:
         self.open_connections = 0
         self.pending_requests = 0
         self._dns_task: asyncio.Task[None] | None = None
-        if config.discovery is DiscoveryType.STATIC:
+        if config.discovery is not DiscoveryType.STRICT_DNS:
             self._set_hosts([(e.host, e.port, e.weight, e.hostname) for e in config.endpoints])
 
     async def start(self) -> None:
@@ -134,6 +134,12 @@ class Cluster:
         index = self._next
         self._next = index + 1 if index + 1 < len(schedule) else 0
         return schedule[index]
+
+    def set_endpoints(self, config: ClusterConfig) -> None:
+        """EDS: a new ClusterLoadAssignment. Hosts that stay keep their pools and counters;
+        removed ones finish their requests in flight and close."""
+        self.config = config
+        self._set_hosts([(e.host, e.port, e.weight, e.hostname) for e in config.endpoints])
 
     def wake_one_waiter(self) -> None:
         for host in self.hosts:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 
 from remora.config import support
 from remora.config.common import optional_seconds, socket_address
@@ -25,11 +26,20 @@ support.register(
         "dns_lookup_family",
         "per_connection_buffer_limit_bytes",
         "max_requests_per_connection",
+        "eds_cluster_config",
     },
 )
+support.register("envoy.config.cluster.v3.Cluster.EdsClusterConfig", {"eds_config", "service_name"})
+support.register("envoy.config.core.v3.ConfigSource", {"ads", "resource_api_version"})
+support.register("envoy.config.core.v3.AggregatedConfigSource", set())
 support.register("envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"})
 support.register(
     "envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints", "load_balancing_weight"}
+)
+support.register_ignored(
+    "envoy.config.endpoint.v3.LocalityLbEndpoints",
+    "locality",
+    "locality-aware load balancing is not implemented; endpoints are balanced by their weights",
 )
 support.register("envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"})
 support.register("envoy.config.endpoint.v3.Endpoint", {"address", "hostname"})
@@ -43,6 +53,7 @@ support.register(
 class DiscoveryType(Enum):
     STATIC = "STATIC"
     STRICT_DNS = "STRICT_DNS"
+    EDS = "EDS"  # endpoints arrive over ADS (ClusterLoadAssignment); the cluster warms until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,7 @@ class ClusterConfig:
     dns_families: tuple[int, ...]
     buffer_limit: int
     max_requests_per_connection: int | None
+    eds_service_name: str = ""  # the ClusterLoadAssignment name an EDS cluster subscribes to
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -86,26 +98,21 @@ def compile_cluster(
     if cluster.lb_policy != cluster_pb2.Cluster.ROUND_ROBIN:
         name = cluster_pb2.Cluster.LbPolicy.Name(cluster.lb_policy)
         errors.add(f"{path}.lb_policy", f"not supported: {path}.lb_policy ({name})")
-    endpoints: list[EndpointConfig] = []
-    la = cluster.load_assignment
-    for i, locality in enumerate(la.endpoints):
-        for j, lb_endpoint in enumerate(locality.lb_endpoints):
-            ep_path = f"{path}.load_assignment.endpoints[{i}].lb_endpoints[{j}]"
-            address = socket_address(
-                lb_endpoint.endpoint.address, f"{ep_path}.endpoint.address", errors
+    eds_service_name = ""
+    if discovery_name == "EDS":
+        eds = cluster.eds_cluster_config
+        if not eds.eds_config.HasField("ads"):
+            errors.add(
+                f"{path}.type",
+                f"not supported: {path}.type (EDS needs eds_cluster_config.eds_config.ads: "
+                "endpoints come over the ADS stream only)",
             )
-            if address is None:
-                continue
-            weight = (
-                lb_endpoint.load_balancing_weight.value
-                if lb_endpoint.HasField("load_balancing_weight")
-                else 1
-            )
-            if weight < 1:
-                errors.add(f"{ep_path}.load_balancing_weight", "must be at least 1")
-            endpoints.append(
-                EndpointConfig(address.host, address.port, weight, lb_endpoint.endpoint.hostname)
-            )
+        if cluster.HasField("load_assignment"):
+            errors.add(f"{path}.load_assignment", "an EDS cluster gets its endpoints over EDS")
+        eds_service_name = eds.service_name or cluster.name
+    elif cluster.HasField("eds_cluster_config"):
+        errors.add(f"{path}.eds_cluster_config", "only valid with type: EDS")
+    endpoints = compile_endpoints(cluster.load_assignment, f"{path}.load_assignment", errors)
     max_connections = max_pending = max_requests = _DEFAULT_THRESHOLD
     for i, threshold in enumerate(cluster.circuit_breakers.thresholds):
         if threshold.priority != 0:
@@ -133,7 +140,7 @@ def compile_cluster(
     return ClusterConfig(
         name=cluster.name,
         discovery=DiscoveryType(discovery_name),
-        endpoints=tuple(endpoints),
+        endpoints=endpoints,
         connect_timeout=connect_timeout or _DEFAULT_CONNECT_TIMEOUT,
         max_connections=max_connections,
         max_pending_requests=max_pending,
@@ -150,4 +157,31 @@ def compile_cluster(
             if cluster.HasField("max_requests_per_connection")
             else None
         ),
+        eds_service_name=eds_service_name,
     )
+
+
+def compile_endpoints(
+    la: endpoint_pb2.ClusterLoadAssignment, path: str, errors: ErrorCollector
+) -> tuple[EndpointConfig, ...]:
+    """A load assignment's endpoints (from a cluster's `load_assignment` or from EDS)."""
+    endpoints: list[EndpointConfig] = []
+    for i, locality in enumerate(la.endpoints):
+        for j, lb_endpoint in enumerate(locality.lb_endpoints):
+            ep_path = f"{path}.endpoints[{i}].lb_endpoints[{j}]"
+            address = socket_address(
+                lb_endpoint.endpoint.address, f"{ep_path}.endpoint.address", errors
+            )
+            if address is None:
+                continue
+            weight = (
+                lb_endpoint.load_balancing_weight.value
+                if lb_endpoint.HasField("load_balancing_weight")
+                else 1
+            )
+            if weight < 1:
+                errors.add(f"{ep_path}.load_balancing_weight", "must be at least 1")
+            endpoints.append(
+                EndpointConfig(address.host, address.port, weight, lb_endpoint.endpoint.hostname)
+            )
+    return tuple(endpoints)

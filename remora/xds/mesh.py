@@ -1,0 +1,356 @@
+"""The mesh schema: a few lines of YAML per service, expanded into Envoy resources.
+
+    services:
+      greeter:
+        listen_port: 10000        # the sidecar's outbound listener (0: any free port)
+        endpoints:
+          - {address: 127.0.0.1, port: 9001, weight: 1, locality: zone-a}
+        localities: {zone-a: 3}   # locality weights (default: sum of endpoint weights)
+        routes:                   # default: everything to this service
+          - {prefix: /, to: {greeter: 90, greeter-canary: 10}, timeout: 2s}
+        policies: {connect_timeout: 1s, max_connections: 100, max_requests: 100}
+
+Each service becomes, for every node group:
+- a Cluster named after it, type EDS over ADS, ROUND_ROBIN;
+- a ClusterLoadAssignment with one LocalityLbEndpoints per locality, each with its weight set
+  (gRPC's proxyless client ignores localities without one);
+- a RouteConfiguration named after it;
+and a Listener named after it: for the "proxyless" group an `api_listener` (so `xds:///greeter`
+finds it) whose HCM fetches the routes over ADS with the router filter last; for the "sidecar"
+group a socket listener on `listen_port`.
+
+Validation names the field (`services.greeter.endpoints[1].port`); the caller adds the file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from remora.config.errors import ErrorCollector
+
+SIDECAR = "sidecar"
+PROXYLESS = "proxyless"
+GROUPS = (SIDECAR, PROXYLESS)
+
+_HCM = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    "HttpConnectionManager"
+)
+_ROUTER = {
+    "name": "envoy.filters.http.router",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+}
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+_DURATION = re.compile(r"^\d+(\.\d+)?s$")
+_SERVICE_KEYS = {"listen_port", "listen_address", "endpoints", "localities", "routes", "policies"}
+_ENDPOINT_KEYS = {"address", "port", "weight", "locality"}
+_ROUTE_KEYS = {"prefix", "to", "timeout"}
+_POLICY_KEYS = {"connect_timeout", "max_connections", "max_pending_requests", "max_requests"}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    port: int
+    weight: int
+    locality: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    prefix: str
+    to: tuple[tuple[str, int], ...]
+    timeout: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    listen_address: str
+    listen_port: int
+    endpoints: tuple[Endpoint, ...]
+    localities: tuple[tuple[str, int], ...]
+    routes: tuple[Route, ...]
+    policies: Mapping[str, Any]
+
+
+def parse_services(data: Any, path: str, errors: ErrorCollector) -> list[Service]:
+    if not isinstance(data, dict):
+        errors.add(path, "must be a mapping of service name to service")
+        return []
+    services: list[Service] = []
+    for name, spec in data.items():
+        service = _parse_service(str(name), spec, f"{path}.{name}", errors)
+        if service is not None:
+            services.append(service)
+    return services
+
+
+def check_references(services: list[Service], path: str, errors: ErrorCollector) -> None:
+    known = {s.name for s in services}
+    for service in services:
+        for i, route in enumerate(service.routes):
+            for target, _weight in route.to:
+                if target not in known:
+                    errors.add(
+                        f"{path}.{service.name}.routes[{i}].to",
+                        f"unknown service {target!r}",
+                    )
+
+
+def _unknown_keys(
+    spec: dict[str, Any], allowed: set[str], path: str, errors: ErrorCollector
+) -> None:
+    for key in spec:
+        if key not in allowed:
+            errors.add(f"{path}.{key}", f"unknown field (expected one of {sorted(allowed)})")
+
+
+def _int(value: Any, path: str, errors: ErrorCollector, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        errors.add(path, f"must be an integer in {low}..{high}, got {value!r}")
+        return low
+    return value
+
+
+def _duration(value: Any, path: str, errors: ErrorCollector) -> str | None:
+    if not isinstance(value, str) or not _DURATION.match(value):
+        errors.add(path, f"must be a duration like '1.5s', got {value!r}")
+        return None
+    return value
+
+
+def _parse_service(name: str, spec: Any, path: str, errors: ErrorCollector) -> Service | None:
+    before = len(errors.errors)
+    if not _NAME.match(name):
+        errors.add(path, f"invalid service name {name!r} (lowercase letters, digits, '.', '-')")
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        errors.add(path, "must be a mapping")
+        return None
+    _unknown_keys(spec, _SERVICE_KEYS, path, errors)
+    endpoints: list[Endpoint] = []
+    raw_endpoints = spec.get("endpoints", [])
+    if not isinstance(raw_endpoints, list):
+        errors.add(f"{path}.endpoints", "must be a list")
+        raw_endpoints = []
+    for i, item in enumerate(raw_endpoints):
+        ep_path = f"{path}.endpoints[{i}]"
+        if not isinstance(item, dict):
+            errors.add(ep_path, "must be a mapping with address and port")
+            continue
+        _unknown_keys(item, _ENDPOINT_KEYS, ep_path, errors)
+        address = item.get("address")
+        if not isinstance(address, str) or not address:
+            errors.add(f"{ep_path}.address", "required: an IP address")
+            address = ""
+        port = _int(item.get("port"), f"{ep_path}.port", errors, 1, 65535)
+        weight = _int(item.get("weight", 1), f"{ep_path}.weight", errors, 1, 1000)
+        locality = str(item.get("locality", "default"))
+        endpoints.append(Endpoint(address, port, weight, locality))
+    localities = _localities(spec.get("localities", {}), endpoints, f"{path}.localities", errors)
+    routes = _routes(name, spec.get("routes"), f"{path}.routes", errors)
+    policies = spec.get("policies", {}) or {}
+    if not isinstance(policies, dict):
+        errors.add(f"{path}.policies", "must be a mapping")
+        policies = {}
+    _unknown_keys(policies, _POLICY_KEYS, f"{path}.policies", errors)
+    if "connect_timeout" in policies:
+        _duration(policies["connect_timeout"], f"{path}.policies.connect_timeout", errors)
+    for key in ("max_connections", "max_pending_requests", "max_requests"):
+        if key in policies:
+            _int(policies[key], f"{path}.policies.{key}", errors, 1, 1_000_000)
+    listen_port = _int(spec.get("listen_port", 0), f"{path}.listen_port", errors, 0, 65535)
+    listen_address = spec.get("listen_address", "127.0.0.1")
+    if len(errors.errors) > before:
+        return None
+    return Service(
+        name, str(listen_address), listen_port, tuple(endpoints), localities, routes, policies
+    )
+
+
+def _localities(
+    raw: Any, endpoints: list[Endpoint], path: str, errors: ErrorCollector
+) -> tuple[tuple[str, int], ...]:
+    if not isinstance(raw, dict):
+        errors.add(path, "must be a mapping of locality name to weight")
+        raw = {}
+    weights: dict[str, int] = {}
+    for endpoint in endpoints:
+        weights[endpoint.locality] = weights.get(endpoint.locality, 0) + endpoint.weight
+    for locality, weight in raw.items():
+        if locality not in weights:
+            errors.add(f"{path}.{locality}", "no endpoint is in this locality")
+        weights[str(locality)] = _int(weight, f"{path}.{locality}", errors, 1, 1_000_000)
+    return tuple(sorted(weights.items()))
+
+
+def _routes(service: str, raw: Any, path: str, errors: ErrorCollector) -> tuple[Route, ...]:
+    if raw is None:
+        return (Route("/", ((service, 1),), None),)
+    if not isinstance(raw, list) or not raw:
+        errors.add(path, "must be a non-empty list")
+        return ()
+    routes: list[Route] = []
+    for i, item in enumerate(raw):
+        route_path = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            errors.add(route_path, "must be a mapping")
+            continue
+        _unknown_keys(item, _ROUTE_KEYS, route_path, errors)
+        prefix = item.get("prefix", "/")
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            errors.add(f"{route_path}.prefix", f"must start with '/', got {prefix!r}")
+        to = item.get("to", service)
+        targets: list[tuple[str, int]] = []
+        if isinstance(to, str):
+            targets.append((to, 1))
+        elif isinstance(to, dict) and to:
+            for target, weight in to.items():
+                targets.append(
+                    (str(target), _int(weight, f"{route_path}.to.{target}", errors, 1, 10000))
+                )
+        else:
+            errors.add(f"{route_path}.to", "must be a service name or {service: weight}")
+        timeout = None
+        if "timeout" in item:
+            timeout = _duration(item["timeout"], f"{route_path}.timeout", errors)
+        routes.append(Route(str(prefix), tuple(targets), timeout))
+    return tuple(routes)
+
+
+def generate(services: list[Service]) -> dict[str, list[Message]]:
+    """Envoy resources per node group."""
+    shared: list[Message] = []
+    sidecar: list[Message] = []
+    proxyless: list[Message] = []
+    for service in services:
+        shared.append(_cluster(service))
+        shared.append(_load_assignment(service))
+        shared.append(_route_configuration(service))
+        sidecar.append(_sidecar_listener(service))
+        proxyless.append(_api_listener(service))
+    return {SIDECAR: shared + sidecar, PROXYLESS: shared + proxyless}
+
+
+def _parse(data: dict[str, Any], message: Message) -> Message:
+    json_format.ParseDict(data, message)
+    return message
+
+
+def _cluster(service: Service) -> Message:
+    data: dict[str, Any] = {
+        "name": service.name,
+        "type": "EDS",
+        "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}},
+        "lb_policy": "ROUND_ROBIN",
+        "connect_timeout": service.policies.get("connect_timeout", "1s"),
+    }
+    thresholds = {
+        key: service.policies[key]
+        for key in ("max_connections", "max_pending_requests", "max_requests")
+        if key in service.policies
+    }
+    if thresholds:
+        data["circuit_breakers"] = {"thresholds": [thresholds]}
+    return _parse(data, cluster_pb2.Cluster())
+
+
+def _load_assignment(service: Service) -> Message:
+    localities = []
+    for locality, weight in service.localities:
+        localities.append(
+            {
+                "locality": {"zone": locality},
+                "load_balancing_weight": weight,
+                "lb_endpoints": [
+                    {
+                        "endpoint": {
+                            "address": {
+                                "socket_address": {"address": e.address, "port_value": e.port}
+                            }
+                        },
+                        "load_balancing_weight": e.weight,
+                    }
+                    for e in service.endpoints
+                    if e.locality == locality
+                ],
+            }
+        )
+    return _parse(
+        {"cluster_name": service.name, "endpoints": localities},
+        endpoint_pb2.ClusterLoadAssignment(),
+    )
+
+
+def _route_configuration(service: Service) -> Message:
+    routes = []
+    for route in service.routes:
+        action: dict[str, Any]
+        if len(route.to) == 1:
+            action = {"cluster": route.to[0][0]}
+        else:
+            action = {
+                "weighted_clusters": {
+                    "clusters": [{"name": name, "weight": weight} for name, weight in route.to]
+                }
+            }
+        if route.timeout is not None:
+            action["timeout"] = route.timeout
+        routes.append({"match": {"prefix": route.prefix}, "route": action})
+    return _parse(
+        {
+            "name": service.name,
+            "virtual_hosts": [{"name": service.name, "domains": ["*"], "routes": routes}],
+        },
+        route_pb2.RouteConfiguration(),
+    )
+
+
+def _hcm(service: Service) -> dict[str, Any]:
+    return {
+        "@type": _HCM,
+        "stat_prefix": service.name,
+        "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"},
+                "route_config_name": service.name},
+        "http_filters": [_ROUTER],  # the router filter is last (it is the only one)
+    }  # fmt: skip
+
+
+def _api_listener(service: Service) -> Message:
+    return _parse(
+        {"name": service.name, "api_listener": {"api_listener": _hcm(service)}},
+        listener_pb2.Listener(),
+    )
+
+
+def _sidecar_listener(service: Service) -> Message:
+    address = {"address": service.listen_address, "port_value": service.listen_port}
+    return _parse(
+        {
+            "name": service.name,
+            "address": {"socket_address": address},
+            "filter_chains": [
+                {
+                    "filters": [
+                        {
+                            "name": "envoy.filters.network.http_connection_manager",
+                            "typed_config": _hcm(service),
+                        }
+                    ]
+                }
+            ],
+        },
+        listener_pb2.Listener(),
+    )
