@@ -57,6 +57,10 @@ def compile_module(
     """Compile, turning wasmtime's parse/validation failure into a `ModuleFormatError`."""
     if not isinstance(wasm, bytes | bytearray):
         raise ModuleFormatError(f"{origin}: expected module bytes, got {type(wasm).__name__}")
+    if not wasm.startswith(b"\0asm"):
+        # wasmtime would otherwise try anything else as WAT text and report e.g. "input was not
+        # valid utf-8" for random bytes; remora takes binary modules only.
+        raise ModuleFormatError(f"{origin}: offset 0: not a WebAssembly binary (bad magic)")
     try:
         return wasmtime.Module(engine, bytes(wasm))
     except wasmtime.WasmtimeError as exc:

@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     run = wasm_sub.add_parser("run", help="run a WASI command under a deny-by-default policy")
     run.add_argument("module", type=Path, help="the .wasm file")
-    run.add_argument("guest_args", nargs="*", metavar="ARGS", help="arguments after --")
+    run.add_argument("guest_args", nargs="*", default=[], metavar="ARGS", help="arguments after --")
     run.add_argument(
         "--dir",
         action="append",
@@ -123,6 +123,10 @@ def _error(message: str) -> None:
     print(f"remora wasm: error: {message}", file=sys.stderr)
 
 
+def _note(message: str) -> None:
+    print(f"remora wasm: note: {message}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     from remora.wasm.cache import ModuleCache
     from remora.wasm.errors import CacheError, GuestTrap, WasmError
@@ -152,7 +156,13 @@ def _run(args: argparse.Namespace) -> int:
             except CacheError as exc:
                 _error(f"{exc}; running without the module cache")
         sys.stdout.flush()
-        return WasmHost(cache).run(wasm, policy, limits, origin=str(args.module)).exit_code
+        result = WasmHost(cache).run(wasm, policy, limits, origin=str(args.module))
+        if result.memory_refusals:
+            _note(
+                f"{args.module}: memory.grow was refused {result.memory_refusals} time(s) at the "
+                f"max_memory limit ({limits.max_memory})"
+            )
+        return result.exit_code
     except GuestTrap as exc:
         _error(f"{args.module}: {exc}")
         return EXIT_TRAPPED

@@ -29,6 +29,8 @@ class EngineConfig:
     consume_fuel: bool = False
     epoch_interruption: bool = False
     max_wasm_stack: int | None = None
+    # Linear memories allocated by remora.wasm.memguard, so memory-cap refusals are observable.
+    host_memory: bool = False
 
     def fingerprint(self) -> str:
         canonical = json.dumps(
@@ -42,6 +44,10 @@ class EngineConfig:
         config.epoch_interruption = self.epoch_interruption
         if self.max_wasm_stack is not None:
             config.max_wasm_stack = self.max_wasm_stack
+        if self.host_memory:
+            from remora.wasm import memguard
+
+            memguard.install(config)
         # wasmtime's own cache stays off (its default): remora's cache (cache.py) decides what
         # gets deserialized.
         return config

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import wasmtime
 
+_NO_OFFSET = (1 << 64) - 1
+
 
 class WasmError(Exception):
     """Base of every error raised by remora.wasm."""
@@ -49,7 +51,10 @@ class TrapFrame:
 
     def __str__(self) -> str:
         name = self.func_name or f"func[{self.func_index}]"
-        return f"{self.module_name or '<module>'}!{name}+0x{self.module_offset:x}"
+        where = f"{self.module_name or '<module>'}!{name}"
+        # wasmtime reports usize::MAX when the frame has no known offset (e.g. the frame that
+        # overflowed the stack in its prologue).
+        return where if self.module_offset >= _NO_OFFSET else f"{where}+0x{self.module_offset:x}"
 
 
 class GuestTrap(WasmError):

@@ -36,7 +36,6 @@ from wasmtime import _func as wasmtime_func_module
 
 from remora.wasm.engine import WASMTIME_VERSION
 from remora.wasm.errors import BindingError
-from remora.wasm.limits import translate as translate_failure
 from remora.wasm.runner import Guest
 
 VERIFIED_WASMTIME_VERSIONS = frozenset({"50.0.1"})
@@ -193,7 +192,7 @@ def bind_export(guest: Guest, name: str, fast: bool | None = None) -> FastFunc |
 
     def translate(exc: Exception) -> Exception:
         assert isinstance(exc, wasmtime.Trap | wasmtime.WasmtimeError)
-        return translate_failure(exc, guest.limits, guest._memory_at_cap())
+        return guest.translate(exc)
 
     return bind_call(guest.store, guest.func(name), fast, translate)
 

@@ -1,8 +1,9 @@
 """Resource limits for one guest, and the mapping of wasmtime failures onto typed limit errors.
 
-Each limit uses the wasmtime mechanism made for it: the store limiter for memory, table elements
-and instances; fuel for a deterministic CPU budget; epoch interruption (driven by the engine's
-ticker thread) for a wall-clock deadline; `max_wasm_stack` for recursion depth.
+Each limit uses the wasmtime mechanism made for it: the store limiter for table elements and
+instances; a host memory creator (`memguard`) for linear memory, so that refusals are counted;
+fuel for a deterministic CPU budget; epoch interruption (driven by the engine's ticker thread)
+for a wall-clock deadline; `max_wasm_stack` for recursion depth.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from remora.wasm.errors import (
     last_line,
     trap_code_name,
 )
+from remora.wasm.memguard import REFUSAL_MARKER, MemoryAccount
 
 WASM_PAGE = 65536
 # Relative epoch deadline meaning "never" for stores without a timeout on an epoch-enabled engine.
@@ -54,12 +56,18 @@ class Limits:
             consume_fuel=self.fuel is not None,
             epoch_interruption=self.timeout is not None,
             max_wasm_stack=self.max_wasm_stack,
+            host_memory=self.max_memory is not None,
         )
 
     def apply(self, store: wasmtime.Store, handle: EngineHandle) -> bool:
         """Configure `store`; returns True when a deadline was armed (caller must `disarm`)."""
+        # On host-memory engines memguard enforces the memory cap itself, so that it can count
+        # refusals; the store limiter would refuse first and silently.
+        memory_cap = self.max_memory
+        if memory_cap is None or handle.config.host_memory:
+            memory_cap = -1
         store.set_limits(
-            memory_size=-1 if self.max_memory is None else self.max_memory,
+            memory_size=memory_cap,
             table_elements=-1 if self.max_table_elements is None else self.max_table_elements,
             instances=-1 if self.max_instances is None else self.max_instances,
         )
@@ -76,9 +84,19 @@ class Limits:
 
 
 def translate(
-    exc: wasmtime.WasmtimeError | wasmtime.Trap, limits: Limits, memory_at_cap: bool = False
+    exc: wasmtime.WasmtimeError | wasmtime.Trap,
+    limits: Limits,
+    memory: MemoryAccount | None = None,
+    during_call: bool = False,
 ) -> WasmError:
-    """The typed remora error for a wasmtime failure during instantiation or a call."""
+    """The typed remora error for a wasmtime failure during instantiation or a call.
+
+    `memory` is the guest's memory account: once a `memory.grow` was refused at the cap, a trap
+    that is not itself another limit is the guest dying of the memory limit (typically C's
+    `abort()` after `malloc` returned NULL). `during_call` marks failures of a running guest
+    that are not traps (e.g. `proc_exit` with a status WASI does not allow): those are the
+    guest's fault, not a link failure.
+    """
     if isinstance(exc, wasmtime.Trap):
         message, code, frames = last_line(exc.message), trap_code_name(exc), frames_of(exc)
         if code == "OUT_OF_FUEL":
@@ -87,16 +105,21 @@ def translate(
             return DeadlineExceededError(message, limits.timeout, code, frames)
         if code == "STACK_OVERFLOW":
             return StackLimitError(message, limits.max_wasm_stack, code, frames)
-        if memory_at_cap:
-            # wasmtime reports a refused memory.grow as -1 to the guest, not as a trap; a guest
-            # that then traps (abort, unreachable) while at the cap died of the memory limit.
-            return MemoryLimitError(message, limits.max_memory, code, frames)
+        if memory is not None and memory.hit:
+            return MemoryLimitError(_refused(message, memory), limits.max_memory, code, frames)
         return GuestTrap(message, code, frames)
     message = last_line(str(exc))
-    if "exceeds memory limits" in message:
+    if "exceeds memory limits" in message or REFUSAL_MARKER in message:
         return MemoryLimitError(message, limits.max_memory)
     if "exceeds table limits" in message:
         return TableLimitError(message, limits.max_table_elements)
     if "instance count too high" in message:
         return InstanceLimitError(message, limits.max_instances)
+    if during_call:
+        return GuestTrap(message, None, ())
     return LinkError(message)
+
+
+def _refused(message: str, memory: MemoryAccount) -> str:
+    times = "once" if memory.refusals == 1 else f"{memory.refusals} times"
+    return f"{message} (after memory.grow to {memory.last_refused} bytes was refused {times})"

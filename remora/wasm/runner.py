@@ -23,7 +23,8 @@ import wasmtime
 from remora.wasm.cache import ModuleCache, compile_module
 from remora.wasm.engine import EngineConfig, EngineHandle, engine_for
 from remora.wasm.errors import GuestTrap, LinkError, ModuleFormatError
-from remora.wasm.limits import WASM_PAGE, Limits, translate
+from remora.wasm.limits import Limits, translate
+from remora.wasm.memguard import MemoryAccount, accounting
 from remora.wasm.sandbox import (
     OutputBuffer,
     SandboxPolicy,
@@ -60,6 +61,8 @@ class RunResult:
     stderr: bytes
     stdout_truncated: bool = False
     stderr_truncated: bool = False
+    # How often the guest's memory.grow was refused at Limits.max_memory (it saw -1 each time).
+    memory_refusals: int = 0
 
 
 class Guest:
@@ -76,6 +79,7 @@ class Guest:
         self.handle = handle
         self.limits = limits
         self.store = wasmtime.Store(handle.engine)
+        self.memory_account = MemoryAccount(limits.max_memory)
         self._armed = False
         self._closed = False
         _LIVE.add(self)
@@ -87,13 +91,14 @@ class Guest:
             self.linker = wasmtime.Linker(handle.engine)
             self.linker.define_wasi()
             install_determinism(self.linker, policy)
-            for define in definers:
-                define(self.linker, self.store)
-            self._armed = limits.apply(self.store, handle)
-            try:
-                self.instance = self.linker.instantiate(self.store, module)
-            except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-                raise translate(exc, limits, self._memory_at_cap()) from None
+            with accounting(self.memory_account):
+                for define in definers:
+                    define(self.linker, self.store)
+                self._armed = limits.apply(self.store, handle)
+                try:
+                    self.instance = self.linker.instantiate(self.store, module)
+                except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+                    raise translate(exc, limits, self.memory_account) from None
         except BaseException:
             self.close()
             raise
@@ -124,7 +129,11 @@ class Guest:
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             if isinstance(exc, wasmtime.ExitTrap):
                 raise
-            raise translate(exc, self.limits, self._memory_at_cap()) from None
+            raise self.translate(exc) from None
+
+    def translate(self, exc: wasmtime.Trap | wasmtime.WasmtimeError) -> Exception:
+        """The typed error for a failure of a call into this guest."""
+        return translate(exc, self.limits, self.memory_account, during_call=True)
 
     def run_start(self) -> int:
         """Run a WASI command's `_start`; its exit code (0 if it returns normally)."""
@@ -133,15 +142,6 @@ class Guest:
         except wasmtime.ExitTrap as exc:
             return int(exc.code)
         return 0
-
-    def _memory_at_cap(self) -> bool:
-        cap = self.limits.max_memory
-        if cap is None or not hasattr(self, "instance"):
-            return False
-        memory = self.instance.exports(self.store).get("memory")
-        if not isinstance(memory, wasmtime.Memory):
-            return False
-        return memory.data_len(self.store) + WASM_PAGE > cap
 
     def close(self) -> None:
         if self._closed:
@@ -217,6 +217,7 @@ class WasmHost:
                 guest.stderr.getvalue(),
                 guest.stdout.truncated,
                 guest.stderr.truncated,
+                guest.memory_account.refusals,
             )
 
 

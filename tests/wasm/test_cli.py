@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from remora.wasm.cli import EXIT_TRAPPED, parse_size
+from tests.wasm.conftest import compile_c
 
 
 def remora_wasm(*argv: str, cache: Path) -> subprocess.CompletedProcess[str]:
@@ -75,6 +76,77 @@ def test_corrupt_module_is_a_clean_error(tmp_path: Path, content: bytes) -> None
         assert proc.stderr.startswith("remora wasm: error: ")
         assert str(bad) in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_random_bytes_and_text_are_rejected_as_not_binary(tmp_path: Path) -> None:
+    """Anything without the binary magic is refused up front (wasmtime would try it as WAT)."""
+    for name, content in [("rand.wasm", bytes(range(1, 256)) * 4), ("m.wat", b"(module)")]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        for command in ("run", "inspect"):
+            proc = remora_wasm(command, str(bad), cache=tmp_path)
+            assert proc.returncode == 1, proc.stderr
+            assert (
+                proc.stderr == f"remora wasm: error: {bad}: offset 0: not a WebAssembly "
+                "binary (bad magic)\n"
+            )
+
+
+def test_malloc_failure_at_cap_is_reported_as_the_memory_limit(
+    tmp_path: Path, guest_path: Callable[[str], Path]
+) -> None:
+    """A C guest that aborts when malloc returns NULL: exit 134 and the limit is named."""
+    src = tmp_path / "greedy.c"
+    src.write_text(
+        "#include <stdlib.h>\n#include <stdio.h>\n"
+        "int main(void) { char *volatile p = malloc(8 << 20); if (!p) abort(); p[1] = 1;"
+        ' printf("got %d\\n", p[1]); return 0; }\n'
+    )
+    wasm = compile_c(src, tmp_path / "greedy.wasm")
+    proc = remora_wasm("run", str(wasm), "--max-memory", "4MiB", cache=tmp_path)
+    assert proc.returncode == EXIT_TRAPPED
+    assert proc.stderr.startswith(f"remora wasm: error: {wasm}: max_memory limit (4194304) ")
+    assert "bytes was refused" in proc.stderr and "at <module>!abort" in proc.stderr
+    roomy = remora_wasm("run", str(wasm), "--max-memory", "16MiB", cache=tmp_path)
+    assert (roomy.returncode, roomy.stdout, roomy.stderr) == (0, "got 1\n", "")
+
+
+def test_graceful_refusal_gets_a_note(guest_path: Callable[[str], Path], tmp_path: Path) -> None:
+    proc = remora_wasm("run", "--max-memory", "8MiB", str(guest_path("membomb")), cache=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("blocks=")
+    assert proc.stderr.startswith("remora wasm: note: ")
+    assert "refused" in proc.stderr and "max_memory limit (8388608)" in proc.stderr
+
+
+def test_invalid_exit_status_is_a_trap(guest_path: Callable[[str], Path], tmp_path: Path) -> None:
+    proc = remora_wasm("run", str(guest_path("hello")), "--", "255", cache=tmp_path)
+    assert proc.returncode == EXIT_TRAPPED
+    assert proc.stderr.endswith(
+        "exit with invalid exit status outside of [0..126) (trap code None)\n"
+    )
+    ok = remora_wasm("run", str(guest_path("hello")), "--", "125", cache=tmp_path)
+    assert ok.returncode == 125
+
+
+def test_dir_without_guest_path_and_options_on_both_sides(
+    guest_path: Callable[[str], Path], tmp_path: Path
+) -> None:
+    box = tmp_path / "same"
+    box.mkdir()
+    (box / "f.txt").write_text("same path\n")
+    proc = remora_wasm(
+        "run", "--timeout", "5", "--dir", str(box), str(guest_path("fs")), "--max-memory",
+        "16MiB", "--env", "A=B", "--", f"r:{box}/f.txt", cache=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"OK {box}/f.txt same path\n"
+
+
+def test_usage_error_names_only_what_is_missing(tmp_path: Path) -> None:
+    proc = remora_wasm("run", cache=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1].endswith("the following arguments are required: module")
 
 
 def test_missing_module_file(tmp_path: Path) -> None:

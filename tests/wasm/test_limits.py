@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import wasmtime
 
+from remora.wasm.engine import engine_for
 from remora.wasm.errors import (
     DeadlineExceededError,
     FuelExhaustedError,
@@ -16,7 +17,9 @@ from remora.wasm.errors import (
     TableLimitError,
     WasmLimitError,
 )
+from remora.wasm.fastcall import bind_export
 from remora.wasm.limits import Limits
+from remora.wasm.memguard import live_regions
 from remora.wasm.runner import Definer, WasmHost
 from remora.wasm.sandbox import SandboxPolicy
 
@@ -121,12 +124,83 @@ def test_memory_bomb_that_traps_is_a_memory_limit_error(
 
 def test_memory_grow_fails_in_guest(host: WasmHost, guest: Callable[[str], bytes]) -> None:
     with host.instantiate(guest("grow_bomb"), limits=Limits(max_memory=1 << 20)) as g:
+        assert g.memory_account.refusals == 0
         assert g.call("grow_until_refused") == 15  # 1 initial page + 15 = 16 pages = 1 MiB
+        # The guest saw -1 and carried on; the host still knows the cap was hit, and where.
+        assert (g.memory_account.refusals, g.memory_account.last_refused) == (1, 17 * 65536)
+
+
+@pytest.mark.usefixtures("healthy")
+def test_big_refused_grow_far_below_cap_is_a_memory_limit_error(
+    host: WasmHost, guest: Callable[[str], bytes]
+) -> None:
+    """One 64-page request at 1 page of a 16-page cap: refused far from the cap, then abort."""
+    with host.instantiate(guest("grow_bomb"), limits=Limits(max_memory=1 << 20)) as g:
+        assert g.call("grow_or_trap", 3) == 4
+        with pytest.raises(MemoryLimitError) as info:
+            g.call("grow_or_trap", 64)
+        assert g.memory is not None and g.memory.data_len(g.store) == 4 * 65536
+    err = info.value
+    assert (err.limit, err.value, err.code) == ("max_memory", 1 << 20, "UNREACHABLE")
+    assert f"memory.grow to {68 * 65536} bytes was refused once" in str(err)
+    assert [f.func_name for f in err.frames] == ["grow_or_trap"]
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["generic", "fast"])
+def test_unrelated_trap_at_the_cap_is_not_blamed_on_memory(
+    host: WasmHost, guest: Callable[[str], bytes], fast: bool
+) -> None:
+    """Memory full but nothing refused: a division by zero stays a plain GuestTrap."""
+    with host.instantiate(guest("grow_bomb"), limits=Limits(max_memory=1 << 20)) as g:
+        with pytest.raises(GuestTrap) as info:
+            bind_export(g, "grow_then_divide", fast)(15)
+        assert g.memory is not None and g.memory.data_len(g.store) == 1 << 20
+    assert not isinstance(info.value, MemoryLimitError)
+    assert info.value.code == "INTEGER_DIVISION_BY_ZERO"
+
+
+def test_memory_bomb_refusals_are_reported(host: WasmHost, guest: Callable[[str], bytes]) -> None:
+    capped = host.run(guest("membomb"), limits=Limits(max_memory=16 << 20))
+    assert capped.exit_code == 0 and capped.memory_refusals >= 1
+    plain = host.run(guest("hello"), limits=Limits(max_memory=16 << 20))
+    assert plain.memory_refusals == 0
+
+
+def test_host_memories_are_released_with_their_guest(
+    host: WasmHost, guest: Callable[[str], bytes]
+) -> None:
+    before = live_regions()
+    guests = [host.instantiate(guest("grow_bomb"), limits=Limits(max_memory=1 << 20))]
+    guests.append(host.instantiate(guest("hello"), limits=Limits(max_memory=4 << 20)))
+    assert live_regions() == before + 2
+    for g in guests:
+        g.close()
+    assert live_regions() == before
+
+
+def test_memory_outside_the_instance_window_has_no_account() -> None:
+    """Documented edge: a store on a host-memory engine used without `Guest` is not capped."""
+    handle = engine_for(Limits(max_memory=65536).engine_config())
+    store = wasmtime.Store(handle.engine)
+    memory = wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))
+    assert memory.grow(store, 3) == 1
+    memory.write(store, b"ok", 4 * 65536 - 2)
+    assert memory.read(store, 4 * 65536 - 2, 4 * 65536) == b"ok"
+    store.close()
+
+
+def test_invalid_exit_status_is_a_guest_trap(host: WasmHost, guest: Callable[[str], bytes]) -> None:
+    """WASI allows exit statuses 0..125; wasmtime fails the call otherwise. The guest did that."""
+    with pytest.raises(GuestTrap, match=r"exit status outside of \[0\.\.126\)") as info:
+        host.run(guest("hello"), SandboxPolicy(args=("hello", "200")))
+    assert not isinstance(info.value, WasmLimitError)
 
 
 def test_memory_cap_below_module_minimum(host: WasmHost, guest: Callable[[str], bytes]) -> None:
-    with pytest.raises(MemoryLimitError, match="max_memory limit"):
+    before = live_regions()
+    with pytest.raises(MemoryLimitError, match=r"max_memory limit .* 65536 bytes exceeds"):
         host.instantiate(guest("grow_bomb"), limits=Limits(max_memory=1000))
+    assert live_regions() == before
 
 
 @pytest.mark.usefixtures("healthy")
@@ -141,6 +215,7 @@ def test_deep_recursion_stopped_at_stack_cap(host: WasmHost, guest: Callable[[st
     assert (err.limit, err.value, err.code) == ("max_wasm_stack", 64 * 1024, "STACK_OVERFLOW")
     assert len(err.frames) > 10
     assert all(f.func_name == "recurse" for f in err.frames)
+    assert "0xffffffffffffffff" not in str(err)  # the overflowing frame has no known offset
 
 
 def test_table_elements_cap(host: WasmHost, guest: Callable[[str], bytes]) -> None:

@@ -97,9 +97,13 @@ def test_fuzzed_bytes_never_escape_as_untyped_errors(guest: Callable[[str], byte
 def test_fuzzed_modules_run_or_fail_typed(guest: Callable[[str], bytes]) -> None:
     host = WasmHost()
     limits = Limits(fuel=100_000, timeout=1, max_memory=1 << 20)
+    outcomes = {"ran": 0, "typed": 0}
     for data in mutations(guest("grow_bomb"), 120, seed=99):
         try:
             with host.instantiate(data, limits=limits) as g:
                 g.call("grow_until_refused")
+            outcomes["ran"] += 1
         except (ModuleFormatError, LinkError, GuestTrap):
-            pass
+            outcomes["typed"] += 1
+    # Both branches must be exercised, or this proves nothing about running mutated modules.
+    assert outcomes["ran"] > 0 and outcomes["typed"] > 0, outcomes

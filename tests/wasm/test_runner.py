@@ -12,13 +12,15 @@ from remora.wasm.runner import WasmHost
 
 UNCLOSED = """
 import sys
+from remora.wasm.limits import Limits
 from remora.wasm.runner import WasmHost
 wasm = open(sys.argv[1], "rb").read()
+limits = Limits(max_memory=int(sys.argv[2]) or None)   # a cap means host-owned memories
 host = WasmHost()
-guest = host.instantiate(wasm)      # never closed
+guest = host.instantiate(wasm, limits=limits)      # never closed
 guest.run_start()
-host.instantiate(wasm)              # never even run
-print(host.run(wasm).stdout.decode(), end="")
+host.instantiate(wasm, limits=limits)              # never even run
+print(host.run(wasm, limits=limits).stdout.decode(), end="")
 """
 
 
@@ -27,9 +29,9 @@ def test_unclosed_guests_do_not_crash_interpreter_exit(guest_path: Callable[[str
 
     Without the exit hook this crashed about half the time ("panicked ... cannot unwind").
     """
-    for _ in range(5):
+    for cap in (0, 8 << 20, 0, 8 << 20, 0):
         proc = subprocess.run(
-            [sys.executable, "-c", UNCLOSED, str(guest_path("hello"))],
+            [sys.executable, "-c", UNCLOSED, str(guest_path("hello")), str(cap)],
             capture_output=True,
             text=True,
             timeout=60,

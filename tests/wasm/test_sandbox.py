@@ -105,12 +105,17 @@ def test_writable_preopen_allows_writes_inside_only(
     host: WasmHost, guest: Callable[[str], bytes], fs_tree: Path
 ) -> None:
     lines = run_fs(
-        host, guest("fs"), fs_tree, "w:/box/new.txt", "w:/box/../escaped.txt", writable=True
-    )
+        host, guest("fs"), fs_tree, "w:/box/new.txt", "w:/box/../escaped.txt",
+        "w:/box/filelink", "w:/box/abslink", "w:/box/dirlink/escaped.txt", writable=True,
+    )  # fmt: skip
     assert lines[0] == "OK /box/new.txt wrote"
     assert lines[1].startswith("ERR /box/../escaped.txt")
+    # Writing through a symlink that leaves the preopen fails, even though the preopen is rw.
+    for line, path in zip(lines[2:], ["filelink", "abslink", "dirlink/escaped.txt"], strict=True):
+        assert line.startswith(f"ERR /box/{path} {EPERM} "), line
     assert (fs_tree / "box" / "new.txt").read_text() == "written\n"
     assert not (fs_tree / "escaped.txt").exists()
+    assert (fs_tree / "secret.txt").read_text() == "SECRET\n"
 
 
 def test_virtual_clock_and_seeded_random_are_reproducible(
