@@ -270,7 +270,8 @@ class DownstreamConnection(asyncio.Protocol):
             return
         if self.queue:
             self._start_next()
-        else:
+        elif self._timer is None:
+            # An armed timer re-checks the deadlines when it fires; idling only moves them later.
             self._arm_timer()
 
     def wants_close_after(self, request: Request) -> bool:

@@ -369,9 +369,8 @@ class Exchange:
         head = encode_response_head(status, out)
         if self.response_has_body and not upgrade:
             # Held back to leave in one write with body bytes from the same read (one syscall,
-            # one packet); flushed right after this read if no body came with it.
+            # one packet); `on_read_done` flushes it if no body came with it.
             self.pending_head = head
-            asyncio.get_running_loop().call_soon(self._flush_head)
             return
         downstream.write(head)
         if not downstream.writable:
@@ -392,9 +391,11 @@ class Exchange:
         if not downstream.writable and not self.upstream_reading_paused:
             self.on_downstream_writable(False)
 
+    def on_read_done(self) -> None:
+        if self.pending_head is not None and not self.done:
+            self._flush_head()
+
     def _flush_head(self, tail: bytes = b"") -> None:
-        if self.done and not tail:
-            return
         head = self.pending_head
         if head is not None:
             self.pending_head = None

@@ -31,6 +31,7 @@ class ResponseSink(Protocol):
     def on_upgraded_data(self, data: bytes) -> None: ...
     def on_upstream_lost(self, error: Exception | None) -> None: ...
     def on_upstream_writable(self, writable: bool) -> None: ...
+    def on_read_done(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -76,7 +77,8 @@ class UpstreamConnection(asyncio.Protocol):
             if self.sink is not None:
                 self.sink.on_upgraded_data(data)
             return
-        if self.sink is None:
+        sink = self.sink
+        if sink is None:
             # Bytes with no request outstanding: the upstream is out of sync; never reuse it.
             self.close()
             return
@@ -91,6 +93,7 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamProtocolError(f"invalid HTTP response from upstream: {exc}"))
         else:
+            sink.on_read_done()
             if self._head_only and self.sink is None:
                 # HEAD responses declare a length they never send; llhttp cannot be told, so
                 # start a fresh parser for the next response on this connection.
