@@ -41,6 +41,8 @@ def strip_hop_by_hop(headers: Headers) -> tuple[Headers, frozenset[str]]:
     tokens = _NO_TOKENS
     for name, value in headers:
         if name == "connection":
+            if value in _PLAIN_CONNECTION:
+                continue  # names only fields that are hop-by-hop anyway
             named = frozenset(t.strip().lower() for t in value.split(",") if t.strip())
             tokens = tokens | named
             drop = drop | named
@@ -48,6 +50,7 @@ def strip_hop_by_hop(headers: Headers) -> tuple[Headers, frozenset[str]]:
 
 
 _NO_TOKENS: frozenset[str] = frozenset()
+_PLAIN_CONNECTION = frozenset({"keep-alive", "Keep-Alive", "close", "Close"})
 
 
 def encode_head(start_line: str, headers: Headers) -> bytes:
