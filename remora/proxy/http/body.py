@@ -15,6 +15,7 @@ class BodyPipe:
     __slots__ = (
         "_chunks",
         "_on_backlog",
+        "backlogged",
         "buffered",
         "complete",
         "limit",
@@ -27,6 +28,7 @@ class BodyPipe:
         self._chunks: deque[bytes] = deque()
         self._on_backlog = on_backlog
         self.buffered = 0
+        self.backlogged = False  # whether this pipe holds one of its source's read blocks
         self.total = 0
         self.limit = limit
         self.complete = False
@@ -40,7 +42,8 @@ class BodyPipe:
             return
         self._chunks.append(data)
         self.buffered += len(data)
-        if self.buffered > self.limit:
+        if self.buffered > self.limit and not self.backlogged:
+            self.backlogged = True
             self._on_backlog(True)
 
     def finish(self) -> None:
@@ -50,14 +53,12 @@ class BodyPipe:
 
     def attach(self, sink: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
         """Start passing bytes to `sink`; buffered bytes are flushed first, in order."""
-        was_backlogged = self.buffered > self.limit
         while self._chunks:
             sink(self._chunks.popleft())
         self.buffered = 0
         self.sink = sink
         self.on_end = on_end
-        if was_backlogged:
-            self._on_backlog(False)
+        self._release_backlog()
         if self.complete:
             on_end()
 
@@ -65,6 +66,10 @@ class BodyPipe:
         self.sink = None
         self.on_end = None
         self._chunks.clear()
-        if self.buffered > self.limit:
-            self._on_backlog(False)
         self.buffered = 0
+        self._release_backlog()
+
+    def _release_backlog(self) -> None:
+        if self.backlogged:
+            self.backlogged = False
+            self._on_backlog(False)
