@@ -56,7 +56,7 @@ def _guard(fn: Handler) -> Handler:
         except BPFError as e:
             print(f"remora bpf {args.bpf_command}: error: {e}", file=sys.stderr)
             return 1
-        except OSError as e:
+        except (OSError, ValueError) as e:  # unreadable files, arguments the API refuses
             print(f"remora bpf {args.bpf_command}: error: {e}", file=sys.stderr)
             return 1
 

@@ -50,8 +50,8 @@ class BytesCodec:
         return bytes(buf)[: self.size]
 
     def decode_many(self, buf: Buf, count: int, stride: int) -> list[Any]:
-        raw = buf.raw
-        return [raw[i * stride : i * stride + self.size] for i in range(count)]
+        view = memoryview(buf).cast("B")  # slicing a view copies each value exactly once
+        return [bytes(view[i * stride : i * stride + self.size]) for i in range(count)]
 
     def encode_into(self, buf: Buf, index: int, stride: int, value: Any) -> None:
         data = bytes(self.encode(value))[: self.size]
@@ -93,9 +93,10 @@ class IntCodec:
             view = memoryview(buf).cast("B")[: count * stride]
             out: list[Any] = view.cast(_CAST[self.size]).tolist()  # type: ignore[call-overload]
             return out
-        raw = buf.raw
+        view = memoryview(buf).cast("B")
         return [
-            int.from_bytes(raw[i * stride : i * stride + self.size], "little") for i in range(count)
+            int.from_bytes(view[i * stride : i * stride + self.size], "little")
+            for i in range(count)
         ]
 
     def encode_into(self, buf: Buf, index: int, stride: int, value: Any) -> None:

@@ -154,6 +154,9 @@ class _Reader:
             if sec.type == SHT_REL:
                 if sec.info >= len(self.sections):
                     raise BPFLoadError(f"{sec.name} relocates missing section {sec.info}")
+                target = self.sections[sec.info]
+                if not (target.flags & SHF_EXECINSTR or target.name == ".maps"):
+                    continue  # DWARF and other data relocations: never applied, so not read
                 table: dict[int, Symbol] = self.rels.setdefault(sec.info, {})
                 for off, idx in self.elf.relocations(sec):
                     if idx >= len(self.symbols):

@@ -15,6 +15,13 @@ def _btf_name(ref: Any) -> str:
     return str(btf.type_name(tid))
 
 
+def _is_scalar(type_name: str, size: int) -> bool:
+    """Show ints as numbers; arrays (strings) and structs stay bytes, whatever their size."""
+    if size > 8 or type_name.endswith("]"):
+        return False
+    return not any(w in type_name.split() for w in ("struct", "union"))
+
+
 def _map_row(name: str, m: MapSpec) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": name,
@@ -64,7 +71,9 @@ def summarize(spec: CollectionSpec) -> dict[str, Any]:
                 "type": v.type_name,
                 "constant": v.constant,
                 "value": v.get().hex(),
-                "int": int.from_bytes(v.get(), "little") if v.size <= 8 else None,
+                "int": (
+                    int.from_bytes(v.get(), "little") if _is_scalar(v.type_name, v.size) else None
+                ),
             }
             for v in spec.variables.values()
         ],

@@ -110,6 +110,7 @@ class Map:
         self.flags = flags
         self.name = name
         self.spec = spec
+        self.pinned: str | None = None  # the path pin() or open_pinned() used
         self.percpu = map_type in PERCPU_TYPES
         self.ncpus = possible_cpus() if self.percpu else 1
         self._stride = _round8(value_size) if self.percpu else value_size
@@ -211,7 +212,9 @@ class Map:
 
     @classmethod
     def open_pinned(cls, path: str | os.PathLike[str]) -> Map:
-        return cls.from_fd(FD(obj_get(path), "map"))
+        m = cls.from_fd(FD(obj_get(path), "map"))
+        m.pinned = os.fspath(path)
+        return m
 
     def with_types(self, key: Any = None, value: Any = None) -> Map:
         """Use Python types for keys/values (int, bytes, ctypes); checked against BTF if known."""
@@ -446,16 +449,15 @@ class Map:
             n = attr.count
             if n:
                 ks = self.key_codec.decode_many(keys, n, self.key_size)
+                # Decoded straight from the batch buffer (ctypes values are views into it), so
+                # each chunk gets a fresh buffer instead of a copy per entry.
+                flat = self.value_codec.decode_many(values, n * self.ncpus, self._stride)
+                values = ctypes.create_string_buffer(vstride * chunk)
                 if self.percpu:
-                    raw = values.raw
-                    vs = []
-                    for i in range(n):
-                        one = ctypes.create_string_buffer(raw[i * vstride : (i + 1) * vstride])
-                        vs.append(self.value_codec.decode_many(one, self.ncpus, self._stride))
+                    c = self.ncpus
+                    vs = [flat[i * c : (i + 1) * c] for i in range(n)]
                 else:
-                    # A fresh buffer per chunk: ctypes views returned below share it.
-                    vs = self.value_codec.decode_many(values, n, self.value_size)
-                    values = ctypes.create_string_buffer(vstride * chunk)
+                    vs = flat
                 out.extend(zip(ks, vs, strict=True))
             if ret < 0:  # ENOENT: the walk is complete
                 return out
@@ -514,6 +516,16 @@ class Map:
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         obj_pin(self.fd.raw, path)
+        self.pinned = os.fspath(path)
+
+    def unpin(self) -> None:
+        """Remove the pin made by pin() (or opened by open_pinned()); the fd stays valid."""
+        if self.pinned is None:
+            raise BPFError(f"map {self.name!r} is not pinned")
+        from remora.bpf.pin import unpin
+
+        unpin(self.pinned)
+        self.pinned = None
 
     def info(self) -> t.MapInfo:
         return map_info(self.fd.raw)

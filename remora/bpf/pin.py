@@ -41,3 +41,14 @@ def check_pin_dir(path: str | os.PathLike[str]) -> None:
     """Pins outside bpffs fail with a confusing EPERM; say what is wrong instead."""
     if not is_bpffs(path):
         raise BPFError(f"{os.fspath(path)} is not on a bpf filesystem (mount -t bpf bpf DIR)")
+
+
+def unpin(path: str | os.PathLike[str]) -> None:
+    """Remove a pin. The object lives on while any fd or other pin still references it."""
+    p = os.fspath(path)
+    if not is_bpffs(os.path.dirname(p) or "."):
+        raise BPFError(f"{p} is not on a bpf filesystem: refusing to unlink it as a pin")
+    try:
+        os.unlink(p)
+    except OSError as e:
+        raise BPFError(f"cannot unpin {p}: {e.strerror}") from None

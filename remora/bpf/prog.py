@@ -25,6 +25,8 @@ from remora.bpf.sys.syscall import bpf, bpf_raw
 LOG_START = 64 * 1024
 LOG_MAX = (1 << 30) - 1  # the kernel caps log_size at UINT_MAX >> 2
 _INSN_LINE = re.compile(r"^(\d+): \(")
+# Test runs of these types take only a context (no packet, no repeat): bpf_prog_test_run_*().
+_CTX_ONLY = frozenset({t.ProgType.SYSCALL, t.ProgType.RAW_TRACEPOINT})
 
 
 @dataclasses.dataclass
@@ -90,6 +92,7 @@ class Program:
         self.type = prog_type
         self.spec = spec
         self.verifier_log = ""
+        self.pinned: str | None = None  # the path pin() or open_pinned() used
 
     @classmethod
     def load(
@@ -159,10 +162,22 @@ class Program:
         except ValueError:
             fd.close()
             raise BPFError(f"unknown program type {info.type}") from None
-        return cls(fd, info.name.decode(errors="replace"), ptype)
+        prog = cls(fd, info.name.decode(errors="replace"), ptype)
+        prog.pinned = os.fspath(path)
+        return prog
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         obj_pin(self.fd.raw, path)
+        self.pinned = os.fspath(path)
+
+    def unpin(self) -> None:
+        """Remove the pin made by pin() (or opened by open_pinned()); the fd stays valid."""
+        if self.pinned is None:
+            raise BPFError(f"program {self.name!r} is not pinned")
+        from remora.bpf.pin import unpin
+
+        unpin(self.pinned)
+        self.pinned = None
 
     def info(self) -> t.ProgInfo:
         return prog_info(self.fd.raw)
@@ -170,9 +185,16 @@ class Program:
     def test_run(
         self, data: bytes = b"", repeat: int = 1, ctx: bytes | None = None, data_out_size: int = 0
     ) -> TestRunResult:
-        """Run the program in the kernel on `data` (BPF_PROG_TEST_RUN)."""
+        """Run the program in the kernel on `data` (BPF_PROG_TEST_RUN).
+
+        For context-only types (syscall, raw tracepoint) `data` is the context: the kernel runs
+        them exactly once and takes no packet, so `data_out` is the context as the program left
+        it (syscall programs may write it) and the duration is 0.
+        """
         if repeat < 1:
             raise ValueError("repeat must be >= 1")
+        if self.type in _CTX_ONLY:
+            return self._run_on_ctx(ctx if ctx is not None else data, repeat)
         din = ctypes.create_string_buffer(data, len(data) or 1)
         size_out = data_out_size or (len(data) + 512 if data else 0)
         while True:
@@ -198,6 +220,20 @@ class Program:
                 size_out = attr.data_size_out
                 continue
             raise BPFSyscallError(err, "PROG_TEST_RUN", f"program {self.name!r}")
+
+    def _run_on_ctx(self, ctx: bytes, repeat: int) -> TestRunResult:
+        if repeat != 1:
+            raise ValueError(f"{self.type.name.lower()} programs: the kernel runs once per call")
+        cbuf = ctypes.create_string_buffer(ctx, len(ctx) or 1)
+        attr = t.TestRunAttr(prog_fd=self.fd.raw)
+        if ctx:
+            attr.ctx_in = ctypes.addressof(cbuf)
+            attr.ctx_size_in = len(ctx)
+        ret, err = bpf_raw(t.Cmd.PROG_TEST_RUN, attr)
+        if ret < 0:
+            raise BPFSyscallError(err, "PROG_TEST_RUN", f"program {self.name!r}")
+        out = cbuf.raw[: len(ctx)] if self.type == t.ProgType.SYSCALL else b""
+        return TestRunResult(attr.retval, out, 0)
 
     def close(self) -> None:
         self.fd.close()

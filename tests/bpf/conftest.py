@@ -7,6 +7,7 @@ import gc
 import os
 import shutil
 import subprocess
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,14 +26,19 @@ def _open_fds() -> set[int]:
 
 @contextlib.contextmanager
 def fd_leak_check() -> Iterator[None]:
-    """Raise AssertionError if the body leaves any file descriptor open (kernel objects are fds)."""
+    """Fail if the body leaves a file descriptor open (kernel objects are fds), or if an owner
+    was dropped without close() and only gc's finalizer released it (a ResourceWarning)."""
     gc.collect()
     before = _open_fds()
-    yield
-    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield
+        gc.collect()
     leaked = _open_fds() - before
     details = {fd: _target(fd) for fd in leaked}
     assert not details, f"leaked fds: {details}"
+    unclosed = [str(w.message) for w in caught if "never closed" in str(w.message)]
+    assert not unclosed, f"kernel objects never closed: {unclosed}"
 
 
 @pytest.fixture

@@ -86,3 +86,46 @@ def test_load_outside_bpffs_is_an_error(
 def test_bpf_without_subcommand_prints_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["bpf"]) == 2
     assert "inspect" in capsys.readouterr().err
+
+
+def test_inspect_shows_arrays_and_structs_as_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    from tests.bpf.conftest import CLANG_FLAGS
+
+    src = tmp_path / "v.bpf.c"
+    src.write_text(
+        "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n"
+        "struct pair { unsigned short a, b; };\n"
+        'const volatile char tag[8] = "hello";\n'
+        "const volatile struct pair pr = { 1, 2 };\n"
+        "const volatile unsigned int n = 7;\n"
+        'SEC("xdp") int p(void *ctx) { return tag[0] + pr.a + n; }\n'
+        'char LICENSE[] SEC("license") = "GPL";\n'
+    )
+    obj = tmp_path / "v.o"
+    subprocess.run(["clang", *CLANG_FLAGS, "-c", str(src), "-o", str(obj)], check=True)
+    assert run(["bpf", "inspect", str(obj), "--json"]) == 0
+    vs = {v["name"]: v for v in json.loads(capsys.readouterr().out)["variables"]}
+    assert vs["tag"]["int"] is None and bytes.fromhex(vs["tag"]["value"]) == b"hello\0\0\0"
+    assert vs["pr"]["int"] is None and vs["pr"]["value"] == "01000200"
+    assert vs["n"]["int"] == 7
+    assert run(["bpf", "inspect", str(obj)]) == 0
+    text = capsys.readouterr().out
+    assert "= 0x68656c6c6f000000" in text and "= 7" in text
+
+
+def test_run_context_only_program_and_refused_repeat(
+    bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str], bpf_root: None
+) -> None:
+    obj = str(bpf_objs["sections"])
+    assert run(["bpf", "run", obj, "s_syscall", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["retval"] == 0
+    assert run(["bpf", "run", obj, "s_syscall", "--repeat", "3"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("remora bpf run: error: syscall programs") and err.count("\n") == 1
+    assert run(["bpf", "run", obj, "s_tracepoint"]) == 1  # no test run for this type
+    err = capsys.readouterr().err
+    assert "PROG_TEST_RUN" in err and err.count("\n") == 1

@@ -64,7 +64,7 @@ def test_typed_map_checked_against_btf(bpf_objs: dict[str, Path]) -> None:
     class Renamed(ctypes.Structure):
         _fields_ = [("saddr", ctypes.c_uint32), ("dport", ctypes.c_uint16), ("p", ctypes.c_uint16)]
 
-    class Shifted(ctypes.Structure):  # same size and names, wrong offsets
+    class Shifted(ctypes.Structure):  # same size and names, wrong member sizes and offsets
         _fields_ = [
             ("saddr", ctypes.c_uint16),
             ("port", ctypes.c_uint16),
@@ -77,7 +77,7 @@ def test_typed_map_checked_against_btf(bpf_objs: dict[str, Path]) -> None:
             m.with_types(value=Swapped)
         with pytest.raises(BPFTypeMismatchError, match="'dport'"):
             m.with_types(key=Renamed)
-        with pytest.raises(BPFTypeMismatchError, match=r"'port'.*offset 2.*at 4"):
+        with pytest.raises(BPFTypeMismatchError, match=r"'saddr' of Shifted is 2 bytes.*has 4"):
             m.with_types(key=Shifted)
         with pytest.raises(BPFTypeMismatchError, match="16 bytes"):
             m.with_types(value=FlowKey)
@@ -120,6 +120,30 @@ def test_verifier_error_points_at_source_line(bpf_objs: dict[str, Path]) -> None
     assert "FAIL_HERE" in err.source
     assert "invalid access to packet" in err.log
     assert f"verifier_fail.bpf.c:{want}" in str(err)
+
+
+def test_verifier_error_in_a_subprogram_points_at_its_line(bpf_objs: dict[str, Path]) -> None:
+    src = Path(__file__).parent / "progs" / "verifier_subprog.bpf.c"
+    lines = src.read_text().splitlines()
+    want = next(i for i, line in enumerate(lines, 1) if "SUBPROG_FAIL" in line)
+    with Collection.load(bpf_objs["verifier_subprog"], programs=["fine"]) as c:
+        assert c.programs["fine"].test_run(PKT).retval == 2  # its section sibling is not loaded
+    with pytest.raises(VerifierError) as ei:
+        Collection.load(bpf_objs["verifier_subprog"], programs=["calls_bad"])
+    source = ei.value.source
+    assert source is not None
+    assert f"verifier_subprog.bpf.c:{want}:" in source and "SUBPROG_FAIL" in source
+
+
+def test_kernel_btf_is_not_read_for_objects_that_do_not_need_it(
+    bpf_objs: dict[str, Path],
+) -> None:
+    kernel_btf.cache_clear()
+    with Collection.load(bpf_objs["globals"]) as c:
+        c.programs["xdp_count"].test_run(PKT)
+    assert kernel_btf.cache_info().currsize == 0
+    kb = kernel_btf()
+    assert kernel_btf() is kb  # read once per process, then cached
 
 
 def test_every_section_kind_loads_or_says_why(bpf_objs: dict[str, Path]) -> None:

@@ -78,3 +78,18 @@ def test_verifier_line(objs: dict[str, Path]) -> None:
     with pytest.raises(VerifierError) as ei:
         Collection.load(objs["verifier_fail"])
     assert ei.value.source is not None and "FAIL_HERE" in ei.value.source
+
+
+@pytest.mark.parametrize("name", ["globals", "tailcalls"])
+def test_programs_are_identical_to_libbpf(objs: dict[str, Path], name: str) -> None:
+    """Subprogram placement, call offsets and map/data relocations: the kernel's tag (a hash
+    of the instructions with map fds masked) must equal what bpftool (libbpf) loads."""
+    from tests.bpf.test_corpus import bpftool_view
+
+    ref = bpftool_view(objs[name])
+    assert ref is not None, f"bpftool could not load {name}"
+    with Collection.load(objs[name]) as c:
+        ours = {p.info().name.decode(): p.info() for p in c.programs.values()}
+        assert sorted(ours) == sorted(str(p["name"]) for p in ref[0])
+        for rp in ref[0]:
+            assert bytes(ours[str(rp["name"])].tag).hex() == rp["tag"], rp["name"]

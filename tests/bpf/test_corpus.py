@@ -85,6 +85,13 @@ def test_load_matches_bpftool(obj: Path, have_tools: None, bpf_root: None) -> No
         for rp in ref_progs:
             mine = ours_p[str(rp["name"])]
             assert mine.type == ProgType[str(rp["type"]).upper()]
+            info = mine.info()
+            # The kernel's tag hashes the instructions (map fds masked): equal tags mean our
+            # linking of subprograms and relocations produced exactly libbpf's program.
+            assert bytes(info.tag).hex() == rp["tag"], f"{obj.name}: {rp['name']} differs"
+            assert info.xlated_prog_len == rp["bytes_xlated"]
+            # BTF went to the kernel with the program, line_info included (source lines).
+            assert info.btf_id != 0 and info.nr_line_info > 0 and info.nr_func_info > 0
         ours_m = {m.info().name.decode(): m for m in c.maps.values()}
         for rm in ref_maps:
             name = str(rm["name"])

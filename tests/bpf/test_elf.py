@@ -131,6 +131,10 @@ SECTION_EXPECT = {
     "s_perf_event": (ProgType.PERF_EVENT, 0),
     "s_kprobe": (ProgType.KPROBE, 0),
     "s_uprobe": (ProgType.KPROBE, 0),
+    "s_kprobe_multi": (ProgType.KPROBE, AttachType.TRACE_KPROBE_MULTI),
+    "s_uprobe_multi": (ProgType.KPROBE, AttachType.TRACE_UPROBE_MULTI),
+    "s_sk_lookup": (ProgType.SK_LOOKUP, AttachType.SK_LOOKUP),
+    "s_flow_dissector": (ProgType.FLOW_DISSECTOR, AttachType.FLOW_DISSECTOR),
     "s_syscall": (ProgType.SYSCALL, 0),
     "s_legacy_xdp": (ProgType.XDP, AttachType.XDP),  # pre-1.0 libbpf bare prefixes
     "s_legacy_socket": (ProgType.SOCKET_FILTER, 0),
@@ -161,3 +165,24 @@ def test_unsupported_programs_are_listed_with_a_reason(bpf_objs: dict[str, Path]
     assert "CO-RE" in reasons["uses_core"]
     assert "unknown section 'weird_section'" in reasons["unknown_kind"]
     assert "freplace" in reasons["needs_target"]
+
+
+def test_debug_relocations_are_not_needed(bpf_objs: dict[str, Path]) -> None:
+    """Like libbpf, only code and .maps relocations matter: damage in DWARF relocations (which
+    the loader never applies) must not stop a load, and must not cost time either."""
+    import struct as st
+
+    from remora.bpf.elffile import SHT_REL, ElfFile
+
+    data = bytearray(bpf_objs["globals"].read_bytes())
+    elf = ElfFile(bytes(data))
+    dbg = [s for s in elf.sections if s.type == SHT_REL and s.name.startswith(".rel.debug")]
+    assert dbg, "clang -g emits DWARF relocations"
+    for s in dbg:
+        for i in range(s.size // 16):  # point every r_info at a symbol that does not exist
+            st.pack_into("<Q", data, s.offset + i * 16 + 8, (0xFFFFFF << 32) | 1)
+    damaged = read_elf_bytes(bytes(data), "damaged.o")
+    clean = read_elf(bpf_objs["globals"])
+    assert {n: p.insns for n, p in damaged.programs.items()} == {
+        n: p.insns for n, p in clean.programs.items()
+    }

@@ -212,10 +212,23 @@ def test_pin_open_pinned_and_unpin(bpffs_dir: Path) -> None:
     with Map.open_pinned(path) as again:
         assert again.type == MapType.HASH and again.key_size == 4 and again.value_size == 8
         assert again[7] == 70
-    path.unlink()
+        again.unpin()
+        assert not path.exists() and again[7] == 70  # the fd outlives its pin
+        with pytest.raises(BPFError, match="not pinned"):
+            again.unpin()
     with pytest.raises(BPFSyscallError) as ei:
         Map.open_pinned(path)
     assert ei.value.errno == errno.ENOENT
+
+
+def test_unpin_refuses_paths_outside_bpffs(tmp_path: Path) -> None:
+    from remora.bpf.pin import unpin
+
+    victim = tmp_path / "not-a-pin"
+    victim.write_text("keep me")
+    with pytest.raises(BPFError, match="not on a bpf filesystem"):
+        unpin(victim)
+    assert victim.exists()
 
 
 class Val(ctypes.Structure):
@@ -289,3 +302,32 @@ def test_threads_sharing_a_map() -> None:
             th.join()
         assert not errors
         assert len(m.lookup_batch()) == 4000
+
+
+def test_batch_struct_values_are_views_of_one_buffer_per_chunk() -> None:
+    """At most one copy: per-CPU struct values from a batch are views into the batch buffer."""
+    ncpu = possible_cpus()
+    with make(MapType.PERCPU_HASH, value=16, n=8).with_types(key=int, value=Val) as m:
+        for k in range(3):
+            m[k] = [Val(k, c) for c in range(ncpu)]
+        batch = m.lookup_batch()
+        assert sorted((k, [v.bytes for v in vs]) for k, vs in batch) == [
+            (k, list(range(ncpu))) for k in range(3)
+        ]
+        # Views, not copies: every value sits in one buffer, at its place in the kernel's layout.
+        flat = [v for _, vs in batch for v in vs]
+        base = ctypes.addressof(flat[0])
+        assert [ctypes.addressof(v) - base for v in flat] == [16 * i for i in range(len(flat))]
+        single = m[1]
+        base = ctypes.addressof(single[0])
+        assert [ctypes.addressof(v) - base for v in single] == [16 * i for i in range(ncpu)]
+
+
+def test_percpu_batch_of_ints_and_bytes() -> None:
+    ncpu = possible_cpus()
+    with make(MapType.PERCPU_ARRAY, value=4, n=2) as m:
+        m[1] = list(range(7, 7 + ncpu))
+        assert m.lookup_batch() == [(0, [0] * ncpu), (1, list(range(7, 7 + ncpu)))]
+    with make(MapType.PERCPU_ARRAY, value=3, n=2).with_types(value=bytes) as m:
+        m[0] = [bytes([c, c, c]) for c in range(ncpu)]
+        assert m.lookup_batch()[0] == (0, [bytes([c, c, c]) for c in range(ncpu)])

@@ -9,7 +9,7 @@ from remora.bpf import asm, prog
 from remora.bpf.errors import VerifierError
 from remora.bpf.maps import Map, MapSpec
 from remora.bpf.prog import Program, ProgramSpec
-from remora.bpf.sys.types import MapType, ProgType
+from remora.bpf.sys.types import BPF_F_SLEEPABLE, MapType, ProgType
 
 pytestmark = pytest.mark.usefixtures("bpf_root")
 
@@ -80,6 +80,9 @@ def test_pin_and_open_pinned(bpffs_dir: Path) -> None:
     with Program.open_pinned(bpffs_dir / "pinme") as again:
         assert again.name == "pinme" and again.type == ProgType.XDP
         assert again.test_run(b"\0" * 64).retval == 3
+        again.unpin()
+        assert not (bpffs_dir / "pinme").exists()
+        assert again.test_run(b"\0" * 64).retval == 3
 
 
 def test_failing_source_maps_insn_to_line() -> None:
@@ -90,3 +93,24 @@ def test_failing_source_maps_insn_to_line() -> None:
     log = "0: (b7) r0 = 0\n5: (61) r0 = *(u32 *)(r1 +0)\ninvalid mem access\n"
     assert prog._failing_source(log, lines) == "a.c:9:5: return *p;"
     assert prog._failing_source("no insns here", lines) is None
+
+
+def test_context_only_programs_run_on_their_context() -> None:
+    """SYSCALL (and raw tracepoint) test runs take the input as ctx, with no data and no repeat:
+    the kernel rejects anything else with EINVAL. A syscall program may write its context."""
+    insns = [
+        asm.ldx_mem(asm.W, 0, 1, 0),
+        asm.alu64_imm(asm.ADD, 0, 1),
+        asm.stx_mem(asm.W, 1, 0, 0),
+        asm.exit_(),
+    ]
+    spec = ProgramSpec("sys", ProgType.SYSCALL, asm.assemble(insns), flags=BPF_F_SLEEPABLE)
+    with Program.load(spec) as p:
+        res = p.test_run((41).to_bytes(4, "little"))
+        assert res.retval == 42
+        assert res.data_out == (42).to_bytes(4, "little")  # the context as the program left it
+        with pytest.raises(ValueError, match="runs once"):
+            p.test_run(b"\0" * 4, repeat=5)
+    raw = ProgramSpec("rtp", ProgType.RAW_TRACEPOINT, asm.assemble(asm.return_imm(7)))
+    with Program.load(raw) as p:
+        assert p.test_run(bytes(16)).retval == 7

@@ -2,14 +2,22 @@
 
 Every map, program and BTF object holds one `FD`. It closes exactly once: explicitly, on `with`
 exit, or from a finalizer if the owner is dropped, so fds never leak and are never double-closed
-(a double close could close someone else's fd that reused the number).
+(a double close could close someone else's fd that reused the number). A finalizer close is a
+safety net, not a release policy: like an unclosed file it emits a ResourceWarning, so tests
+(and users running with -W error) see an owner that forgot to close.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 import weakref
 from types import TracebackType
+
+
+def _gc_close(fd: int, kind: str) -> None:
+    warnings.warn(f"{kind} fd {fd} was never closed (released by gc)", ResourceWarning, 2)
+    os.close(fd)
 
 
 class FD:
@@ -22,7 +30,7 @@ class FD:
             raise ValueError(f"invalid fd {fd}")
         self._fd = fd
         self.kind = kind
-        self._finalizer = weakref.finalize(self, os.close, fd)
+        self._finalizer = weakref.finalize(self, _gc_close, fd, kind)
 
     @property
     def raw(self) -> int:
@@ -36,8 +44,9 @@ class FD:
 
     def close(self) -> None:
         if self._fd >= 0:
-            self._fd = -1
-            self._finalizer()
+            fd, self._fd = self._fd, -1
+            self._finalizer.detach()
+            os.close(fd)
 
     def dup(self) -> FD:
         return FD(os.dup(self.raw), self.kind)

@@ -29,6 +29,10 @@ SEC("lsm/file_open") int s_lsm(void *ctx) { return 0; }
 SEC("perf_event") int s_perf_event(void *ctx) { return 0; }
 SEC("kprobe/do_unlinkat") int s_kprobe(void *ctx) { return 0; }
 SEC("uprobe") int s_uprobe(void *ctx) { return 0; }
+SEC("kprobe.multi/do_unlink*") int s_kprobe_multi(void *ctx) { return 0; }
+SEC("uprobe.multi//usr/bin/true:main") int s_uprobe_multi(void *ctx) { return 0; }
+SEC("sk_lookup") int s_sk_lookup(void *ctx) { return 1; }
+SEC("flow_dissector") int s_flow_dissector(void *ctx) { return 0; }
 SEC("syscall") int s_syscall(void *ctx) { return 0; }
 SEC("xdp_legacy_name") int s_legacy_xdp(void *ctx) { return 2; }
 SEC("socket1") int s_legacy_socket(void *ctx) { return 0; }

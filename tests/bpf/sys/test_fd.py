@@ -33,8 +33,9 @@ def test_context_manager_and_finalizer(no_fd_leak: None) -> None:
     assert not _is_open(n)
     dropped = FD(os.open("/dev/null", os.O_RDONLY))
     n = dropped.raw
-    del dropped
-    gc.collect()
+    with pytest.warns(ResourceWarning, match="never closed"):
+        del dropped
+        gc.collect()
     assert not _is_open(n)
 
 
@@ -47,3 +48,21 @@ def test_leak_check_detects_leaks() -> None:
             leaked = os.open("/dev/null", os.O_RDONLY)
     finally:
         os.close(leaked)
+
+
+def test_leak_check_catches_owners_dropped_without_close() -> None:
+    """gc finalizers close dropped fds, so a bare fd count would miss a forgotten close()."""
+    from tests.bpf.conftest import fd_leak_check
+
+    with pytest.raises(AssertionError, match=r"never closed: \['map fd"), fd_leak_check():
+        forgotten = FD(os.open("/dev/null", os.O_RDONLY), "map")
+        del forgotten
+
+
+def test_finalizer_warns_and_still_closes() -> None:
+    fd = FD(os.open("/dev/null", os.O_RDONLY), "prog")
+    n = fd.raw
+    with pytest.warns(ResourceWarning, match=f"prog fd {n} was never closed"):
+        del fd
+        gc.collect()
+    assert not _is_open(n)
