@@ -1,7 +1,9 @@
-"""The control plane's admin endpoint: NACKs with their reasons, snapshots, streams, metrics.
+"""The control plane's admin endpoint: NACKs with their reasons, snapshots, streams, metrics,
+the config source's state, and the endpoint-registration API.
 
-A deliberately tiny HTTP/1.0 responder (GET only, one response per connection): operators and
-tests read it with curl; it carries no traffic worth a framework.
+A deliberately tiny HTTP/1.0 responder (one request per connection, bodies by Content-Length):
+operators, instances and tests use it with curl or httpx; it carries no traffic worth a
+framework. It has no authentication: bind it to an address only trusted parties reach.
 """
 
 from __future__ import annotations
@@ -12,16 +14,59 @@ from collections.abc import Callable
 from typing import Any
 
 from remora.xds.cache import SnapshotCache
+from remora.xds.registration import RegistrationApi, RegistrationError
 from remora.xds.server import XdsServer
+
+_MAX_BODY = 64 * 1024
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            413: "Content Too Large"}  # fmt: skip
+_REGISTRATIONS = "/registrations"
 
 
 class ControlPlaneAdmin:
-    def __init__(self, cache: SnapshotCache, xds: XdsServer, source_error: Callable[[], str]):
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        xds: XdsServer,
+        source_error: Callable[[], str],
+        source_info: Callable[[], dict[str, Any]] | None = None,
+        registrations: RegistrationApi | None = None,
+    ):
         self.cache = cache
         self.xds = xds
         self.source_error = source_error
+        self.source_info = source_info
+        self.registrations = registrations
         self._server: asyncio.Server | None = None
         self.port = 0
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        """(status, content type, body) for one request."""
+        if path == _REGISTRATIONS or path.startswith(_REGISTRATIONS + "/"):
+            return self._registrations(method, path, body)
+        if method != "GET":
+            return _json(405, {"error": f"{method} {path}: only GET"})
+        return self.render(path)
+
+    def _registrations(self, method: str, path: str, body: bytes) -> tuple[int, str, str]:
+        api = self.registrations
+        if api is None:
+            return _json(404, {"error": "endpoint registration is not enabled"})
+        parts = path[len(_REGISTRATIONS) :].strip("/").split("/") if path != _REGISTRATIONS else []
+        try:
+            if method == "GET" and not parts:
+                return _json(200, api.listing())
+            if method == "POST" and not parts:
+                return _json(200, api.register(body))
+            if method == "DELETE" and len(parts) == 3:
+                return _json(200, api.deregister(*parts))
+        except RegistrationError as exc:
+            return _json(exc.status, {"error": str(exc)})
+        usage = (
+            f"use POST {_REGISTRATIONS} (register or heartbeat), "
+            f"DELETE {_REGISTRATIONS}/SERVICE/ADDRESS/PORT, or GET {_REGISTRATIONS}"
+        )
+        return _json(405, {"error": f"{method} {path}: {usage}"})
 
     def render(self, path: str) -> tuple[int, str, str]:
         """(status, content type, body) for a GET of `path`."""
@@ -40,8 +85,11 @@ class ControlPlaneAdmin:
             body = {"snapshots": body, "source_error": self.source_error()}
         elif path == "/streams":
             body = [s.as_dict() for s in self.xds.streams.values()]
+        elif path == "/source" and self.source_info is not None:
+            body = self.source_info()
         elif path in ("/", "/ready"):
-            body = {"endpoints": ["/nacks", "/snapshots", "/streams", "/metrics"]}
+            body = {"endpoints": ["/nacks", "/snapshots", "/streams", "/metrics", "/source",
+                                  _REGISTRATIONS]}  # fmt: skip
         else:
             return 404, "text/plain", "not found\n"
         return 200, "application/json", json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -59,19 +107,33 @@ class ControlPlaneAdmin:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-            if len(parts) < 2 or parts[0] != "GET":
-                status, kind, body = 405, "text/plain", "GET only\n"
+            lines = head.decode("latin-1").split("\r\n")
+            parts = lines[0].split()
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value.strip()) if value.strip().isdigit() else -1
+            if len(parts) < 2 or length < 0:
+                status, kind, body = _json(400, {"error": "malformed request"})
+            elif length > _MAX_BODY:
+                status, kind, body = _json(413, {"error": f"body over {_MAX_BODY} bytes"})
             else:
-                status, kind, body = self.render(parts[1].split("?", 1)[0])
-            data = body.encode()
+                data = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
+                status, kind, body = self.handle(parts[0], parts[1].split("?", 1)[0], data)
+            encoded = body.encode()
             writer.write(
-                f"HTTP/1.0 {status} {'OK' if status == 200 else 'Error'}\r\n"
-                f"content-type: {kind}\r\ncontent-length: {len(data)}\r\n\r\n".encode()
-                + data
+                f"HTTP/1.0 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"content-type: {kind}\r\ncontent-length: {len(encoded)}\r\n"
+                "connection: close\r\n\r\n".encode()
+                + encoded
             )
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
             pass
         finally:
             writer.close()
+
+
+def _json(status: int, body: Any) -> tuple[int, str, str]:
+    return status, "application/json", json.dumps(body, indent=2, sort_keys=True) + "\n"

@@ -1,8 +1,9 @@
 """The proxy's ADS client: one gRPC stream to the control plane, applied to a `ProxyServer`.
 
-The protocol lives in `ClientState`; this shell only moves messages and applies accepted config
-(clusters first, then listeners, and only then ACKs, as Envoy does). When the control plane is
-unreachable the proxy keeps serving what it has and retries with jittered exponential backoff.
+The protocol lives in `ClientState` (SotW) or `DeltaClientState` (incremental, when the bootstrap
+says `api_type: DELTA_GRPC`); this shell only moves messages and applies accepted config (clusters
+first, then listeners, and only then ACKs, as Envoy does). When the control plane is unreachable
+the proxy keeps serving what it has and retries with jittered exponential backoff.
 """
 
 from __future__ import annotations
@@ -11,22 +12,38 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import grpc
 from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
 
 from remora.config.compile import ProxyConfig
 from remora.proxy.server import ProxyServer
 from remora.xds import types
+from remora.xds.client_delta import DeltaClientState
+from remora.xds.client_resources import ClientResources, TypeState
 from remora.xds.client_state import ClientState
 
 log = logging.getLogger("remora.xds.client")
 
 USER_AGENT = "remora"
+
+
+class _State(Protocol):
+    """What the shell needs from either protocol variant's sans-IO state."""
+
+    protocol: str
+    types: dict[str, TypeState]
+    resources: ClientResources
+
+    def initial_requests(self) -> Sequence[Any]: ...
+
+    def on_response(self, response: Any) -> tuple[bool, Sequence[Any]]: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 def node_of(config: ProxyConfig) -> base_pb2.Node:
@@ -48,9 +65,12 @@ class AdsClient:
         ads = config.ads
         self.server = server
         self.target = target
-        self.state = ClientState(
-            node_of(config), ads.lds if ads else True, ads.cds if ads else True
-        )
+        lds, cds = (ads.lds, ads.cds) if ads else (True, True)
+        self.state: _State
+        if ads is not None and ads.delta:
+            self.state = DeltaClientState(node_of(config), lds, cds)
+        else:
+            self.state = ClientState(node_of(config), lds, cds)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.connected = False
@@ -89,16 +109,21 @@ class AdsClient:
 
     async def _session(self) -> bool:
         """One stream; returns whether it got any response (which resets the backoff)."""
-        queue: asyncio.Queue[discovery_pb2.DiscoveryRequest] = asyncio.Queue()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
 
-        async def requests() -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
+        async def requests() -> AsyncIterator[Any]:
             while True:
                 yield await queue.get()
 
         got_response = False
         async with grpc.aio.insecure_channel(self.target) as channel:
             stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-            call = stub.StreamAggregatedResources(requests())
+            delta = self.state.protocol == "delta"
+            call: Any
+            if delta:
+                call = stub.DeltaAggregatedResources(requests())
+            else:
+                call = stub.StreamAggregatedResources(requests())
             for request in self.state.initial_requests():
                 queue.put_nowait(request)
             async for response in call:
@@ -112,7 +137,7 @@ class AdsClient:
                     log.warning(
                         "NACK %s version %s: %s",
                         types.SHORT.get(response.type_url, response.type_url),
-                        response.version_info,
+                        response.system_version_info if delta else response.version_info,
                         replies[0].error_detail.message,
                     )
                 for reply in replies:
@@ -121,9 +146,10 @@ class AdsClient:
 
     async def _apply(self) -> None:
         config = self.server.config
-        clusters = {**self.state.desired_clusters(), **config.clusters}
+        resources = self.state.resources
+        clusters = {**resources.desired_clusters(), **config.clusters}
         await self.server.update_clusters(clusters)
-        listeners = [*config.listeners, *self.state.desired_listeners()]
+        listeners = [*config.listeners, *resources.desired_listeners()]
         await self.server.update_listeners(listeners)
 
     def config_dump(self) -> list[dict[str, Any]]:
@@ -135,13 +161,14 @@ class AdsClient:
             (types.ENDPOINT, "EndpointsConfigDump", "dynamic_endpoint_configs", "endpoint_config"),
         )
         for type_url, dump_type, key, field in kinds:
-            state = self.state.types[type_url]
             entry: dict[str, Any] = {
                 "@type": f"type.googleapis.com/envoy.admin.v3.{dump_type}",
-                "version_info": state.version,
+                "version_info": self.state.types[type_url].version,
                 key: [
                     {"name": name, "version_info": version, field: body}
-                    for name, (version, body) in sorted(state.resources.items())
+                    for name, (version, body) in sorted(
+                        self.state.resources.dumps[type_url].items()
+                    )
                 ],
             }
             dumps.append(entry)
@@ -149,6 +176,7 @@ class AdsClient:
             {
                 "@type": "type.googleapis.com/remora.xds.AdsClientStatus",
                 "control_plane": self.target,
+                "protocol": self.state.protocol,
                 "connected": self.connected,
                 "types": self.state.status(),
             }

@@ -5,10 +5,15 @@ The client tells us what it has (`initial_resource_versions` on a new stream) an
 what it has, and name in `removed_resources` those it has that no longer exist. Subscription
 changes apply even on a stale nonce (they are not answers to a response); ACK and NACK apply only
 to the latest nonce. A NACKed resource version is not sent again until it changes.
+
+A client rejects a response as a whole, so a NACK of a response carrying one resource condemns
+that resource version; a NACK of several condemns only that combination (a good resource that
+travelled with a bad one must still reach the client once the bad one is fixed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -16,6 +21,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from remora.xds import types, wire
 from remora.xds.nacks import NackLog
 from remora.xds.snapshot import Snapshot
+from remora.xds.version import set_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,12 @@ class _TypeState:
 
 def _key(name: str, version: str) -> str:
     return f"{name}@{version}"
+
+
+def _set_key(changes: Sequence[tuple[str, str | None]]) -> str:
+    """The identity of a multi-resource push: its (name, version or removal) pairs."""
+    digest = set_version((name, version or "-") for name, version in changes)
+    return f"{len(changes)} changes@{digest}"
 
 
 class DeltaStream:
@@ -97,16 +109,19 @@ class DeltaStream:
         sent: list[tuple[str, str | None, str | None]],
         reason: str,
     ) -> None:
-        for name, version, before in sent:
-            # The client kept what it had; remember the rejection so it is not re-sent.
+        for name, _version, before in sent:
+            # The client kept what it had.
             if before is None:
                 state.known.pop(name, None)
             else:
                 state.known[name] = before
-            if version is not None:
-                self.nacks.record(
-                    self.node_id, self.group, type_url, _key(name, version), before or "", reason
-                )
+        # Remember the rejection so it is not re-sent.
+        name, version, before = sent[0]
+        if len(sent) == 1 and version is not None:
+            rejected, last_good = _key(name, version), before or ""
+        else:
+            rejected, last_good = _set_key([(n, v) for n, v, _b in sent]), ""
+        self.nacks.record(self.node_id, self.group, type_url, rejected, last_good, reason)
 
     def _respond(
         self, type_url: str, state: _TypeState, snapshot: Snapshot | None
@@ -130,6 +145,9 @@ class DeltaStream:
             if name not in available and (state.wildcard or name in state.subscribed)
         )
         if not updates and not removed:
+            return []
+        changes = [(r.name, r.version) for r in updates] + [(n, None) for n in removed]
+        if self.nacks.is_rejected(self.group, type_url, _set_key(changes)):
             return []
         self._nonce += 1
         nonce = str(self._nonce)

@@ -24,8 +24,9 @@ Validation names the field (`services.greeter.endpoints[1].port`); the caller ad
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,20 @@ class Service:
     localities: tuple[tuple[str, int], ...]
     routes: tuple[Route, ...]
     policies: Mapping[str, Any]
+    explicit_localities: tuple[tuple[str, int], ...] = ()  # as written under `localities:`
+
+
+def with_endpoints(service: Service, extra: Sequence[Endpoint]) -> Service:
+    """`service` with `extra` endpoints (registered ones) added, its locality weights redone:
+    explicit weights stay, the others are again the sum of their endpoints' weights."""
+    endpoints = (*service.endpoints, *extra)
+    weights: dict[str, int] = {}
+    for endpoint in endpoints:
+        weights[endpoint.locality] = weights.get(endpoint.locality, 0) + endpoint.weight
+    weights.update(service.explicit_localities)
+    return dataclasses.replace(
+        service, endpoints=endpoints, localities=tuple(sorted(weights.items()))
+    )
 
 
 def parse_services(data: Any, path: str, errors: ErrorCollector) -> list[Service]:
@@ -159,7 +174,8 @@ def _parse_service(name: str, spec: Any, path: str, errors: ErrorCollector) -> S
         weight = _int(item.get("weight", 1), f"{ep_path}.weight", errors, 1, 1000)
         locality = str(item.get("locality", "default"))
         endpoints.append(Endpoint(address, port, weight, locality))
-    localities = _localities(spec.get("localities", {}), endpoints, f"{path}.localities", errors)
+    raw_localities = spec.get("localities", {})
+    localities = _localities(raw_localities, endpoints, f"{path}.localities", errors)
     routes = _routes(name, spec.get("routes"), f"{path}.routes", errors)
     policies = spec.get("policies", {}) or {}
     if not isinstance(policies, dict):
@@ -175,8 +191,18 @@ def _parse_service(name: str, spec: Any, path: str, errors: ErrorCollector) -> S
     listen_address = spec.get("listen_address", "127.0.0.1")
     if len(errors.errors) > before:
         return None
+    explicit = tuple(
+        (zone, weight) for zone, weight in localities if zone in (raw_localities or {})
+    )
     return Service(
-        name, str(listen_address), listen_port, tuple(endpoints), localities, routes, policies
+        name,
+        str(listen_address),
+        listen_port,
+        tuple(endpoints),
+        localities,
+        routes,
+        policies,
+        explicit,
     )
 
 

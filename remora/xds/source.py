@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from google.protobuf.message import Message
 import remora.config.typeregistry  # noqa: F401  (registers typed_config types for Any parsing)
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.config.support import unpack_any
-from remora.xds import mesh
+from remora.xds import mesh, types
 from remora.xds.cache import GROUP_METADATA_KEY, SnapshotCache
 from remora.xds.snapshot import DuplicateResource, Snapshot
 from remora.xds.stats import ControlPlaneStats
@@ -47,8 +48,40 @@ class SourceError(Exception):
         super().__init__("\n".join(str(e) for e in errors))
 
 
+@dataclass(frozen=True, slots=True)
+class MeshConfig:
+    """A parsed and validated source: mesh services plus raw resources (served as-is)."""
+
+    services: tuple[mesh.Service, ...]
+    raw: tuple[Message, ...]
+
+
 def load_directory(directory: Path, label: str = "") -> dict[str, Snapshot]:
     """Build one snapshot per node group from `directory`; raises `SourceError`."""
+    return build_snapshots(parse_directory(directory), label)
+
+
+def build_snapshots(
+    config: MeshConfig,
+    label: str = "",
+    registered: Mapping[str, Sequence[mesh.Endpoint]] | None = None,
+) -> dict[str, Snapshot]:
+    """One snapshot per node group; `registered` endpoints join their services' own."""
+    services = [
+        mesh.with_endpoints(s, registered[s.name]) if registered and s.name in registered else s
+        for s in config.services
+    ]
+    snapshots: dict[str, Snapshot] = {}
+    for group, messages in mesh.generate(services).items():
+        try:
+            snapshots[group] = Snapshot.build([*messages, *config.raw], label)
+        except DuplicateResource as exc:
+            raise SourceError([ConfigError("resources", str(exc))]) from None
+    return snapshots
+
+
+def parse_directory(directory: Path) -> MeshConfig:
+    """Parse and validate every file under `directory`; raises `SourceError` naming them."""
     errors = ErrorCollector()
     services: list[mesh.Service] = []
     raw: list[Message] = []
@@ -90,13 +123,22 @@ def load_directory(directory: Path, label: str = "") -> dict[str, Snapshot]:
     )
     if errors.errors:
         raise SourceError(errors.errors)
-    snapshots: dict[str, Snapshot] = {}
-    for group, messages in mesh.generate(services).items():
-        try:
-            snapshots[group] = Snapshot.build([*messages, *raw], label)
-        except DuplicateResource as exc:
-            raise SourceError([ConfigError(str(directory), str(exc))]) from None
-    return snapshots
+    config = MeshConfig(tuple(services), tuple(raw))
+    _check_unique(config)
+    return config
+
+
+def _check_unique(config: MeshConfig) -> None:
+    """Two resources of one type with one name (say a raw cluster shadowing a service's)."""
+    for group, messages in mesh.generate(list(config.services)).items():
+        seen: set[tuple[str, str]] = set()
+        for message in [*messages, *config.raw]:
+            key = (types.type_url_of(message), types.resource_name(message))
+            if key in seen:
+                raise SourceError(
+                    [ConfigError("resources", f"two {key[0]} resources named {key[1]!r} ({group})")]
+                )
+            seen.add(key)
 
 
 def _in_file(file: str, errors: list[ConfigError]) -> list[ConfigError]:
@@ -126,6 +168,47 @@ def _raw_resources(items: Any, file: str, errors: ErrorCollector) -> list[Messag
     return out
 
 
+class Publisher:
+    """The last good source config plus registered endpoints, installed as snapshots.
+
+    Sources (a directory, a git branch) hand it a validated `MeshConfig`; the endpoint registry
+    asks it to `refresh`. Either way every group's snapshot is rebuilt, and deterministic versions
+    make the cache push only what actually changed.
+    """
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        stats: ControlPlaneStats | None = None,
+        registered: Callable[[], Mapping[str, Sequence[mesh.Endpoint]]] = dict,
+    ) -> None:
+        self.cache = cache
+        self.stats = stats or ControlPlaneStats()
+        self.registered = registered
+        self.config: MeshConfig | None = None
+        self.label = ""
+
+    def publish(self, config: MeshConfig, label: str = "") -> list[str]:
+        """Install `config`; returns the groups whose snapshot changed."""
+        snapshots = build_snapshots(config, label, self.registered())
+        self.config, self.label = config, label
+        changed = [
+            group for group, snap in snapshots.items() if self.cache.set_snapshot(group, snap)
+        ]
+        if changed:
+            self.stats.snapshots_applied += 1
+        return changed
+
+    def refresh(self) -> list[str]:
+        """Rebuild from the last good config (the registered endpoints changed)."""
+        if self.config is None:
+            return []
+        return self.publish(self.config, self.label)
+
+    def services(self) -> set[str]:
+        return {s.name for s in self.config.services} if self.config else set()
+
+
 class DirectorySource:
     """Keeps the cache in step with a directory, re-loading on every change."""
 
@@ -135,28 +218,25 @@ class DirectorySource:
         cache: SnapshotCache,
         stats: ControlPlaneStats | None = None,
         label: Callable[[], str] = lambda: "",
+        publisher: Publisher | None = None,
     ) -> None:
         self.directory = directory
-        self.cache = cache
-        self.stats = stats or ControlPlaneStats()
+        self.publisher = publisher or Publisher(cache, stats)
+        self.stats = self.publisher.stats
         self.label = label
         self.last_error: str = ""
 
     def apply(self) -> bool:
         """Load and install; returns False (keeping the old snapshots) if the directory is bad."""
         try:
-            snapshots = load_directory(self.directory, self.label())
+            changed = self.publisher.publish(parse_directory(self.directory), self.label())
         except SourceError as exc:
             self.last_error = str(exc)
             self.stats.source_errors += 1
             log.error("config rejected, still serving the previous snapshot:\n%s", exc)
             return False
         self.last_error = ""
-        changed = [
-            group for group, snap in snapshots.items() if self.cache.set_snapshot(group, snap)
-        ]
         if changed:
-            self.stats.snapshots_applied += 1
             log.info("applied snapshot for %s", ", ".join(changed))
         return True
 

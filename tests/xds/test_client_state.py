@@ -64,11 +64,11 @@ def test_wildcard_cds_then_eds_by_name_with_warming() -> None:
     assert ack.version_info == cds.version_info and ack.response_nonce == cds.nonce
     assert not ack.HasField("error_detail")
     assert eds_request.type_url == EDS and list(eds_request.resource_names) == ["web"]
-    assert state.desired_clusters() == {}  # warming: no endpoints yet
+    assert state.resources.desired_clusters() == {}  # warming: no endpoints yet
     snap = Snapshot.build([cluster("web"), cla("web", 8080)])
     [eds] = _respond(server, snap, eds_request)
     state.on_response(eds)
-    [web] = state.desired_clusters().values()
+    [web] = state.resources.desired_clusters().values()
     assert [e.port for e in web.endpoints] == [8080]
 
 
@@ -78,11 +78,11 @@ def test_listener_warms_until_its_routes_arrive() -> None:
     response.resources.add().Pack(_listener("l", "r"))
     _changed, replies = state.on_response(response)
     assert replies[1].type_url == RDS and list(replies[1].resource_names) == ["r"]
-    assert state.desired_listeners() == []
+    assert state.resources.desired_listeners() == []
     routes = discovery_pb2.DiscoveryResponse(type_url=RDS, version_info="2", nonce="b")
     routes.resources.add().Pack(route("r", "web"))
     state.on_response(routes)
-    [listener] = state.desired_listeners()
+    [listener] = state.resources.desired_listeners()
     assert listener.network_filter.route_table.cluster_names == {"web"}  # type: ignore[union-attr]
 
 
@@ -100,7 +100,7 @@ def test_bad_resource_is_nacked_naming_the_field_and_last_good_version() -> None
     assert not changed
     assert nack.version_info == "v1" and nack.response_nonce == "2"
     assert "resources[1](b).outlier_detection" in nack.error_detail.message
-    assert set(state.clusters) == {"a"}  # the whole response is rejected
+    assert set(state.resources.clusters) == {"a"}  # the whole response is rejected
     assert state.status()["CDS"]["last_nack"]["rejected_version"] == "v2"
 
 
@@ -113,7 +113,7 @@ def test_sotw_cds_full_set_deletes_missing_clusters() -> None:
     second = discovery_pb2.DiscoveryResponse(type_url=CDS, version_info="2", nonce="2")
     second.resources.add().Pack(cluster("a"))
     _changed, replies = state.on_response(second)
-    assert set(state.clusters) == {"a"}
+    assert set(state.resources.clusters) == {"a"}
     # EDS follows: `b` is no longer subscribed.
     assert list(replies[-1].resource_names) == ["a"]
 

@@ -1,7 +1,8 @@
 """End to end on loopback: control plane + two remora proxies + demo upstreams.
 
 Traffic runs continuously through both proxies while the source changes, a bad config is
-NACKed, and the control plane restarts; not one request may fail.
+NACKed, and the control plane restarts; not one request may fail. Once with state-of-the-world
+ADS, once with delta ADS.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from remora.config.bootstrap import parse_dict
 from remora.config.compile import compile_bootstrap
@@ -26,12 +28,12 @@ from remora.xds.source import DirectorySource, mesh_group
 MESH = "services:\n  web:\n    endpoints: [{{address: 127.0.0.1, port: {port}}}]\n"
 
 
-def _bootstrap(node: str, xds_port: int) -> dict[str, object]:
+def _bootstrap(node: str, xds_port: int, api_type: str) -> dict[str, object]:
     return {
         "node": {"id": node, "cluster": "e2e"},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": api_type,
                 "transport_api_version": "V3",
                 "grpc_services": [{"google_grpc": {"target_uri": f"127.0.0.1:{xds_port}"}}],
             },
@@ -49,8 +51,10 @@ async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @asynccontextmanager
-async def _proxy(node: str, xds_port: int) -> AsyncIterator[tuple[ProxyServer, AdsClient]]:
-    server = ProxyServer(compile_bootstrap(parse_dict(_bootstrap(node, xds_port))), 1.0)
+async def _proxy(
+    node: str, xds_port: int, api_type: str
+) -> AsyncIterator[tuple[ProxyServer, AdsClient]]:
+    server = ProxyServer(compile_bootstrap(parse_dict(_bootstrap(node, xds_port, api_type))), 1.0)
     await server.start()
     client = AdsClient(server, f"127.0.0.1:{xds_port}", backoff_base=0.05, backoff_max=0.2)
     client.start()
@@ -94,7 +98,8 @@ class _Traffic:
         await asyncio.gather(*self._tasks)
 
 
-async def test_changes_nacks_and_restarts_lose_no_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+async def test_changes_nacks_and_restarts_lose_no_request(tmp_path: Path, api_type: str) -> None:
     async with DemoUpstream("up-a") as a, DemoUpstream("up-b") as b:
         (tmp_path / "mesh.yaml").write_text(MESH.format(port=a.port))
         cache = SnapshotCache(mesh_group)
@@ -105,7 +110,11 @@ async def test_changes_nacks_and_restarts_lose_no_request(tmp_path: Path) -> Non
         xds = XdsServer(cache)
         xds_port = await xds.start("127.0.0.1", 0)
         try:
-            async with _proxy("p1", xds_port) as (p1, c1), _proxy("p2", xds_port) as (p2, c2):
+            async with (
+                _proxy("p1", xds_port, api_type) as (p1, c1),
+                _proxy("p2", xds_port, api_type) as (p2, c2),
+            ):
+                assert c1.state.protocol == ("delta" if api_type == "DELTA_GRPC" else "sotw")
                 await _until(
                     lambda: all(any(r.name == "web" for r in p.listeners) for p in (p1, p2))
                 )
@@ -147,6 +156,11 @@ async def test_changes_nacks_and_restarts_lose_no_request(tmp_path: Path) -> Non
                 xds = XdsServer(cache)
                 assert await xds.start("127.0.0.1", xds_port) == xds_port
                 await _until(lambda: len(xds.streams) == 2, timeout=5.0)
+                assert {s.protocol for s in xds.streams.values()} == {c1.state.protocol}
+                if api_type == "DELTA_GRPC":
+                    # initial_resource_versions: the new stream re-sends nothing unchanged.
+                    await asyncio.sleep(0.2)
+                    assert not any(k[0] == "responses" for k in xds.stats.counters)
                 (tmp_path / "mesh.yaml").write_text(MESH.format(port=a.port))
                 await _until(lambda: traffic.last(20) == {"up-a"}, timeout=3.0)
                 await traffic.stop()

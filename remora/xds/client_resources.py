@@ -1,0 +1,236 @@
+"""What the proxy's ADS client has accepted, compiled, and what the proxy should run from it.
+
+Shared by the state-of-the-world and the delta client: both check and compile every resource
+with the same compilers and allowlist as a static bootstrap, and both warm clusters and listeners
+the same way. They differ only in how a response maps onto the stores (a full set that replaces,
+or changes plus `removed_resources`), so that is the one thing `install` is told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import any_pb2, json_format
+from google.protobuf.message import Message
+
+from remora.config import support
+from remora.config.errors import ConfigError, ErrorCollector
+from remora.proxy.http.config import HcmConfig
+from remora.proxy.http.route import compile_route_configuration
+from remora.proxy.listener_config import ListenerConfig, compile_listener
+from remora.proxy.upstream.config import (
+    ClusterConfig,
+    DiscoveryType,
+    compile_cluster,
+    compile_endpoints,
+)
+from remora.xds import types
+
+INVALID_ARGUMENT = 3  # google.rpc.Code carried in a NACK's error_detail
+
+
+@dataclass(frozen=True, slots=True)
+class NackInfo:
+    version: str
+    nonce: str
+    reason: str
+    at: float
+
+
+@dataclass(slots=True)
+class TypeState:
+    """Per-type protocol state, the same shape for both protocol variants."""
+
+    version: str = ""  # last accepted (SotW version_info, delta system_version_info)
+    nonce: str = ""  # last received
+    names: frozenset[str] = frozenset()  # EDS/RDS: the names subscribed to
+    subscribed: bool = False  # a request for this type went out on the current stream
+    last_nack: NackInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One resource out of a response, unpacked and allowlist-checked."""
+
+    name: str
+    version: str
+    path: str  # `resources[i](name)`, the prefix of every error about it
+    message: Message
+
+
+# Per-resource config dump: name -> (version, JSON body).
+Dumps = dict[str, tuple[str, dict[str, Any]]]
+
+
+class ClientResources:
+    def __init__(self) -> None:
+        self.stores: dict[str, dict[str, Any]] = {t: {} for t in types.ORDER}
+        self.dumps: dict[str, Dumps] = {t: {} for t in types.ORDER}
+        self._active_clusters: dict[str, ClusterConfig] = {}
+        self._active_listeners: dict[str, ListenerConfig] = {}
+
+    @property
+    def clusters(self) -> dict[str, ClusterConfig]:
+        return self.stores[types.CLUSTER]
+
+    @property
+    def listeners(self) -> dict[str, ListenerConfig]:
+        return self.stores[types.LISTENER]
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        return self.stores[types.ENDPOINT]
+
+    @property
+    def routes(self) -> dict[str, Any]:
+        return self.stores[types.ROUTE]
+
+    # -- response -> compiled ------------------------------------------------------------------
+    def check(
+        self,
+        type_url: str,
+        items: Iterable[tuple[str, str, any_pb2.Any]],
+        errors: ErrorCollector,
+    ) -> list[Checked]:
+        """Unpack `(declared name or "", version, Any)` items: each must have the type asked
+        for, a unique name (matching the declared one, in delta) and only allowlisted fields."""
+        checked: list[Checked] = []
+        seen: set[str] = set()
+        for i, (declared, version, item) in enumerate(items):
+            path = f"resources[{i}]"
+            if item.type_url != type_url:
+                errors.add(path, f"@type {item.type_url} in a {type_url} response")
+                continue
+            try:
+                message = support.unpack_any(item, path)
+            except ConfigError as exc:
+                errors.extend([exc])
+                continue
+            name = types.resource_name(message)
+            path = f"{path}({name})"
+            if name in seen:
+                errors.add(path, f"duplicate resource {name!r}")
+            if declared and declared != name:
+                errors.add(path, f"declared as {declared!r} in the response")
+            seen.add(name)
+            unsupported, _warnings = support.check(message, path)
+            errors.extend(unsupported)
+            checked.append(Checked(name, version, path, message))
+        return checked
+
+    def compile(
+        self, type_url: str, checked: Sequence[Checked], errors: ErrorCollector
+    ) -> dict[str, Any]:
+        """Compile every resource (reporting all errors); name -> runtime object."""
+        compiled: dict[str, Any] = {}
+        for item in checked:
+            result: Any
+            if type_url == types.CLUSTER:
+                result = compile_cluster(item.message, item.path, errors)
+            elif type_url == types.ENDPOINT:
+                result = compile_endpoints(item.message, item.path, errors)
+            elif type_url == types.LISTENER:
+                result = compile_listener(item.message, item.path, errors)
+            else:
+                result = compile_route_configuration(item.message, item.path, errors)
+            if result is not None:
+                compiled[item.name] = result
+        return compiled
+
+    def install(
+        self,
+        type_url: str,
+        compiled: Mapping[str, Any],
+        checked: Sequence[Checked],
+        replace: bool,
+        removed: Iterable[str] = (),
+    ) -> None:
+        """Make an accepted response current: `replace` for a SotW full set, else merge."""
+        store, dumps = self.stores[type_url], self.dumps[type_url]
+        if replace:
+            store.clear()
+            dumps.clear()
+        for name in removed:
+            store.pop(name, None)
+            dumps.pop(name, None)
+        store.update(compiled)
+        for item in checked:
+            body = json_format.MessageToDict(item.message, preserving_proto_field_name=True)
+            dumps[item.name] = (item.version, body)
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def wanted(self) -> dict[str, frozenset[str]]:
+        """EDS/RDS names follow the accepted clusters and listeners."""
+        return {
+            types.ENDPOINT: frozenset(
+                c.eds_service_name
+                for c in self.clusters.values()
+                if c.discovery is DiscoveryType.EDS
+            ),
+            types.ROUTE: frozenset(
+                listener.network_filter.rds_name
+                for listener in self.listeners.values()
+                if isinstance(listener.network_filter, HcmConfig)
+                and listener.network_filter.rds_name
+            ),
+        }
+
+    def prune(self, type_url: str, names: frozenset[str]) -> None:
+        """Forget resources no longer subscribed to."""
+        for table in (self.stores[type_url], self.dumps[type_url]):
+            for gone in [n for n in table if n not in names]:
+                del table[gone]
+
+    def versions(self, type_url: str) -> dict[str, str]:
+        return {name: version for name, (version, _body) in self.dumps[type_url].items()}
+
+    # -- what the proxy should run -------------------------------------------------------------
+    def desired_clusters(self) -> dict[str, ClusterConfig]:
+        active: dict[str, ClusterConfig] = {}
+        for name, cluster in self.clusters.items():
+            if cluster.discovery is DiscoveryType.EDS:
+                endpoints = self.endpoints.get(cluster.eds_service_name)
+                if endpoints is None:  # warming: keep the serving version if there is one
+                    if name in self._active_clusters:
+                        active[name] = self._active_clusters[name]
+                    continue
+                cluster = dataclasses.replace(cluster, endpoints=endpoints)
+            active[name] = cluster
+        self._active_clusters = active
+        return dict(active)
+
+    def desired_listeners(self) -> list[ListenerConfig]:
+        active: dict[str, ListenerConfig] = {}
+        for name, listener in self.listeners.items():
+            hcm = listener.network_filter
+            if isinstance(hcm, HcmConfig) and hcm.rds_name:
+                table = self.routes.get(hcm.rds_name)
+                if table is None:
+                    if name in self._active_listeners:
+                        active[name] = self._active_listeners[name]
+                    continue
+                listener = dataclasses.replace(
+                    listener, network_filter=dataclasses.replace(hcm, route_table=table)
+                )
+            active[name] = listener
+        self._active_listeners = active
+        return list(active.values())
+
+
+def status(states: Mapping[str, TypeState]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for type_url, state in states.items():
+        entry: dict[str, Any] = {"version_info": state.version, "nonce": state.nonce}
+        if state.names:
+            entry["resource_names"] = sorted(state.names)
+        if state.last_nack is not None:
+            entry["last_nack"] = {
+                "rejected_version": state.last_nack.version,
+                "reason": state.last_nack.reason,
+                "time": state.last_nack.at,
+            }
+        out[types.SHORT[type_url]] = entry
+    return out
