@@ -13,17 +13,20 @@ from collections.abc import Sequence
 
 from remora import __version__
 
-# Modules that define `register(subparsers) -> None`. Order is the order in `remora --help`.
-SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "remora.proxy.cli",
-    "remora.demo.cli",
-    "remora.bpf.cli",
-    "remora.wasm.cli",
-    "remora.xds.cli",
-)
+# Command -> the module that defines it with `register(subparsers)`. Order is the order in
+# `remora --help`. Only the chosen command's module is imported, so `remora bpf ...` does not pay
+# for the proxy's or Wasm host's imports.
+SUBCOMMANDS: dict[str, str] = {
+    "proxy": "remora.proxy.cli",
+    "demo": "remora.demo.cli",
+    "control-plane": "remora.xds.cli",
+    "bpf": "remora.bpf.cli",
+    "wasm": "remora.wasm.cli",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (given a known `command`) one with only that command's module."""
     parser = argparse.ArgumentParser(
         prog="remora",
         description="remora: a service-mesh sidecar and toolkit (proxy, eBPF, Wasm, xDS).",
@@ -31,7 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     version = sub.add_parser("version", help="print the remora version")
     version.set_defaults(handler=_version)
-    for name in SUBCOMMAND_MODULES:
+    if command in SUBCOMMANDS:
+        modules = [SUBCOMMANDS[command]]
+    elif command == "version":
+        modules = []
+    else:
+        modules = list(dict.fromkeys(SUBCOMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -42,8 +51,9 @@ def _version(_args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments[0] if arguments else None)
+    args = parser.parse_args(arguments)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
