@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests and demo use: compilers for BPF and Wasm guests, the HTTP peers, load tools.
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages | xargs)
 
-.PHONY: run test lint types pytest apt venv clean bench
+.PHONY: run test lint types pytest apt venv clean bench bytecode
 
-run: $(STAMP)
+run: $(STAMP) bytecode
 	$(VENV)/bin/remora demo
 
 test: apt $(STAMP) lint types pytest
@@ -28,7 +28,13 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(MAKE) --no-print-directory bytecode
 	touch $(STAMP)
+
+# Byte-compile explicitly: with PYTHONDONTWRITEBYTECODE set, every `remora` start would
+# otherwise recompile the package from source (tens of ms per command).
+bytecode:
+	@$(PY) -m compileall -q remora
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -37,7 +43,7 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(VENV)/bin/mypy remora
 
-pytest: $(STAMP)
+pytest: $(STAMP) bytecode
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 bench: apt $(STAMP)

@@ -153,8 +153,9 @@ class Collection:
 
     # pins ---------------------------------------------------------------------------------------
     def pin(self, directory: str | os.PathLike[str]) -> list[str]:
-        """Pin every map and program under `directory` (bpffs); returns the paths."""
-        check_pin_dir(directory)
+        """Pin every map and program under `directory` (bpffs; made if missing); returns the
+        paths."""
+        check_pin_dir(directory, create=True)
         paths = []
         for name, m in self.maps.items():
             p = Path(directory) / ("map_" + name.lstrip(".").replace("/", "_"))

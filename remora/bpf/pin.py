@@ -37,8 +37,15 @@ def ensure_bpffs(path: str = DEFAULT_BPFFS) -> str:
     return path
 
 
-def check_pin_dir(path: str | os.PathLike[str]) -> None:
-    """Pins outside bpffs fail with a confusing EPERM; say what is wrong instead."""
+def check_pin_dir(path: str | os.PathLike[str], create: bool = False) -> None:
+    """Pins outside bpffs fail with a confusing EPERM; say what is wrong instead.
+
+    With `create`, a missing directory inside a bpffs is made, as `bpftool prog loadall` does.
+    """
+    if create and not os.path.exists(path):
+        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
+        if is_bpffs(parent):
+            os.mkdir(path)
     if not is_bpffs(path):
         raise BPFError(f"{os.fspath(path)} is not on a bpf filesystem (mount -t bpf bpf DIR)")
 

@@ -76,6 +76,14 @@ def test_load_pins_everything(
     assert all(Path(p).exists() for p in pinned)
 
 
+def test_load_makes_a_missing_pin_dir_inside_bpffs(
+    bpf_objs: dict[str, Path], bpffs_dir: Path, capsys: pytest.CaptureFixture[str], bpf_root: None
+) -> None:
+    target = bpffs_dir / "new"
+    assert run(["bpf", "load", str(bpf_objs["legacy"]), "--pin", str(target)]) == 0
+    assert (target / "prog_legacy_prog").exists()
+
+
 def test_load_outside_bpffs_is_an_error(
     bpf_objs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], bpf_root: None
 ) -> None:
