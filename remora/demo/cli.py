@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 
-from remora.proxy.cli import add_log_level, setup_logging
+from remora.proxy.cli import add_log_level, settle_heap, setup_logging
 
 _DEMO_NAMES = ("demo-a", "demo-b")
 
@@ -67,6 +67,7 @@ async def _main(args: argparse.Namespace) -> None:
         )
         server = ProxyServer(compile_bootstrap(parse_dict(bootstrap)))
         await server.start()
+        settle_heap()
         http, admin = args.http_port, args.admin_port
         backends = ", ".join(
             f"{name} (127.0.0.1:{u.port})" for name, u in zip(_DEMO_NAMES, upstreams, strict=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from typing import Any
@@ -53,6 +54,18 @@ def load(path: str) -> Any:
     return compile_bootstrap(load_file(path))
 
 
+def settle_heap() -> None:
+    """Move everything built at start-up (protobuf descriptors, compiled config, modules) out of
+    the garbage collector's reach.
+
+    The data path makes no reference cycles per request, but the collector still runs as objects
+    are allocated, and a full collection over the start-up heap took 11-14 ms here: a latency
+    spike for every request in flight. Frozen objects are never scanned again.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     try:
@@ -78,6 +91,7 @@ def run_config(config: Any) -> int:
     async def main() -> None:
         server = ProxyServer(config)
         await server.start()
+        settle_heap()
         client = None
         if config.ads is not None:  # dynamic_resources: listeners and clusters over ADS
             from remora.xds.client import AdsClient
