@@ -42,6 +42,7 @@ lint: $(STAMP)
 
 types: $(STAMP)
 	$(VENV)/bin/mypy remora
+	cd bench && ../$(VENV)/bin/mypy --strict run.py suite peers/threadproxy.py
 
 pytest: $(STAMP) bytecode
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)

@@ -39,13 +39,24 @@ class ProtocolError(Exception):
 
 
 class _Request:
-    """Callbacks for httptools.HttpRequestParser: collect one request at a time."""
+    """Callbacks for httptools.HttpRequestParser: collect one request at a time.
+
+    Keep-alive and method are read when the headers are complete: llhttp resets its state once
+    the message is complete, so asking afterwards would answer for the next message."""
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.complete = False
+        self.keep_alive = True
+        self.method = b"GET"
+        self.parser: httptools.HttpRequestParser | None = None
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
+        self.method = self.parser.get_method()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -71,6 +82,7 @@ class _Response:
         self.reason = b""
         self.chunked = False
         self.complete = False
+        self.keep_alive = True
         self.parser: httptools.HttpResponseParser | None = None
 
     def on_status(self, reason: bytes) -> None:
@@ -82,6 +94,7 @@ class _Response:
     def on_headers_complete(self) -> None:
         assert self.parser is not None
         self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
         lines = [b"HTTP/1.1 %d %s\r\n" % (self.status, self.reason)]
         has_length = False
         for name, value in self.headers:
@@ -131,23 +144,22 @@ class HttpSession:
             if self.upstream is not None:
                 self.upstream.close()
 
-    def _read_request(self) -> tuple[_Request, httptools.HttpRequestParser] | None:
+    def _read_request(self) -> _Request | None:
         request = _Request()
-        parser = httptools.HttpRequestParser(request)
+        request.parser = httptools.HttpRequestParser(request)
         while not request.complete:
             data = self.client.recv(_RECV)
             if not data:
                 return None
-            parser.feed_data(data)
-        return request, parser
+            request.parser.feed_data(data)
+        return request
 
     def _one_exchange(self) -> bool:
-        got = self._read_request()
-        if got is None:
+        request = self._read_request()
+        if request is None:
             return False
-        request, parser = got
-        method: bytes = parser.get_method()
-        keep_alive: bool = parser.should_keep_alive()
+        method = request.method
+        keep_alive = request.keep_alive
         body = b"".join(request.body)
         lines = [b"%s %s HTTP/1.1\r\n" % (method, request.url)]
         for name, value in request.headers:
@@ -191,7 +203,7 @@ class HttpSession:
                 if reused and attempt == 0 and response.status == 0:
                     continue
                 raise
-            if not parser.should_keep_alive():
+            if not response.keep_alive:
                 upstream.close()
                 self.upstream = None
             return
@@ -248,9 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             target = HttpSession(client, args.upstream).run
             thread = threading.Thread(target=target, daemon=True)
         else:
-            thread = threading.Thread(
-                target=tcp_session, args=(client, args.upstream), daemon=True
-            )
+            thread = threading.Thread(target=tcp_session, args=(client, args.upstream), daemon=True)
         thread.start()
 
 

@@ -31,7 +31,7 @@ http {{
     tcp_nodelay on;
     keepalive_timeout 300s;
     keepalive_requests 100000000;
-    open_file_cache max=16 valid=600s;
+    open_file_cache max=16 inactive=600s;
     default_type application/octet-stream;
 {temp_paths}
     server {{

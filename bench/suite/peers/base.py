@@ -1,0 +1,70 @@
+"""What every peer provides: a version string, and a command line for a listener."""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Mode = Literal["http", "tcp"]
+
+# The same limits and timeouts for every peer, so that no peer is measured against its defaults
+# (Envoy's 1024-connection circuit breaker, HAProxy's computed maxconn, ...). Connection limits
+# come from the scenario (`Listener.max_connections`): nginx preallocates per-connection state for
+# worker_connections, so a needlessly large limit would inflate its RSS.
+IDLE_TIMEOUT_S = 300
+UPSTREAM_KEEPALIVE = 128  # idle keep-alive connections a peer may keep to the upstream
+
+
+@dataclass(frozen=True)
+class Listener:
+    """Where a peer listens, in which mode, and where it forwards."""
+
+    mode: Mode
+    host: str
+    port: int
+    upstream_host: str
+    upstream_port: int
+    max_connections: int = 4096
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    #: Send the load here instead of the listener's port (the no-proxy floor).
+    target_port: int | None = None
+
+
+class Peer(ABC):
+    name: str
+    title: str
+    modes: frozenset[Mode]
+    #: Why a mode is missing, shown in the report instead of a number.
+    unsupported_reason: str = ""
+    #: False when the started process is not the thing measured (no CPU/RSS to report).
+    process_costs: bool = True
+    #: Only run where a floor is informative (fixed-rate latency).
+    calibration_only: bool = False
+
+    def supports(self, mode: Mode) -> bool:
+        return mode in self.modes
+
+    @abstractmethod
+    def version(self) -> str: ...
+
+    @abstractmethod
+    def launch(self, listener: Listener, workdir: Path) -> Launch:
+        """Write this peer's config for `listener` under `workdir`; return how to start it."""
+
+
+def command_version(argv: list[str], line: int = 0) -> str:
+    """The first line of a tool's version output, or 'unknown'."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[line].strip() if len(lines) > line else "unknown"

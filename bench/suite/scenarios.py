@@ -1,0 +1,91 @@
+"""The scenarios: what each peer is asked to do. A scenario is data, so adding one (a Wasm filter,
+mTLS, eBPF acceleration) is one more entry in `SCENARIOS`, plus, if it needs a new listener kind, a
+mode the peers know how to configure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from suite.loads import ClosedLoop, IdleConnections, Load, OpenLoop
+from suite.peers.base import Mode
+from suite.upstream import BODIES
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    mode: Mode  # the listener each peer runs: an HTTP reverse proxy or a TCP proxy
+    load: Load
+    #: The body the readiness probe checks for (also what the load requests).
+    body: str = "1k"
+    #: One measured run is enough (the idle scenario reads memory, not a rate).
+    single_run: bool = False
+
+    @property
+    def body_bytes(self) -> int:
+        return BODIES[self.body]
+
+    @property
+    def load_path(self) -> str:
+        return "/" + self.body
+
+    def with_load(self, load: Load) -> Scenario:
+        return replace(self, load=load)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "keepalive-1k",
+        "HTTP/1.1 keep-alive, 1 KiB responses, 32 connections",
+        "http",
+        ClosedLoop(connections=32, path="/1k"),
+    ),
+    Scenario(
+        "newconn-1k",
+        "HTTP/1.1, a new connection per request, 1 KiB responses, 32 connections",
+        "http",
+        ClosedLoop(connections=32, path="/1k", close=True),
+    ),
+    Scenario(
+        "keepalive-64k",
+        "HTTP/1.1 keep-alive, 64 KiB responses, 32 connections",
+        "http",
+        ClosedLoop(connections=32, path="/64k"),
+        body="64k",
+    ),
+    Scenario(
+        "rate-1k",
+        "Fixed rate 1,000 req/s, 1 KiB responses (Istio's published condition)",
+        "http",
+        OpenLoop(rate=1_000, connections=32, path="/1k"),
+    ),
+    Scenario(
+        "rate-5k",
+        "Fixed rate 5,000 req/s, 1 KiB responses (between the two published rates)",
+        "http",
+        OpenLoop(rate=5_000, connections=32, path="/1k"),
+    ),
+    Scenario(
+        "rate-10k",
+        "Fixed rate 10,000 req/s, 1 KiB responses (the threads-vs-coroutines claim)",
+        "http",
+        OpenLoop(rate=10_000, connections=32, path="/1k"),
+    ),
+    Scenario(
+        "tcp-bulk",
+        "TCP proxy bulk throughput: 1 MiB HTTP responses through a tcp_proxy, 8 connections",
+        "tcp",
+        ClosedLoop(connections=8, path="/1m"),
+        body="1m",
+    ),
+    Scenario(
+        "idle-10k",
+        "10,000 idle keep-alive connections: memory per connection",
+        "http",
+        IdleConnections(count=10_000, path="/1k"),
+        single_run=True,
+    ),
+)
+
+BY_NAME: dict[str, Scenario] = {s.name: s for s in SCENARIOS}
