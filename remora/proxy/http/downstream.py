@@ -43,6 +43,7 @@ class DownstreamConnection(asyncio.Protocol):
         "closing",
         "hcm",
         "listener",
+        "loop",
         "parser",
         "parsing",
         "queue",
@@ -58,6 +59,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def __init__(self, listener: HttpListener) -> None:
         self.listener = listener
+        # Cached: on Python 3.11, asyncio.get_running_loop() costs a getpid(2) syscall per call.
+        self.loop = asyncio.get_running_loop()
         self.hcm = listener.hcm  # the config this connection started with
         self.stats = listener.stats
         self.transport: asyncio.Transport | None = None
@@ -370,7 +373,7 @@ class DownstreamConnection(asyncio.Protocol):
             return  # the earlier timer will re-check and re-arm
         if self._timer is not None:
             self._timer.cancel()
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self._timer_at = at
         self._timer = loop.call_at(loop.time() + max(0.0, at - time.monotonic()), self._on_timer)
 

@@ -201,8 +201,7 @@ class Exchange:
         host.rq_total += 1
         host.rq_active += 1
         if route.timeout is not None:
-            loop = asyncio.get_running_loop()
-            self.timer = loop.call_later(route.timeout, self._on_route_timeout)
+            self.timer = downstream.loop.call_later(route.timeout, self._on_route_timeout)
         self.upstream_path = route.path
         if request.has_body and _expects_continue(request):
             # Envoy's default: the proxy answers `Expect: 100-continue` itself.
@@ -664,11 +663,14 @@ def _expects_continue(request: Request) -> bool:
 def _apply_server_header(headers: Headers, server_name: str, mode: ServerHeader) -> None:
     if mode is ServerHeader.PASS_THROUGH:
         return
-    present = any(name == "server" for name, _ in headers)
-    if mode is ServerHeader.APPEND_IF_ABSENT and present:
-        return
-    if present:
-        headers[:] = [(n, v) for n, v in headers if n != "server"]
+    for index, (name, _) in enumerate(headers):
+        if name == "server":
+            if mode is ServerHeader.APPEND_IF_ABSENT:
+                return
+            headers[index] = ("server", server_name)
+            # Any further server fields go: the proxy's replaces all of them.
+            headers[index + 1 :] = [h for h in headers[index + 1 :] if h[0] != "server"]
+            return
     headers.append(("server", server_name))
 
 
