@@ -22,6 +22,7 @@ from typing import Any
 from remora.bpf.codec import BytesCodec, Codec, IntCodec, codec_for
 from remora.bpf.cpus import possible_cpus
 from remora.bpf.errors import BPFError, BPFSyscallError
+from remora.bpf.pin import Pinnable, obj_get
 from remora.bpf.sys import types as t
 from remora.bpf.sys.fd import FD
 from remora.bpf.sys.syscall import CMD, NR_BPF, bpf, bpf_raw, fast_syscall
@@ -88,8 +89,10 @@ def _round8(n: int) -> int:
     return (n + 7) & ~7
 
 
-class Map:
+class Map(Pinnable):
     """An owned map fd with its geometry. Close it (or use `with`) to release the fd."""
+
+    _kind = "map"
 
     def __init__(
         self,
@@ -514,19 +517,6 @@ class Map:
         """Make the map read-only for user space (programs still write unless RDONLY_PROG)."""
         bpf(t.Cmd.MAP_FREEZE, t.MapElemAttr(map_fd=self.fd.raw), f"map {self.name!r}")
 
-    def pin(self, path: str | os.PathLike[str]) -> None:
-        obj_pin(self.fd.raw, path)
-        self.pinned = os.fspath(path)
-
-    def unpin(self) -> None:
-        """Remove the pin made by pin() (or opened by open_pinned()); the fd stays valid."""
-        if self.pinned is None:
-            raise BPFError(f"map {self.name!r} is not pinned")
-        from remora.bpf.pin import unpin
-
-        unpin(self.pinned)
-        self.pinned = None
-
     def info(self) -> t.MapInfo:
         return map_info(self.fd.raw)
 
@@ -541,18 +531,6 @@ def _obj_name(name: str) -> bytes:
     """Kernel object names: at most 15 chars of [A-Za-z0-9_.]."""
     cleaned = "".join(c if c.isalnum() or c in "_." else "_" for c in name)
     return cleaned.encode()[: t.BPF_OBJ_NAME_LEN - 1]
-
-
-def obj_pin(fd: int, path: str | os.PathLike[str]) -> None:
-    p = ctypes.create_string_buffer(os.fsencode(path))
-    bpf(t.Cmd.OBJ_PIN, t.ObjAttr(pathname=ctypes.addressof(p), bpf_fd=fd), f"path {path}")
-
-
-def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
-    p = ctypes.create_string_buffer(os.fsencode(path))
-    return bpf(
-        t.Cmd.OBJ_GET, t.ObjAttr(pathname=ctypes.addressof(p), file_flags=flags), f"path {path}"
-    )
 
 
 def map_info(fd: int) -> t.MapInfo:

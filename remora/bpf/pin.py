@@ -6,6 +6,9 @@ import ctypes
 import os
 
 from remora.bpf.errors import BPFError
+from remora.bpf.sys import types as t
+from remora.bpf.sys.fd import FD
+from remora.bpf.sys.syscall import bpf
 
 BPF_FS_MAGIC = 0xCAFE4A11
 DEFAULT_BPFFS = "/sys/fs/bpf"
@@ -59,3 +62,35 @@ def unpin(path: str | os.PathLike[str]) -> None:
         os.unlink(p)
     except OSError as e:
         raise BPFError(f"cannot unpin {p}: {e.strerror}") from None
+
+
+def obj_pin(fd: int, path: str | os.PathLike[str]) -> None:
+    p = ctypes.create_string_buffer(os.fsencode(path))
+    bpf(t.Cmd.OBJ_PIN, t.ObjAttr(pathname=ctypes.addressof(p), bpf_fd=fd), f"path {path}")
+
+
+def obj_get(path: str | os.PathLike[str], flags: int = 0) -> int:
+    p = ctypes.create_string_buffer(os.fsencode(path))
+    return bpf(
+        t.Cmd.OBJ_GET, t.ObjAttr(pathname=ctypes.addressof(p), file_flags=flags), f"path {path}"
+    )
+
+
+class Pinnable:
+    """`pin()`/`unpin()` for maps and programs alike; `_kind` names the object in errors."""
+
+    _kind = "object"
+    fd: FD
+    name: str
+    pinned: str | None
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        obj_pin(self.fd.raw, path)
+        self.pinned = os.fspath(path)
+
+    def unpin(self) -> None:
+        """Remove the pin made by pin() (or opened by open_pinned()); the fd stays valid."""
+        if self.pinned is None:
+            raise BPFError(f"{self._kind} {self.name!r} is not pinned")
+        unpin(self.pinned)
+        self.pinned = None

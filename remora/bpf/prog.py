@@ -17,7 +17,8 @@ from types import TracebackType
 from typing import Any
 
 from remora.bpf.errors import BPFError, BPFSyscallError, VerifierError
-from remora.bpf.maps import _obj_name, obj_get, obj_pin
+from remora.bpf.maps import _obj_name
+from remora.bpf.pin import Pinnable, obj_get
 from remora.bpf.sys import types as t
 from remora.bpf.sys.fd import FD
 from remora.bpf.sys.syscall import bpf, bpf_raw
@@ -83,8 +84,10 @@ class TestRunResult:
     duration_ns: int  # average per repetition, as the kernel reports it
 
 
-class Program:
+class Program(Pinnable):
     """An owned program fd. `verifier_log` is set when a log was requested at load."""
+
+    _kind = "program"
 
     def __init__(self, fd: FD, name: str, prog_type: t.ProgType, spec: ProgramSpec | None = None):
         self.fd = fd
@@ -165,19 +168,6 @@ class Program:
         prog = cls(fd, info.name.decode(errors="replace"), ptype)
         prog.pinned = os.fspath(path)
         return prog
-
-    def pin(self, path: str | os.PathLike[str]) -> None:
-        obj_pin(self.fd.raw, path)
-        self.pinned = os.fspath(path)
-
-    def unpin(self) -> None:
-        """Remove the pin made by pin() (or opened by open_pinned()); the fd stays valid."""
-        if self.pinned is None:
-            raise BPFError(f"program {self.name!r} is not pinned")
-        from remora.bpf.pin import unpin
-
-        unpin(self.pinned)
-        self.pinned = None
 
     def info(self) -> t.ProgInfo:
         return prog_info(self.fd.raw)
