@@ -112,12 +112,12 @@ class XdsServer:
         for service, sotw_method, delta_method, fixed in _SERVICES:
             methods = {
                 sotw_method: grpc.stream_stream_rpc_method_handler(
-                    self._sotw_handler(service.full_name, fixed),
+                    self._handler(service.full_name, fixed, "sotw"),
                     request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
                     response_serializer=_identity,
                 ),
                 delta_method: grpc.stream_stream_rpc_method_handler(
-                    self._delta_handler(service.full_name, fixed),
+                    self._handler(service.full_name, fixed, "delta"),
                     request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
                     response_serializer=_identity,
                 ),
@@ -125,32 +125,20 @@ class XdsServer:
             handlers.append(grpc.method_handlers_generic_handler(service.full_name, methods))
         return handlers
 
-    def _sotw_handler(
-        self, service: str, fixed: str
+    def _handler(
+        self, service: str, fixed: str, protocol: str
     ) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[bytes]]:
-        def make(node: base_pb2.Node, group: str) -> SotwStream:
-            return SotwStream(node.id, group, self.cache.nacks, fixed)
+        """One gRPC stream handler per (service, protocol); `fixed` pins a per-type service."""
+        stream_type = SotwStream if protocol == "sotw" else DeltaStream
+
+        def make(node: base_pb2.Node, group: str) -> SotwStream | DeltaStream:
+            return stream_type(node.id, group, self.cache.nacks, fixed)
 
         async def handler(
             requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[bytes]:
             # grpc.aio needs an async generator function to stream responses.
-            async for data in self._serve(requests, context, service, "sotw", make):
-                yield data
-
-        return handler
-
-    def _delta_handler(
-        self, service: str, fixed: str
-    ) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[bytes]]:
-        def make(node: base_pb2.Node, group: str) -> DeltaStream:
-            return DeltaStream(node.id, group, self.cache.nacks, fixed)
-
-        async def handler(
-            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[bytes]:
-            # grpc.aio needs an async generator function to stream responses.
-            async for data in self._serve(requests, context, service, "delta", make):
+            async for data in self._serve(requests, context, service, protocol, make):
                 yield data
 
         return handler
