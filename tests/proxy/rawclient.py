@@ -48,3 +48,59 @@ def split_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
         responses.append((status, headers, rest[:length]))
         data = rest[length:]
     return responses
+
+
+class Response:
+    """One response as read off the wire: enough framing to check what a client would see."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.headers!r}, {self.body[:80]!r})"
+
+
+async def read_response(
+    reader: asyncio.StreamReader, method: str = "GET", timeout: float = 5.0
+) -> Response:
+    """Read one response (skipping 1xx), framed by length, chunked coding or close."""
+    async with asyncio.timeout(timeout):
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = []
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(":")
+                    headers.append((name.strip().lower(), value.strip()))
+            if status >= 200 or status == 101:
+                break
+        response = Response(status, headers, b"")
+        if method == "HEAD" or status in (101, 204, 304):
+            return response
+        if (response.header("transfer-encoding") or "").lower() == "chunked":
+            body = bytearray()
+            while True:
+                size_line = await reader.readuntil(b"\r\n")
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while await reader.readuntil(b"\r\n") != b"\r\n":
+                        pass  # trailers
+                    break
+                body += await reader.readexactly(size)
+                assert await reader.readexactly(2) == b"\r\n"
+            response.body = bytes(body)
+        elif response.header("content-length") is not None:
+            response.body = await reader.readexactly(int(response.header("content-length") or 0))
+        else:
+            response.body = await reader.read()
+        return response

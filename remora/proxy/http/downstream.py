@@ -29,8 +29,15 @@ class _HeadersTooLarge(Exception):
     pass
 
 
+class _BadFraming(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_error_reply",
         "_header_bytes",
         "_header_count",
         "_last_activity",
@@ -77,6 +84,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.tunnel_mode = False
         self.tunnel_request: Request | None = None
         self._read_blocks = 0
+        self._error_reply: tuple[int, str] | None = None  # owed after the requests before it
         self._header_bytes = 0
         self._header_count = 0
         self._url = bytearray()
@@ -124,16 +132,30 @@ class DownstreamConnection(asyncio.Protocol):
             if isinstance(cause, _HeadersTooLarge):
                 self.stats.downstream_rq_too_large.inc()
                 self.protocol_error(431, "")
+            elif isinstance(cause, _BadFraming):
+                self.stats.downstream_cx_protocol_error.inc()
+                self.protocol_error(
+                    cause.status,
+                    "Bad Request: the final transfer-coding must be chunked"
+                    if cause.status == 400
+                    else "Not Implemented: transfer-coding other than chunked",
+                )
             else:
                 self.stats.downstream_cx_protocol_error.inc()
                 self.protocol_error(400, f"Bad Request: {exc}")
 
     def eof_received(self) -> bool | None:
-        if self.tunnel_mode and self.active is not None:
-            self.active.on_downstream_eof()
+        active = self.active
+        if self.tunnel_mode and active is not None:
+            active.on_downstream_eof()
             return True  # keep the write side open until the upstream finishes
-        if self.active is None and not self.queue:
+        queue = self.queue
+        while queue and not queue[-1].complete:
+            queue.pop()  # its body can never arrive now
+        if active is None and not queue:
             return None  # close
+        if active is not None and not active.request.complete:
+            return None  # close: the exchange is reset as if the connection were lost
         self.closing = True
         return True  # let the in-flight response finish, then close
 
@@ -161,6 +183,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.writable = True
         if self.active is not None:
             self.active.on_downstream_writable(True)
+        elif self.queue:
+            self._start_next()
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -194,6 +218,11 @@ class DownstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         request = self.parsing
         assert request is not None
+        if self.closing:
+            # RFC 9112 §9.6: nothing after the request that closes the connection is processed
+            # (llhttp is still working through bytes that arrived in the same read).
+            self.parsing = None
+            return
         parser = self.parser
         request.method = parser.get_method().decode("ascii")
         request.target = self._url.decode("latin-1")
@@ -201,7 +230,11 @@ class DownstreamConnection(asyncio.Protocol):
         request.keep_alive = parser.should_keep_alive()
         request.upgrade = parser.should_upgrade()
         request.headers_done = time.monotonic()
-        request.classify_body()
+        framing_error = request.classify_body()
+        if framing_error:
+            raise _BadFraming(framing_error)
+        if not request.has_body and not request.upgrade:
+            request.complete = True  # so a reply sent before llhttp's message-complete keeps alive
         if request.upgrade:
             # llhttp stops right after this head; whatever follows is tunnel data.
             request.start_tunnel()
@@ -225,6 +258,9 @@ class DownstreamConnection(asyncio.Protocol):
         if request is not None and not request.tunnel:
             request.body.finish()
             request.complete = True
+            active = self.active
+            if active is not None and active.request is request:
+                active.on_request_complete()
 
     # -- flow control ----------------------------------------------------------------------
     def block_reading(self, block: bool) -> None:
@@ -240,6 +276,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
+            self._last_activity = time.monotonic()  # a response in flight is not an idle stream
             self.stats.downstream_cx_tx_bytes_total.inc(len(data))
             self.transport.write(data)
 
@@ -247,13 +284,27 @@ class DownstreamConnection(asyncio.Protocol):
     def _start_next(self) -> None:
         from remora.proxy.http.exchange import Exchange
 
-        while self.queue and self.active is None and not self.closed:
+        # A client that is not reading its responses gets no new ones: local replies need no
+        # upstream to stall on, so without this a pipelining client could grow the buffer forever.
+        while self.queue and self.active is None and not self.closed and self.writable:
             request = self.queue.popleft()
             if request.holds_pipeline_block:
                 request.holds_pipeline_block = False
                 self.block_reading(False)
             self.active = Exchange(self, request)
             self.active.start()
+        active = self.active
+        if active is not None:
+            # The connection's timer may be set for a later deadline (idle, or the previous
+            # exchange's): bring it forward if this exchange's clocks end sooner.
+            hcm = self.hcm
+            at = float("inf")
+            if hcm.stream_idle_timeout is not None:
+                at = time.monotonic() + hcm.stream_idle_timeout
+            if hcm.request_timeout is not None and not active.request.complete:
+                at = min(at, active.request.started_at + hcm.request_timeout)
+            if at < self._timer_at or self._timer is None:
+                self._arm_timer()
 
     def exchange_done(self, exchange: Exchange, keep_alive: bool) -> None:
         """Called once per exchange, after its response was fully written (or abandoned)."""
@@ -264,7 +315,6 @@ class DownstreamConnection(asyncio.Protocol):
         max_requests = self.hcm.max_requests_per_connection
         if (
             not keep_alive
-            or self.closing
             or self.tunnel_mode
             or self.listener.draining
             or (max_requests is not None and self.requests_started >= max_requests)
@@ -272,9 +322,17 @@ class DownstreamConnection(asyncio.Protocol):
             self.close()
             return
         if self.queue:
+            # Even when closing (the client half-closed, or sent something unparseable), the
+            # complete requests it sent before that are answered, in order.
             self._start_next()
-        elif self._timer is None:
-            # An armed timer re-checks the deadlines when it fires; idling only moves them later.
+        elif self.closing:
+            error, self._error_reply = self._error_reply, None
+            if error is not None:
+                self.send_simple(error[0], error[1], close=True)
+            self.close()
+        elif self._timer is None or self.parsing is not None:
+            # An armed timer re-checks the deadlines when it fires; idling only moves them later,
+            # but a request already being parsed brings its own (possibly earlier) deadlines.
             self._arm_timer()
 
     def wants_close_after(self, request: Request) -> bool:
@@ -282,7 +340,7 @@ class DownstreamConnection(asyncio.Protocol):
         max_requests = self.hcm.max_requests_per_connection
         return (
             not request.keep_alive
-            or self.closing
+            or (self.closing and not self.queue and self._error_reply is None)
             or self.listener.draining
             or (max_requests is not None and self.requests_started >= max_requests)
         )
@@ -301,12 +359,16 @@ class DownstreamConnection(asyncio.Protocol):
     def protocol_error(self, status: int, body: str) -> None:
         """Answer a request that cannot be parsed, then close: the stream is out of sync."""
         self.closing = True
-        self.queue.clear()
-        if self.active is not None:
+        active = self.active
+        if active is not None and self.parsing is active.request:
             # The request in flight is broken (e.g. a bad chunk): reset it, as Envoy does.
-            self.active.on_protocol_error(status, body)
+            self.queue.clear()
+            active.on_protocol_error(status, body)
             return
-        self.queue.clear()
+        if active is not None or self.queue:
+            # The broken request is a later, pipelined one: answer those before it first.
+            self._error_reply = (status, body)
+            return
         self.send_simple(status, body, close=True)
         self.close()
 
@@ -344,14 +406,21 @@ class DownstreamConnection(asyncio.Protocol):
         hcm = self.hcm
         candidates: list[tuple[float, str]] = []
         parsing = self.parsing
-        if parsing is not None and not parsing.headers_done:
+        active = self.active
+        if parsing is not None and not parsing.headers_done and active is None and not self.queue:
+            # A pipelined request's clock is checked only once it is next: its 408 must not be
+            # written into (or instead of) the response still in flight before it.
             if hcm.request_headers_timeout is not None:
                 candidates.append((parsing.started_at + hcm.request_headers_timeout, "headers"))
             if hcm.request_timeout is not None:
                 candidates.append((parsing.started_at + hcm.request_timeout, "request"))
-        active = self.active
         if active is not None:
-            if hcm.request_timeout is not None and not active.request.complete:
+            if (
+                hcm.request_timeout is not None
+                and not active.request.complete
+                and not active.head_sent
+            ):
+                # Envoy disarms the request timeout once the response has started.
                 candidates.append((active.request.started_at + hcm.request_timeout, "request"))
             if hcm.stream_idle_timeout is not None:
                 candidates.append((self._last_activity + hcm.stream_idle_timeout, "stream_idle"))

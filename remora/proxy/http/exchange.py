@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.http.config import ServerHeader
-from remora.proxy.http.forwarding import apply_forwarding
+from remora.proxy.http.forwarding import append_via, apply_forwarding
 from remora.proxy.http.h1_codec import (
     LAST_CHUNK,
     Headers,
@@ -200,7 +200,7 @@ class Exchange:
         cluster.stats.upstream_rq_active.inc()
         host.rq_total += 1
         host.rq_active += 1
-        if route.timeout is not None:
+        if route.timeout is not None and request.complete:
             self.timer = downstream.loop.call_later(route.timeout, self._on_route_timeout)
         self.upstream_path = route.path
         if request.has_body and _expects_continue(request):
@@ -278,6 +278,12 @@ class Exchange:
         if not upstream.writable:
             self.on_upstream_writable(False)
 
+    def on_request_complete(self) -> None:
+        """The request's last byte arrived: Envoy's route timeout counts from here."""
+        route = self.route
+        if not self.done and self.timer is None and route is not None and route.timeout is not None:
+            self.timer = self.downstream.loop.call_later(route.timeout, self._on_route_timeout)
+
     def _send_chunk(self, data: bytes) -> None:
         if self.upstream is not None and data:
             self.upstream.write(encode_chunk(data))
@@ -327,6 +333,8 @@ class Exchange:
         out, _ = strip_hop_by_hop(headers)
         content_length = _header(out, "content-length")
         out = route.apply_response_headers(out)
+        if hcm.via:
+            append_via(out, hcm.via)
         _apply_server_header(out, hcm.server_name, hcm.server_header)
         elapsed_ms = int((time.monotonic() - self.upstream_started) * 1000)
         out.append(("x-envoy-upstream-service-time", str(elapsed_ms)))
@@ -336,7 +344,9 @@ class Exchange:
             and _header(out, "x-request-id") is None
         ):
             out.append(("x-request-id", self.request_id))
-        close = downstream.wants_close_after(request)
+        # A response that starts before the request ends closes the connection (see
+        # on_response_complete): say so, rather than let the client expect to reuse it.
+        close = downstream.wants_close_after(request) or not request.complete
         self.response_has_body = response_has_body(request.method, status)
         if upgrade:
             self.upgraded = True
@@ -345,6 +355,10 @@ class Exchange:
             downstream.stats.downstream_cx_upgrades_total.inc()
             downstream.stats.downstream_cx_upgrades_active.inc()
             downstream.tunnel_mode = True
+            if self.timer is not None:
+                # Request timeouts do not apply to a tunnel: its streams end when a peer closes.
+                self.timer.cancel()
+                self.timer = None
         elif status == 101:
             # A 101 to a request that did not ask to upgrade is a protocol error upstream.
             self._reset_upstream()
@@ -444,12 +458,9 @@ class Exchange:
                 "reset reason: connection termination",
             )
             return
-        if self.close_delimited:
-            self._flush_head()
-            self.keep_alive = False
-            self._finish()
-            return
-        # The body was cut short: the client must see a truncated message, not a complete one.
+        # A close-delimited body ends at the upstream's FIN, as a completed response; losing the
+        # connection any other way after the head means the body was cut short: the client must
+        # see a truncated message, not a complete one.
         self.response_flags.append(flags.UPSTREAM_CONNECTION_TERMINATION)
         self.keep_alive = False
         self._finish()

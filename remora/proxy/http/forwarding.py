@@ -89,6 +89,11 @@ def apply_forwarding(
         request_id = new_request_id()
         _set(headers, "x-request-id", request_id)
     if config.via:
-        via = _get(headers, "via")
-        _set(headers, "via", f"{via}, {config.via}" if via else config.via)
+        append_via(headers, config.via)
     return ForwardingDecision(headers, trusted, request_id)
+
+
+def append_via(headers: Headers, via: str) -> None:
+    """RFC 9110 §7.6.3: each proxy adds itself to `via`, on requests and on responses."""
+    previous = _get(headers, "via")
+    _set(headers, "via", f"{previous}, {via}" if previous else via)

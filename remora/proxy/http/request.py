@@ -49,15 +49,27 @@ class Request:
         self._on_backlog = on_backlog
         self.body = BodyPipe(buffer_limit, on_backlog)
 
-    def classify_body(self) -> None:
-        """Record the framing httptools accepted (it already rejected conflicting framing)."""
+    def classify_body(self) -> int:
+        """Record the framing; returns 0, or the status that refuses it.
+
+        llhttp rejects conflicting lengths before the head is complete, but bad transfer codings
+        only after it, too late for a request already forwarded. RFC 9112 §6.3: a request whose
+        final coding is not chunked has no determinable length (400). §6.1: a coding the proxy
+        does not implement (anything but chunked, which it decodes) gets 501, as in Envoy.
+        """
+        codings: list[str] = []
         for name, value in self.headers:
             if name == "content-length":
                 self.content_length = int(value.strip() or 0)
-            elif name == "transfer-encoding" and "chunked" in value.lower():
-                self.chunked = True
-        if self.chunked:
-            self.content_length = None
+            elif name == "transfer-encoding":
+                codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
+        if not codings:
+            return 0
+        self.content_length = None
+        self.chunked = codings[-1] == "chunked"
+        if not self.chunked:
+            return 400
+        return 0 if len(codings) == 1 else 501
 
     @property
     def has_body(self) -> bool:

@@ -195,6 +195,13 @@ class TcpDownstream(asyncio.Protocol):
             self.flags.append(flags.UPSTREAM_CONNECTION_FAILURE)
             self.close()
             return
+        except asyncio.CancelledError:
+            # The client left while connecting: give the connection slot back.
+            cluster.open_connections -= 1
+            stats.upstream_cx_active.dec()
+            if upstream.transport is not None:
+                upstream.transport.abort()
+            raise
         finally:
             self.connect_task = None
         host.cx_total += 1

@@ -36,6 +36,8 @@ class ResponseSink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_close_delimited",
+        "_complete",
         "_head_only",
         "_headers",
         "_parser",
@@ -57,6 +59,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers: Headers = []
         self._head_only = False
+        self._complete = False  # the current response ended; released once the read is parsed
+        self._close_delimited = False  # the current response's body ends when the upstream closes
         self.keep_alive = True
         self.closed = False
         self.upgraded = False
@@ -90,17 +94,32 @@ class UpstreamConnection(asyncio.Protocol):
             rest = data[offset:]
             if rest and self.sink is not None:
                 self.sink.on_upgraded_data(rest)
+            return
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamProtocolError(f"invalid HTTP response from upstream: {exc}"))
-        else:
-            sink.on_read_done()
-            if self._head_only and self.sink is None:
+            if not self._complete:
+                self._fail(UpstreamProtocolError(f"invalid HTTP response from upstream: {exc}"))
+                return
+            self.keep_alive = False  # garbage after a complete response: finish it, then close
+        if self._complete:
+            # Completion waits until the parser has returned: releasing the connection from
+            # inside a callback could start the next request on it while llhttp still holds
+            # bytes of this read, which would then be parsed as that request's response.
+            self._complete = False
+            if self._head_only:
                 # HEAD responses declare a length they never send; llhttp cannot be told, so
                 # start a fresh parser for the next response on this connection.
                 self._parser = httptools.HttpResponseParser(self)
                 self._head_only = False
+            self._finish()
+        else:
+            sink.on_read_done()
 
     def eof_received(self) -> bool | None:
+        if self._close_delimited and self.sink is not None:
+            # RFC 9112 §6.3: with neither length nor chunked coding, the close ends the body.
+            self._close_delimited = False
+            self.keep_alive = False
+            self._finish()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -124,23 +143,36 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self._complete:
+            # A second response in the read that completed the first: nothing asked for it.
+            self.keep_alive = False
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
+        if self._complete:
+            return
+        parser = self._parser
+        status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # interim responses are consumed here; Expect is answered by the proxy
-        self.keep_alive = self._parser.should_keep_alive()
+        self.keep_alive = parser.should_keep_alive()
+        headers = self._headers
         if self.sink is not None:
-            self.sink.on_response_head(status, self._headers, self.keep_alive)
+            self.sink.on_response_head(status, headers, self.keep_alive)
         if self._head_only:
-            self._finish()
+            self._complete = True
+        elif status not in (101, 204, 304) and not _has_framing(headers):
+            self._close_delimited = True
+            self.keep_alive = False
 
     def on_body(self, body: bytes) -> None:
-        if self.sink is not None:
+        if self._complete:
+            # Bytes past a complete response (or past a HEAD response's head) in one read.
+            self.keep_alive = False
+        elif self.sink is not None:
             self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
@@ -149,8 +181,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if status == 101:
             return  # the connection becomes a tunnel; the exchange owns it until close
-        if not self._head_only:
-            self._finish()
+        self._close_delimited = False
+        self._complete = True
 
     # -- used by the exchange --------------------------------------------------------------
     def begin(self, sink: ResponseSink, head: bytes, head_only: bool) -> None:
@@ -158,6 +190,8 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.sink = sink
         self._head_only = head_only
+        self._complete = False
+        self._close_delimited = False
         self.requests += 1
         self.transport.write(head)
 
@@ -193,3 +227,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.abort()
         if sink is not None:
             sink.on_upstream_lost(error)
+
+
+def _has_framing(headers: Headers) -> bool:
+    """Whether a response head delimits its body (content-length or transfer-encoding)."""
+    return any(name in ("content-length", "transfer-encoding") for name, _ in headers)

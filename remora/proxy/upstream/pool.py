@@ -49,6 +49,10 @@ class HostPool:
                 return conn
         return None
 
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
     async def acquire(self) -> UpstreamConnection:
         conn = self.take_idle()
         if conn is not None:
@@ -68,6 +72,16 @@ class HostPool:
         cluster.stats.upstream_rq_pending_active.inc()
         try:
             conn = await waiter
+        except asyncio.CancelledError:
+            # The request left (e.g. its client hung up) just as it was handed a connection or
+            # a free slot: pass either on, or the connection would stay busy forever.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                handed = waiter.result()
+                if handed is not None:
+                    self.release(handed)
+                else:
+                    cluster.wake_one_waiter()
+            raise
         finally:
             cluster.pending_requests -= 1
             cluster.stats.upstream_rq_pending_active.dec()
@@ -97,6 +111,11 @@ class HostPool:
             stats.upstream_cx_connect_fail.inc()
             self._forget(conn)
             raise ConnectFailure(f"connection failure: {exc.strerror or exc}") from None
+        except asyncio.CancelledError:
+            # The request left while connecting: the slot and the half-open socket go with it.
+            self._forget(conn)
+            conn.abort()
+            raise
         self.host.cx_total += 1
         self.host.cx_active += 1
         return conn
