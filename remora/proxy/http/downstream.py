@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from remora.proxy.http.listener import HttpListener
 
 _MAX_PIPELINED = 16  # queued requests before the connection stops reading
+_LINGER_SECONDS = 1.0  # Envoy's delayed_close_timeout default
 
 
 class _HeadersTooLarge(Exception):
@@ -41,6 +42,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_header_bytes",
         "_header_count",
         "_last_activity",
+        "_lingering",
         "_read_blocks",
         "_timer",
         "_timer_at",
@@ -84,7 +86,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.tunnel_mode = False
         self.tunnel_request: Request | None = None
         self._read_blocks = 0
-        self._error_reply: tuple[int, str] | None = None  # owed after the requests before it
+        self._error_reply: tuple[int, str] | None = None
+        self._lingering = False  # owed after the requests before it
         self._header_bytes = 0
         self._header_count = 0
         self._url = bytearray()
@@ -145,6 +148,8 @@ class DownstreamConnection(asyncio.Protocol):
                 self.protocol_error(400, f"Bad Request: {exc}")
 
     def eof_received(self) -> bool | None:
+        if self._lingering:
+            return None  # the client is done too: close now
         active = self.active
         if self.tunnel_mode and active is not None:
             active.on_downstream_eof()
@@ -267,7 +272,7 @@ class DownstreamConnection(asyncio.Protocol):
         """Reasons to stop reading are counted, so the last one to clear resumes reading."""
         self._read_blocks += 1 if block else -1
         transport = self.transport
-        if transport is None or self.closed:
+        if transport is None or self.closed or self._lingering:
             return
         if self._read_blocks == 1 and block:
             transport.pause_reading()
@@ -385,7 +390,28 @@ class DownstreamConnection(asyncio.Protocol):
         self.write(encode_response_head(status, headers) + payload)
 
     def close(self) -> None:
+        """Close after what is buffered has been sent, without resetting the client.
+
+        Closing a socket that still holds unread request bytes makes the kernel send a reset,
+        which can destroy the response before the client reads it (a reply sent during an
+        upload, a 4xx for a bad request). So the write side is shut first (the client sees the
+        end of the response at once), what the client still sends is read and dropped, and the
+        socket closes when the client closes or after a short linger, like Envoy's
+        delayed_close_timeout.
+        """
         self.closing = True
+        transport = self.transport
+        if transport is None or self.closed or self._lingering:
+            return
+        if self.tunnel_mode or not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        transport.write_eof()
+        transport.resume_reading()  # whatever paused it, the rest is now only drained
+        self.loop.call_later(_LINGER_SECONDS, self._end_linger)
+
+    def _end_linger(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.close()
 
@@ -432,8 +458,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._last_activity = time.monotonic()
 
     def _arm_timer(self) -> None:
-        if self.closed:
-            return
+        if self.closed or self._lingering:
+            return  # a lingering connection only waits for its own close
         deadline = self._next_deadline()
         if deadline is None:
             return
@@ -448,7 +474,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.closed:
+        if self.closed or self._lingering:
             return
         deadline = self._next_deadline()
         if deadline is None:
