@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 
@@ -414,3 +415,28 @@ async def test_smuggling_shapes_are_refused_with_400() -> None:
             assert raw.startswith(b"HTTP/1.1 400"), name
         # None of them reached the upstream.
         assert ups[0].requests_served == 0
+
+
+async def test_replies_without_an_exchange_are_logged(tmp_path: Path) -> None:
+    log_path = tmp_path / "access.log"
+    access_log = [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": (
+                    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+                ),
+                "path": str(log_path),
+                "log_format": {
+                    "text_format_source": {"inline_string": "%RESPONSE_CODE% %RESPONSE_FLAGS%\n"}
+                },
+            },
+        }
+    ]
+    listener = http_listener(access_log=access_log, request_headers_timeout="0.3s")
+    async with running_proxy(bootstrap([listener], [cluster("backend", [1])])) as proxy:
+        port = proxy.listener_port("http")
+        assert (await send_and_read(port, b"GARBAGE\r\n\r\n")).startswith(b"HTTP/1.1 400")
+        slow = await send_and_read(port, b"GET / HTTP/1.1\r\nhost: x\r\n", timeout=3)
+        assert slow.startswith(b"HTTP/1.1 408")
+    assert log_path.read_text().splitlines() == ["400 DPE", "408 SI"]

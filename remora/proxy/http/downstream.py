@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.http.h1_codec import Headers, encode_response_head
 from remora.proxy.http.request import Request
 
@@ -377,7 +378,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.send_simple(status, body, close=True)
         self.close()
 
-    def send_simple(self, status: int, body: str, close: bool) -> None:
+    def send_simple(self, status: int, body: str, close: bool, flag: str = "DPE") -> None:
+        """A reply with no exchange behind it: the request never parsed, or never finished."""
         payload = body.encode("utf-8")
         headers: Headers = [
             ("content-length", str(len(payload))),
@@ -387,7 +389,29 @@ class DownstreamConnection(asyncio.Protocol):
         if close:
             headers.append(("connection", "close"))
         self.stats.response_class(status).inc()
-        self.write(encode_response_head(status, headers) + payload)
+        head = encode_response_head(status, headers)
+        self.write(head + payload)
+        if self.hcm.access_logs:
+            self._log_simple(status, flag, headers, len(head) + len(payload))
+
+    def _log_simple(self, status: int, flag: str, headers: Headers, sent: int) -> None:
+        # Envoy logs these too (e.g. a 400 with DPE); fill in what was parsed before it failed.
+        parsing = self.parsing
+        started = parsing.start_time if parsing is not None else time.time()
+        record = AccessLogRecord(
+            start_time=started,
+            method=parsing.method or None if parsing is not None else None,
+            path=self._url.decode("latin-1") or None if parsing is not None else None,
+            request_headers=list(parsing.headers) if parsing is not None else [],
+            response_headers=headers,
+            response_code=status,
+            response_flags=flag,
+            duration_ms=(time.time() - started) * 1000,
+            bytes_sent=sent,
+            downstream_remote_address=self.remote_address,
+        )
+        for logger in self.hcm.access_logs:
+            logger.log(record)
 
     def close(self) -> None:
         """Close after what is buffered has been sent, without resetting the client.
@@ -490,7 +514,7 @@ class DownstreamConnection(asyncio.Protocol):
         elif kind == "headers":
             stats.downstream_rq_header_timeout.inc()
             self.closing = True
-            self.send_simple(408, "request headers timeout", close=True)
+            self.send_simple(408, "request headers timeout", close=True, flag="SI")
             self.close()
         elif kind == "request":
             stats.downstream_rq_timeout.inc()
@@ -498,7 +522,7 @@ class DownstreamConnection(asyncio.Protocol):
                 self.active.on_timeout("request timeout", 408)
             else:
                 self.closing = True
-                self.send_simple(408, "request timeout", close=True)
+                self.send_simple(408, "request timeout", close=True, flag="SI")
                 self.close()
         else:  # stream idle
             stats.downstream_rq_idle_timeout.inc()
