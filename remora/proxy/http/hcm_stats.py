@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
+from remora.proxy.stats.group import by_response_class, resolve_group
 
 
 @dataclass(slots=True)
@@ -42,25 +43,14 @@ class HcmStats:
     rq_direct_response: Counter
     rq_redirect: Counter
 
+    by_class: tuple[Counter, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        self.by_class = by_response_class(self, "downstream_rq")
+
     @classmethod
     def create(cls, store: Store, stat_prefix: str) -> HcmStats:
-        prefix = f"http.{stat_prefix}."
-        values: dict[str, Counter | Gauge | Histogram] = {}
-        for field in fields(cls):
-            name = prefix + field.name
-            if field.type == "Gauge":
-                values[field.name] = store.gauge(name)
-            elif field.type == "Histogram":
-                values[field.name] = store.histogram(name)
-            else:
-                values[field.name] = store.counter(name)
-        return cls(**values)  # type: ignore[arg-type]
+        return resolve_group(cls, store, f"http.{stat_prefix}.")
 
     def response_class(self, status: int) -> Counter:
-        return (
-            self.downstream_rq_1xx,
-            self.downstream_rq_2xx,
-            self.downstream_rq_3xx,
-            self.downstream_rq_4xx,
-            self.downstream_rq_5xx,
-        )[min(max(status // 100, 1), 5) - 1]
+        return self.by_class[min(max(status // 100, 1), 5) - 1]

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
+from remora.proxy.stats.group import by_response_class, resolve_group
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
 from remora.proxy.upstream.pool import HostPool
 
@@ -83,28 +84,17 @@ class ClusterStats:
     membership_total: Gauge
     membership_healthy: Gauge
 
+    by_class: tuple[Counter, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        self.by_class = by_response_class(self, "upstream_rq")
+
     @classmethod
     def create(cls, store: Store, cluster: str) -> ClusterStats:
-        prefix = f"cluster.{cluster}."
-        values: dict[str, Counter | Gauge | Histogram] = {}
-        for field in fields(cls):
-            name, kind = field.name, field.type
-            if kind == "Gauge":
-                values[name] = store.gauge(prefix + name)
-            elif kind == "Histogram":
-                values[name] = store.histogram(prefix + name)
-            else:
-                values[name] = store.counter(prefix + name)
-        return cls(**values)  # type: ignore[arg-type]
+        return resolve_group(cls, store, f"cluster.{cluster}.")
 
     def response_class(self, status: int) -> Counter:
-        return (
-            self.upstream_rq_1xx,
-            self.upstream_rq_2xx,
-            self.upstream_rq_3xx,
-            self.upstream_rq_4xx,
-            self.upstream_rq_5xx,
-        )[min(max(status // 100, 1), 5) - 1]
+        return self.by_class[min(max(status // 100, 1), 5) - 1]
 
 
 class Cluster:
