@@ -473,36 +473,25 @@ class Exchange:
             return
         if self.cluster is not None:
             self.cluster.stats.upstream_rq_timeout.inc()
-        self.response_flags.append(flags.UPSTREAM_REQUEST_TIMEOUT)
-        self._reset_upstream()
-        if not self.head_sent:
-            self.local_reply(504, "upstream request timeout")
-        else:
-            self.keep_alive = False
-            self._finish()
-            self.downstream.abort()
+        self._abandon(flags.UPSTREAM_REQUEST_TIMEOUT, 504, "upstream request timeout", close=False)
 
     def on_timeout(self, body: str, status: int) -> None:
         """A connection-manager timeout (request or stream idle) fired for this exchange."""
-        if self.done:
-            return
-        self.response_flags.append(flags.STREAM_IDLE_TIMEOUT)
-        self._reset_upstream()
-        if not self.head_sent:
-            self.local_reply(status, body, close=True)
-        else:
-            self.keep_alive = False
-            self._finish()
-            self.downstream.abort()
+        self._abandon(flags.STREAM_IDLE_TIMEOUT, status, body, close=True)
 
     def on_protocol_error(self, status: int, body: str) -> None:
         """The client's bytes stopped making sense mid-request: reset upstream, answer, close."""
+        self._abandon(flags.DOWNSTREAM_PROTOCOL_ERROR, status, body, close=True)
+
+    def _abandon(self, flag: str, status: int, body: str, close: bool) -> None:
+        """Give up on the upstream: answer locally if nothing was sent yet, else cut the
+        client off, since a response already under way cannot be turned into an error."""
         if self.done:
             return
-        self.response_flags.append(flags.DOWNSTREAM_PROTOCOL_ERROR)
+        self.response_flags.append(flag)
         self._reset_upstream()
         if not self.head_sent:
-            self.local_reply(status, body, close=True)
+            self.local_reply(status, body, close=close)
         else:
             self.keep_alive = False
             self._finish()
