@@ -474,9 +474,16 @@ class DownstreamConnection(asyncio.Protocol):
                 candidates.append((active.request.started_at + hcm.request_timeout, "request"))
             if hcm.stream_idle_timeout is not None:
                 candidates.append((self._last_activity + hcm.stream_idle_timeout, "stream_idle"))
+            if active.route_deadline is not None:
+                candidates.append((active.route_deadline, "route"))
         elif not self.queue and not self.tunnel_mode and hcm.idle_timeout is not None:
             candidates.append((self._last_activity + hcm.idle_timeout, "idle"))
         return min(candidates) if candidates else None
+
+    def deadline_added(self, at: float) -> None:
+        """A new deadline for the active exchange; the timer only moves if it comes sooner."""
+        if self._timer is None or at < self._timer_at:
+            self._arm_timer()
 
     def touch(self) -> None:
         self._last_activity = time.monotonic()
@@ -516,6 +523,9 @@ class DownstreamConnection(asyncio.Protocol):
             self.closing = True
             self.send_simple(408, "request headers timeout", close=True, flag="SI")
             self.close()
+        elif kind == "route":
+            if self.active is not None:
+                self.active.on_route_timeout()
         elif kind == "request":
             stats.downstream_rq_timeout.inc()
             if self.active is not None:

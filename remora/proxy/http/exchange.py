@@ -68,8 +68,8 @@ class Exchange:
         "response_has_body",
         "response_headers",
         "route",
+        "route_deadline",
         "status",
-        "timer",
         "trusted_address",
         "upgraded",
         "upstream",
@@ -99,7 +99,9 @@ class Exchange:
         self.upstream_started = 0.0
         self.upstream_reading_paused = False
         self.downstream_blocked = False
-        self.timer: asyncio.TimerHandle | None = None
+        # When the route timeout fires (monotonic seconds); the connection's one lazy timer
+        # watches it, so a request costs a float here rather than a timer of its own.
+        self.route_deadline: float | None = None
         self.done = False
         self.keep_alive = True
         self.upgraded = False
@@ -201,7 +203,7 @@ class Exchange:
         host.rq_total += 1
         host.rq_active += 1
         if route.timeout is not None and request.complete:
-            self.timer = downstream.loop.call_later(route.timeout, self._on_route_timeout)
+            self._arm_route_timeout(route.timeout)
         self.upstream_path = route.path
         if request.has_body and _expects_continue(request):
             # Envoy's default: the proxy answers `Expect: 100-continue` itself.
@@ -281,8 +283,17 @@ class Exchange:
     def on_request_complete(self) -> None:
         """The request's last byte arrived: Envoy's route timeout counts from here."""
         route = self.route
-        if not self.done and self.timer is None and route is not None and route.timeout is not None:
-            self.timer = self.downstream.loop.call_later(route.timeout, self._on_route_timeout)
+        if (
+            not self.done
+            and self.route_deadline is None
+            and route is not None
+            and route.timeout is not None
+        ):
+            self._arm_route_timeout(route.timeout)
+
+    def _arm_route_timeout(self, timeout: float) -> None:
+        self.route_deadline = deadline = time.monotonic() + timeout
+        self.downstream.deadline_added(deadline)
 
     def _send_chunk(self, data: bytes) -> None:
         if self.upstream is not None and data:
@@ -355,10 +366,8 @@ class Exchange:
             downstream.stats.downstream_cx_upgrades_total.inc()
             downstream.stats.downstream_cx_upgrades_active.inc()
             downstream.tunnel_mode = True
-            if self.timer is not None:
-                # Request timeouts do not apply to a tunnel: its streams end when a peer closes.
-                self.timer.cancel()
-                self.timer = None
+            # Request timeouts do not apply to a tunnel: its streams end when a peer closes.
+            self.route_deadline = None
         elif status == 101:
             # A 101 to a request that did not ask to upgrade is a protocol error upstream.
             self._reset_upstream()
@@ -467,8 +476,8 @@ class Exchange:
         self.downstream.abort()
 
     # -- failures and timeouts --------------------------------------------------------------
-    def _on_route_timeout(self) -> None:
-        self.timer = None
+    def on_route_timeout(self) -> None:
+        self.route_deadline = None
         if self.done:
             return
         if self.cluster is not None:
@@ -565,9 +574,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.route_deadline = None
         if self.connect_task is not None:
             self.connect_task.cancel()
             self.connect_task = None
