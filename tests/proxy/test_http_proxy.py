@@ -440,3 +440,30 @@ async def test_replies_without_an_exchange_are_logged(tmp_path: Path) -> None:
         slow = await send_and_read(port, b"GET / HTTP/1.1\r\nhost: x\r\n", timeout=3)
         assert slow.startswith(b"HTTP/1.1 408")
     assert log_path.read_text().splitlines() == ["400 DPE", "408 SI"]
+
+
+async def test_access_log_reports_the_trusted_client_address(tmp_path: Path) -> None:
+    log_path = tmp_path / "access.log"
+    access_log = [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": (
+                    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+                ),
+                "path": str(log_path),
+                "log_format": {
+                    "text_format_source": {
+                        "inline_string": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\n"
+                    }
+                },
+            },
+        }
+    ]
+    routes = [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]
+    listener = http_listener(routes=routes, access_log=access_log)  # use_remote_address: false
+    async with running_proxy(bootstrap([listener], [])) as proxy, httpx.AsyncClient() as client:
+        url = f"http://127.0.0.1:{proxy.listener_port('http')}/"
+        await client.get(url, headers={"x-forwarded-for": "203.0.113.7"})
+        await client.get(url)
+    assert log_path.read_text().splitlines() == ["203.0.113.7", "127.0.0.1"]

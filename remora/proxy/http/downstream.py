@@ -485,9 +485,6 @@ class DownstreamConnection(asyncio.Protocol):
         if self._timer is None or at < self._timer_at:
             self._arm_timer()
 
-    def touch(self) -> None:
-        self._last_activity = time.monotonic()
-
     def _arm_timer(self) -> None:
         if self.closed or self._lingering:
             return  # a lingering connection only waits for its own close

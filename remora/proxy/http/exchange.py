@@ -624,7 +624,13 @@ class Exchange:
                 upstream_cluster=cluster.name if cluster is not None else None,
                 bytes_received=request.body.total,
                 bytes_sent=self.bytes_sent,
-                downstream_remote_address=downstream.remote_address,
+                # Envoy's downstream remote address is the trusted client address, which
+                # x-forwarded-for may supply (use_remote_address, xff_num_trusted_hops).
+                downstream_remote_address=(
+                    downstream.remote_address
+                    if self.trusted_address == downstream.remote_ip
+                    else self.trusted_address
+                ),
                 route_name=self.route.route_name if self.route is not None else None,
             )
             for logger in hcm.access_logs:
