@@ -13,7 +13,6 @@ import os
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from remora.bpf.btf.kernel import kernel_btf
@@ -24,12 +23,12 @@ from remora.bpf.errors import BPFError, BPFLoadError, BPFSyscallError
 from remora.bpf.maps import Map, MapSpec
 from remora.bpf.pin import check_pin_dir
 from remora.bpf.prog import Program, ProgramSpec
-from remora.bpf.sys.fd import FD
+from remora.bpf.sys.fd import FD, Closing
 
 PIN_BY_NAME = 1
 
 
-class Collection:
+class Collection(Closing):
     """Loaded programs and maps by name. Use as a context manager, or call close()."""
 
     def __init__(self, spec: CollectionSpec) -> None:
@@ -175,17 +174,6 @@ class Collection:
             m.close()
         if self.btf_fd is not None:
             self.btf_fd.close()
-
-    def __enter__(self) -> Collection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def variable(self, name: str) -> bytes:
         """Current value of a global variable, read from its (loaded) data map."""

@@ -16,7 +16,6 @@ import errno
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from types import TracebackType
 from typing import Any
 
 from remora.bpf.codec import BytesCodec, Codec, IntCodec, codec_for
@@ -24,7 +23,7 @@ from remora.bpf.cpus import possible_cpus
 from remora.bpf.errors import BPFError, BPFSyscallError
 from remora.bpf.pin import Pinnable, obj_get
 from remora.bpf.sys import types as t
-from remora.bpf.sys.fd import FD
+from remora.bpf.sys.fd import FD, Closing
 from remora.bpf.sys.syscall import CMD, NR_BPF, bpf, bpf_raw, fast_syscall
 
 PERCPU_TYPES = frozenset(
@@ -89,7 +88,7 @@ def _round8(n: int) -> int:
     return (n + 7) & ~7
 
 
-class Map(Pinnable):
+class Map(Pinnable, Closing):
     """An owned map fd with its geometry. Close it (or use `with`) to release the fd."""
 
     _kind = "map"
@@ -241,17 +240,6 @@ class Map(Pinnable):
     def close(self) -> None:
         self._fast = None  # its attr holds the fd number, which the kernel may reuse
         self.fd.close()
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

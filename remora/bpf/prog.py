@@ -13,14 +13,13 @@ import dataclasses
 import errno
 import os
 import re
-from types import TracebackType
 from typing import Any
 
 from remora.bpf.errors import BPFError, BPFSyscallError, VerifierError
 from remora.bpf.maps import _obj_name
 from remora.bpf.pin import Pinnable, obj_get
 from remora.bpf.sys import types as t
-from remora.bpf.sys.fd import FD
+from remora.bpf.sys.fd import FD, Closing
 from remora.bpf.sys.syscall import bpf, bpf_raw
 
 LOG_START = 64 * 1024
@@ -84,7 +83,7 @@ class TestRunResult:
     duration_ns: int  # average per repetition, as the kernel reports it
 
 
-class Program(Pinnable):
+class Program(Pinnable, Closing):
     """An owned program fd. `verifier_log` is set when a log was requested at load."""
 
     _kind = "program"
@@ -227,17 +226,6 @@ class Program(Pinnable):
 
     def close(self) -> None:
         self.fd.close()
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Program({self.name!r}, {self.type.name})"

@@ -13,6 +13,7 @@ import os
 import warnings
 import weakref
 from types import TracebackType
+from typing import Self
 
 
 def _gc_close(fd: int, kind: str) -> None:
@@ -20,7 +21,27 @@ def _gc_close(fd: int, kind: str) -> None:
     os.close(fd)
 
 
-class FD:
+class Closing:
+    """`with owner:` closes it on the way out (FD, Map, Program and Collection alike)."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FD(Closing):
     """Owns one file descriptor. `raw` raises after close rather than returning a stale number."""
 
     __slots__ = ("__weakref__", "_fd", "_finalizer", "kind")
@@ -50,17 +71,6 @@ class FD:
 
     def dup(self) -> FD:
         return FD(os.dup(self.raw), self.kind)
-
-    def __enter__(self) -> FD:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"FD({self._fd}, {self.kind!r})"
