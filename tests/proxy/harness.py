@@ -103,6 +103,23 @@ def tcp_listener(cluster_name: str, name: str = "tcp", **extra: Any) -> dict[str
     }
 
 
+FILE_ACCESS_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+
+
+def file_access_log(path: object, text_format: str) -> list[dict[str, Any]]:
+    """An `access_log` list with one Envoy file logger writing `text_format` to `path`."""
+    return [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": FILE_ACCESS_LOG_TYPE,
+                "path": str(path),
+                "log_format": {"text_format_source": {"inline_string": text_format}},
+            },
+        }
+    ]
+
+
 def bootstrap(
     listeners: list[dict[str, Any]], clusters: list[dict[str, Any]], admin: bool = True
 ) -> dict[str, Any]:

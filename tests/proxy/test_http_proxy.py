@@ -8,7 +8,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
+from tests.proxy.harness import (
+    bootstrap,
+    cluster,
+    demo_upstreams,
+    file_access_log,
+    http_listener,
+    running_proxy,
+)
 from tests.proxy.rawclient import send_and_read, split_responses
 
 
@@ -222,22 +229,7 @@ async def test_routes_direct_response_redirect_and_404() -> None:
 
 async def test_upstream_failures_are_503_and_504(tmp_path) -> None:  # type: ignore[no-untyped-def]
     log_path = tmp_path / "access.log"
-    access_log = [
-        {
-            "name": "envoy.access_loggers.file",
-            "typed_config": {
-                "@type": (
-                    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
-                ),
-                "path": str(log_path),
-                "log_format": {
-                    "text_format_source": {
-                        "inline_string": "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%\n"
-                    }
-                },
-            },
-        }
-    ]
+    access_log = file_access_log(log_path, "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER%\n")
     routes = [
         {"match": {"prefix": "/dead"}, "route": {"cluster": "dead"}},
         {"match": {"prefix": "/"}, "route": {"cluster": "backend", "timeout": "0.3s"}},
@@ -419,20 +411,7 @@ async def test_smuggling_shapes_are_refused_with_400() -> None:
 
 async def test_replies_without_an_exchange_are_logged(tmp_path: Path) -> None:
     log_path = tmp_path / "access.log"
-    access_log = [
-        {
-            "name": "envoy.access_loggers.file",
-            "typed_config": {
-                "@type": (
-                    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
-                ),
-                "path": str(log_path),
-                "log_format": {
-                    "text_format_source": {"inline_string": "%RESPONSE_CODE% %RESPONSE_FLAGS%\n"}
-                },
-            },
-        }
-    ]
+    access_log = file_access_log(log_path, "%RESPONSE_CODE% %RESPONSE_FLAGS%\n")
     listener = http_listener(access_log=access_log, request_headers_timeout="0.3s")
     async with running_proxy(bootstrap([listener], [cluster("backend", [1])])) as proxy:
         port = proxy.listener_port("http")
@@ -444,22 +423,7 @@ async def test_replies_without_an_exchange_are_logged(tmp_path: Path) -> None:
 
 async def test_access_log_reports_the_trusted_client_address(tmp_path: Path) -> None:
     log_path = tmp_path / "access.log"
-    access_log = [
-        {
-            "name": "envoy.access_loggers.file",
-            "typed_config": {
-                "@type": (
-                    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
-                ),
-                "path": str(log_path),
-                "log_format": {
-                    "text_format_source": {
-                        "inline_string": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\n"
-                    }
-                },
-            },
-        }
-    ]
+    access_log = file_access_log(log_path, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\n")
     routes = [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]
     listener = http_listener(routes=routes, access_log=access_log)  # use_remote_address: false
     async with running_proxy(bootstrap([listener], [])) as proxy, httpx.AsyncClient() as client:
