@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests and demo use: compilers for BPF and Wasm guests, the HTTP peers, load tools.
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages | xargs)
 
-.PHONY: run test lint types pytest apt venv clean bench bytecode
+.PHONY: run test lint types pytest apt venv clean bench bytecode native
 
-run: $(STAMP) bytecode
+run: $(STAMP) native bytecode
 	$(VENV)/bin/remora demo
 
 test: apt $(STAMP) lint types pytest
@@ -36,6 +36,11 @@ $(STAMP): pyproject.toml
 bytecode:
 	@$(PY) -m compileall -q remora
 
+# The proxy's hot-path modules, compiled by mypyc from their own source (remora/native.py says
+# why and which). A no-op when every extension is newer than its source.
+native: $(STAMP)
+	@$(PY) -m remora.native build
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -44,11 +49,12 @@ types: $(STAMP)
 	$(VENV)/bin/mypy remora
 	cd bench && ../$(VENV)/bin/mypy --strict run.py suite peers/threadproxy.py
 
-pytest: $(STAMP) bytecode
+pytest: $(STAMP) native bytecode
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-bench: apt $(STAMP)
+bench: apt $(STAMP) native bytecode
 	$(PY) bench/run.py
 
 clean:
+	-$(PY) -m remora.native clean
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -77,10 +77,22 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         logging.getLogger("remora.config").warning("%s", warning)
+    _warn_stale_native()
     if args.validate:
         print(f"configuration '{args.config}' OK")
         return 0
     return run_config(config)
+
+
+def _warn_stale_native() -> None:
+    from remora import native
+
+    for module in native.stale():
+        logging.getLogger("remora.native").warning(
+            "%s: the compiled extension is older than its source and runs the old code; "
+            "run `make native`",
+            module,
+        )
 
 
 def run_config(config: Any) -> int:

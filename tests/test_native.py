@@ -1,0 +1,51 @@
+"""The mypyc build of the hot path: present where it can be, never stale."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from remora import native
+
+
+def test_listed_modules_exist_and_import() -> None:
+    for module in native.MODULES:
+        assert native.source_path(module).is_file(), module
+        importlib.import_module(module)
+
+
+def test_hot_path_is_compiled_when_a_compiler_exists() -> None:
+    # `make test` builds the extensions first, so the suite exercises the code users run.
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler: the proxy runs interpreted")
+    assert native.compiled() == list(native.MODULES)
+    for module in native.MODULES:
+        loaded = importlib.import_module(module).__file__
+        assert loaded is not None and not loaded.endswith(".py"), f"{module} ran from {loaded}"
+
+
+def test_stale_finds_an_extension_older_than_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    source = package / "fast.py"
+    source.write_text("x = 1\n")
+    extension = package / ("fast" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    extension.write_bytes(b"")
+    os.utime(source, (100, 100))
+    os.utime(extension, (200, 200))
+    monkeypatch.setattr(native, "SOURCE_ROOT", tmp_path)
+    monkeypatch.setattr(native, "MODULES", ("pkg.fast",))
+    assert native.compiled() == ["pkg.fast"]
+    assert native.stale() == []
+    os.utime(source, (300, 300))  # edited after the build
+    assert native.stale() == ["pkg.fast"]
+    native.clean()
+    assert not extension.exists()
+    assert native.compiled() == []
