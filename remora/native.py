@@ -21,20 +21,39 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-SOURCE_ROOT = PACKAGE_ROOT.parent
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = SOURCE_ROOT / "remora"
 
 # The modules every proxied request runs through. Only whole modules can be compiled, and a
 # compiled module can still import and call interpreted ones, so this list is only about speed.
+# Left out: modules with generic dataclasses (route.domains, route.pathindex), which mypyc
+# cannot build, and everything that runs only at config time.
 MODULES: tuple[str, ...] = (
+    "remora.proxy.accesslog.formatter",
+    "remora.proxy.accesslog.logger",
+    "remora.proxy.accesslog.operators",
+    "remora.proxy.accesslog.record",
     "remora.proxy.http.body",
+    "remora.proxy.http.config",
     "remora.proxy.http.downstream",
     "remora.proxy.http.exchange",
     "remora.proxy.http.forwarding",
     "remora.proxy.http.h1_codec",
+    "remora.proxy.http.hcm_stats",
+    "remora.proxy.http.listener",
     "remora.proxy.http.request",
+    "remora.proxy.http.route.actions",
+    "remora.proxy.http.route.headers",
+    "remora.proxy.http.route.matchers",
+    "remora.proxy.http.route.table",
+    "remora.proxy.listener_stats",
+    "remora.proxy.response_flags",
+    "remora.proxy.stats.group",
     "remora.proxy.stats.histogram",
     "remora.proxy.stats.metrics",
+    "remora.proxy.tcp.proxy",
+    "remora.proxy.upstream.cluster",
+    "remora.proxy.upstream.config",
     "remora.proxy.upstream.h1_connection",
     "remora.proxy.upstream.pool",
 )
@@ -64,22 +83,40 @@ def compiled() -> list[str]:
 
 
 def stale() -> list[str]:
-    """Compiled modules whose source changed after they were built (they would run old code)."""
+    """Compiled modules that would run old code: built before their source last changed, or
+    left over from a build whose module list (this file) has changed since."""
     result = []
-    for module in MODULES:
-        source_mtime = source_path(module).stat().st_mtime
-        if any(path.stat().st_mtime < source_mtime for path in extension_paths(module)):
+    listed = set(MODULES)
+    this_file = Path(__file__).with_suffix(".py")
+    list_mtime = this_file.stat().st_mtime if this_file.exists() else 0.0
+    for path in _all_extensions():
+        module = _module_of(path)
+        if module == GROUP + "__mypyc":
+            continue
+        source = source_path(module)
+        unlisted = module not in listed or not source.exists()
+        if unlisted or path.stat().st_mtime < max(source.stat().st_mtime, list_mtime):
             result.append(module)
-    return result
+    return sorted(set(result))
+
+
+def _all_extensions() -> list[Path]:
+    found: list[Path] = []
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        found.extend(PACKAGE_ROOT.rglob("*" + suffix))
+    return sorted(set(found))
+
+
+def _module_of(path: Path) -> str:
+    relative = path.relative_to(SOURCE_ROOT)
+    name = relative.name.split(".", 1)[0]
+    return ".".join((*relative.parent.parts, name))
 
 
 def clean() -> None:
-    for module in MODULES:
-        for path in extension_paths(module):
-            path.unlink()
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        shared = SOURCE_ROOT / (GROUP.replace(".", "/") + "__mypyc" + suffix)
-        shared.unlink(missing_ok=True)
+    """Remove every extension in the package: only this build puts them there."""
+    for path in _all_extensions():
+        path.unlink()
 
 
 def build(force: bool = False) -> int:
@@ -111,6 +148,10 @@ def build(force: bool = False) -> int:
         clean()  # half a build would shadow sources with a mix of old and new code
         print("remora.native: mypyc build failed; the proxy runs interpreted", file=sys.stderr)
         return done.returncode
+    # setuptools copies extensions with the build directory's mtimes, which can predate the
+    # sources; the in-place files are stamped now so `stale()` compares against this build.
+    for path in _all_extensions():
+        path.touch()
     return 0
 
 

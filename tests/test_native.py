@@ -6,6 +6,7 @@ import importlib
 import importlib.machinery
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -36,16 +37,24 @@ def test_stale_finds_an_extension_older_than_its_source(
     package.mkdir()
     source = package / "fast.py"
     source.write_text("x = 1\n")
-    extension = package / ("fast" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    extension = package / ("fast" + suffix)
     extension.write_bytes(b"")
-    os.utime(source, (100, 100))
-    os.utime(extension, (200, 200))
+    later = time.time() + 1000  # after native.py's own mtime, which also dates every build
+    os.utime(source, (later, later))
+    os.utime(extension, (later + 100, later + 100))
     monkeypatch.setattr(native, "SOURCE_ROOT", tmp_path)
+    monkeypatch.setattr(native, "PACKAGE_ROOT", package)
     monkeypatch.setattr(native, "MODULES", ("pkg.fast",))
     assert native.compiled() == ["pkg.fast"]
     assert native.stale() == []
-    os.utime(source, (300, 300))  # edited after the build
+    os.utime(source, (later + 200, later + 200))  # edited after the build
     assert native.stale() == ["pkg.fast"]
+    os.utime(source, (later, later))
+    leftover = package / ("dropped" + suffix)  # built when the module was still listed
+    leftover.write_bytes(b"")
+    os.utime(leftover, (later + 100, later + 100))
+    assert native.stale() == ["pkg.dropped"]
     native.clean()
-    assert not extension.exists()
+    assert not extension.exists() and not leftover.exists()
     assert native.compiled() == []
