@@ -8,31 +8,38 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass
 
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.h1_codec import Headers
 
 
-@dataclass(frozen=True, slots=True)
 class ForwardingDecision:
-    headers: Headers
-    trusted_client_address: str  # the address Envoy would call the downstream client
-    request_id: str | None
+    """A plain class, not a frozen dataclass: one is built per request, and a frozen
+    dataclass's `__init__` goes through `object.__setattr__` for every field."""
+
+    __slots__ = ("headers", "request_id", "trusted_client_address")
+
+    def __init__(self, headers: Headers, trusted_client_address: str, request_id: str | None):
+        self.headers = headers
+        self.trusted_client_address = trusted_client_address  # Envoy's downstream client
+        self.request_id = request_id
 
 
 def new_request_id() -> str:
     """A random (version 4) UUID string.
 
     Request ids need uniqueness, not secrecy, so they come from the process PRNG: `uuid.uuid4()`
-    makes a getrandom(2) syscall per call, which shows up on the per-request profile.
+    makes a getrandom(2) syscall per call, which shows up on the per-request profile. The version
+    and variant bits are set on the bytes, so the text is one hex conversion and five slices.
     """
-    h = f"{_random_bits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    raw = bytearray(_random_bits(128).to_bytes(16, "little"))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-_random_bits = random.Random().getrandbits
-_VARIANT = "89ab"
+_random_bits = random.Random().getrandbits  # Random.randbytes is Python code over this
 
 
 def is_internal(address: str) -> bool:

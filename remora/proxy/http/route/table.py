@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from remora.proxy.http.route.actions import (
     Action,
@@ -35,13 +35,27 @@ from remora.proxy.http.route.pathindex import (
 PREFIX, PREFIX_CI, EXACT, EXACT_CI, SEPARATED_PREFIX, SEPARATED_PREFIX_CI, REGEX = range(7)
 
 
-@dataclass(slots=True)
 class RouteRequest:
-    method: str
-    path: str  # the raw request-target, query included
-    authority: str  # Host as sent, port included if any
-    headers: list[tuple[str, str]] = field(default_factory=list)  # lowercase, no pseudo-headers
-    scheme: str = "http"
+    """What routing looks at. A plain class (not a dataclass): one is built per request."""
+
+    __slots__ = ("authority", "headers", "method", "path", "scheme")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        authority: str,
+        headers: list[tuple[str, str]] | None = None,
+        scheme: str = "http",
+    ) -> None:
+        self.method = method
+        self.path = path  # the raw request-target, query included
+        self.authority = authority  # Host as sent, port included if any
+        self.headers: list[tuple[str, str]] = [] if headers is None else headers  # lowercase
+        self.scheme = scheme
+
+    def __repr__(self) -> str:
+        return f"RouteRequest({self.method!r}, {self.path!r}, {self.authority!r})"
 
 
 class RouteResult:
