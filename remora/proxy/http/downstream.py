@@ -42,7 +42,6 @@ class DownstreamConnection(asyncio.Protocol):
         "_error_reply",
         "_header_bytes",
         "_header_count",
-        "_last_activity",
         "_lingering",
         "_read_blocks",
         "_timer",
@@ -52,6 +51,7 @@ class DownstreamConnection(asyncio.Protocol):
         "closed",
         "closing",
         "hcm",
+        "last_activity",
         "listener",
         "loop",
         "parser",
@@ -92,7 +92,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._header_bytes = 0
         self._header_count = 0
         self._url = bytearray()
-        self._last_activity = time.monotonic()
+        self.last_activity = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
@@ -117,7 +117,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
-        self._last_activity = time.monotonic()
+        self.last_activity = time.monotonic()
         self.stats.downstream_cx_rx_bytes_total.inc(len(data))
         if self.tunnel_request is not None:
             self.tunnel_request.body.feed(data)
@@ -197,7 +197,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._url.clear()
         self._header_bytes = 0
         self._header_count = 0
-        request = Request(self.listener.buffer_limit, self.block_reading)
+        request = Request(self.listener.buffer_limit, self.block_reading, self.last_activity)
         self.parsing = request
         self.requests_started += 1
         if self.hcm.request_headers_timeout is not None or self.hcm.request_timeout is not None:
@@ -235,7 +235,7 @@ class DownstreamConnection(asyncio.Protocol):
         request.version = parser.get_http_version()
         request.keep_alive = parser.should_keep_alive()
         request.upgrade = parser.should_upgrade()
-        request.headers_done = time.monotonic()
+        request.headers_done = self.last_activity  # set when this read arrived
         framing_error = request.classify_body()
         if framing_error:
             raise _BadFraming(framing_error)
@@ -282,7 +282,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
-            self._last_activity = time.monotonic()  # a response in flight is not an idle stream
+            self.last_activity = time.monotonic()  # a response in flight is not an idle stream
             self.stats.downstream_cx_tx_bytes_total.inc(len(data))
             self.transport.write(data)
 
@@ -306,7 +306,9 @@ class DownstreamConnection(asyncio.Protocol):
             hcm = self.hcm
             at = float("inf")
             if hcm.stream_idle_timeout is not None:
-                at = time.monotonic() + hcm.stream_idle_timeout
+                # An earlier deadline than due (last_activity may be a little old) only makes
+                # the timer re-check sooner.
+                at = self.last_activity + hcm.stream_idle_timeout
             if hcm.request_timeout is not None and not active.request.complete:
                 at = min(at, active.request.started_at + hcm.request_timeout)
             if at < self._timer_at or self._timer is None:
@@ -317,7 +319,7 @@ class DownstreamConnection(asyncio.Protocol):
         if self.active is not exchange:
             return
         self.active = None
-        self._last_activity = time.monotonic()
+        self.last_activity = time.monotonic()
         max_requests = self.hcm.max_requests_per_connection
         if (
             not keep_alive
@@ -473,11 +475,11 @@ class DownstreamConnection(asyncio.Protocol):
                 # Envoy disarms the request timeout once the response has started.
                 candidates.append((active.request.started_at + hcm.request_timeout, "request"))
             if hcm.stream_idle_timeout is not None:
-                candidates.append((self._last_activity + hcm.stream_idle_timeout, "stream_idle"))
+                candidates.append((self.last_activity + hcm.stream_idle_timeout, "stream_idle"))
             if active.route_deadline is not None:
                 candidates.append((active.route_deadline, "route"))
         elif not self.queue and not self.tunnel_mode and hcm.idle_timeout is not None:
-            candidates.append((self._last_activity + hcm.idle_timeout, "idle"))
+            candidates.append((self.last_activity + hcm.idle_timeout, "idle"))
         return min(candidates) if candidates else None
 
     def deadline_added(self, at: float) -> None:

@@ -211,7 +211,7 @@ class Exchange:
         pool = host.pool
         idle = pool.take_idle()
         if idle is not None:
-            self._send(idle)
+            self._send(idle, downstream.last_activity)
         else:
             self.connect_task = asyncio.create_task(self._connect(host))
 
@@ -238,10 +238,10 @@ class Exchange:
         if self.done:
             host.pool.release(upstream)
             return
-        self._send(upstream)
+        self._send(upstream, time.monotonic())
 
     # -- request direction -----------------------------------------------------------------
-    def _send(self, upstream: UpstreamConnection) -> None:
+    def _send(self, upstream: UpstreamConnection, now: float) -> None:
         route = self.route
         host = self.host
         assert route is not None and host is not None
@@ -266,7 +266,7 @@ class Exchange:
             headers = [(n, v) for n, v in headers if n != "content-length"]
             headers.append(("content-length", str(request.content_length)))
         head = encode_request_head(request.method, self.upstream_path, headers)
-        self.upstream_started = time.monotonic()
+        self.upstream_started = now
         upstream.begin(self, head, head_only=request.method == "HEAD")
         if request.tunnel:
             request.body.attach(upstream.write, _noop)
@@ -292,7 +292,8 @@ class Exchange:
             self._arm_route_timeout(route.timeout)
 
     def _arm_route_timeout(self, timeout: float) -> None:
-        self.route_deadline = deadline = time.monotonic() + timeout
+        # Armed from inside the read that completed the request, whose time the connection holds.
+        self.route_deadline = deadline = self.downstream.last_activity + timeout
         self.downstream.deadline_added(deadline)
 
     def _send_chunk(self, data: bytes) -> None:
