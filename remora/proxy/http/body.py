@@ -25,7 +25,7 @@ class BodyPipe:
     )
 
     def __init__(self, limit: int, on_backlog: Callable[[bool], None]) -> None:
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes] | None = None  # made when bytes must wait (most never do)
         self._on_backlog = on_backlog
         self.buffered = 0
         self.backlogged = False  # whether this pipe holds one of its source's read blocks
@@ -40,6 +40,8 @@ class BodyPipe:
         if self.sink is not None:
             self.sink(data)
             return
+        if self._chunks is None:
+            self._chunks = deque()
         self._chunks.append(data)
         self.buffered += len(data)
         if self.buffered > self.limit and not self.backlogged:
@@ -53,8 +55,9 @@ class BodyPipe:
 
     def attach(self, sink: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
         """Start passing bytes to `sink`; buffered bytes are flushed first, in order."""
-        while self._chunks:
-            sink(self._chunks.popleft())
+        chunks = self._chunks
+        while chunks:
+            sink(chunks.popleft())
         self.buffered = 0
         self.sink = sink
         self.on_end = on_end
@@ -65,7 +68,8 @@ class BodyPipe:
     def detach(self) -> None:
         self.sink = None
         self.on_end = None
-        self._chunks.clear()
+        if self._chunks is not None:
+            self._chunks.clear()
         self.buffered = 0
         self._release_backlog()
 

@@ -86,7 +86,7 @@ class Exchange:
         self.host: Host | None = None
         self.upstream: UpstreamConnection | None = None
         self.connect_task: asyncio.Task[None] | None = None
-        self.response_flags: list[str] = []
+        self.response_flags = ""  # Envoy's comma-separated flags; most requests have none
         self.status = 0
         self.response_headers: Headers = []
         self.head_sent = False
@@ -171,7 +171,7 @@ class Exchange:
         )
         if route is None:
             stats.no_route.inc()
-            self.response_flags.append(flags.NO_ROUTE)
+            self._add_flag(flags.NO_ROUTE)
             self.local_reply(404, "")
             return
         self.route = route
@@ -188,13 +188,13 @@ class Exchange:
         cluster = downstream.listener.clusters.get(route.cluster)
         if cluster is None:
             stats.no_cluster.inc()
-            self.response_flags.append(flags.NO_CLUSTER)
+            self._add_flag(flags.NO_CLUSTER)
             self.local_reply(503, "no healthy upstream")
             return
         self.cluster = cluster
         host = cluster.pick()
         if host is None:
-            self.response_flags.append(flags.NO_HEALTHY_UPSTREAM)
+            self._add_flag(flags.NO_HEALTHY_UPSTREAM)
             self.local_reply(503, "no healthy upstream")
             return
         self.host = host
@@ -219,14 +219,14 @@ class Exchange:
         try:
             upstream = await host.pool.acquire()
         except PoolOverflow:
-            self.response_flags.append(flags.UPSTREAM_OVERFLOW)
+            self._add_flag(flags.UPSTREAM_OVERFLOW)
             self._upstream_failed(
                 503,
                 "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             )
             return
         except ConnectFailure as exc:
-            self.response_flags.append(flags.UPSTREAM_CONNECTION_FAILURE)
+            self._add_flag(flags.UPSTREAM_CONNECTION_FAILURE)
             self._upstream_failed(
                 503,
                 "upstream connect error or disconnect/reset before headers. "
@@ -239,6 +239,9 @@ class Exchange:
             host.pool.release(upstream)
             return
         self._send(upstream, time.monotonic())
+
+    def _add_flag(self, flag: str) -> None:
+        self.response_flags = f"{self.response_flags},{flag}" if self.response_flags else flag
 
     # -- request direction -----------------------------------------------------------------
     def _send(self, upstream: UpstreamConnection, now: float) -> None:
@@ -457,11 +460,11 @@ class Exchange:
             self.downstream.close()
             return
         if not self.head_sent and isinstance(error, UpstreamProtocolError):
-            self.response_flags.append(flags.UPSTREAM_PROTOCOL_ERROR)
+            self._add_flag(flags.UPSTREAM_PROTOCOL_ERROR)
             self._upstream_failed(502, "upstream protocol error")
             return
         if not self.head_sent:
-            self.response_flags.append(flags.UPSTREAM_CONNECTION_TERMINATION)
+            self._add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
             self._upstream_failed(
                 503,
                 "upstream connect error or disconnect/reset before headers. "
@@ -471,7 +474,7 @@ class Exchange:
         # A close-delimited body ends at the upstream's FIN, as a completed response; losing the
         # connection any other way after the head means the body was cut short: the client must
         # see a truncated message, not a complete one.
-        self.response_flags.append(flags.UPSTREAM_CONNECTION_TERMINATION)
+        self._add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
         self.keep_alive = False
         self._finish()
         self.downstream.abort()
@@ -498,7 +501,7 @@ class Exchange:
         client off, since a response already under way cannot be turned into an error."""
         if self.done:
             return
-        self.response_flags.append(flag)
+        self._add_flag(flag)
         self._reset_upstream()
         if not self.head_sent:
             self.local_reply(status, body, close=close)
@@ -511,7 +514,7 @@ class Exchange:
         if self.done:
             return
         if not self.upgraded:
-            self.response_flags.append(flags.DOWNSTREAM_CONNECTION_TERMINATION)
+            self._add_flag(flags.DOWNSTREAM_CONNECTION_TERMINATION)
             self.downstream.stats.downstream_rq_rx_reset.inc()
         self._reset_upstream()
         self.keep_alive = False
@@ -619,7 +622,7 @@ class Exchange:
                 request_headers=self.request_headers,
                 response_headers=self.response_headers,
                 response_code=self.status,
-                response_flags=",".join(self.response_flags) if self.response_flags else "-",
+                response_flags=self.response_flags or "-",
                 duration_ms=duration_ms,
                 upstream_host=str(host) if host is not None and self.upstream_started else None,
                 upstream_cluster=cluster.name if cluster is not None else None,

@@ -123,6 +123,9 @@ class MutationChain:
     def apply(
         self, headers: Sequence[tuple[str, str]], context: Mapping[str, str] | None
     ) -> Headers:
+        if not self.levels:
+            # Nothing to apply (most routes): no copy. Callers own the list they pass.
+            return headers if isinstance(headers, list) else list(headers)
         out = list(headers)
         ctx = _EMPTY if context is None else context
         for level in self.levels:

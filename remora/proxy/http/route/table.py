@@ -120,13 +120,15 @@ class RouteResult:
     def apply_request_headers(
         self, headers: Sequence[tuple[str, str]], context: Mapping[str, str] | None = None
     ) -> list[tuple[str, str]]:
-        """Return a new header list with the route's request mutations applied."""
+        """The headers with the route's request mutations applied: a new list, or `headers`
+        itself (a list the caller owns) when the route has none."""
         return self._target.request_headers.apply(headers, context)
 
     def apply_response_headers(
         self, headers: Sequence[tuple[str, str]], context: Mapping[str, str] | None = None
     ) -> list[tuple[str, str]]:
-        """Return a new header list with the route's response mutations applied."""
+        """The headers with the route's response mutations applied: a new list, or `headers`
+        itself (a list the caller owns) when the route has none."""
         return self._target.response_headers.apply(headers, context)
 
     def __repr__(self) -> str:
