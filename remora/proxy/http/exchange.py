@@ -20,10 +20,14 @@ from remora.proxy.http.forwarding import append_via, apply_forwarding
 from remora.proxy.http.h1_codec import (
     LAST_CHUNK,
     Headers,
+    RawHeaders,
+    decode_headers,
     encode_chunk,
     encode_request_head,
     encode_response_head,
+    forward_response_fields,
     response_has_body,
+    status_line,
     strip_hop_by_hop,
 )
 from remora.proxy.http.route import (
@@ -335,7 +339,7 @@ class Exchange:
             transport.write_eof()
 
     # -- response direction (ResponseSink) --------------------------------------------------
-    def on_response_head(self, status: int, headers: Headers, keep_alive: bool) -> None:
+    def on_response_head(self, status: int, raw: RawHeaders, keep_alive: bool) -> None:
         if self.done or self.head_sent:
             return
         downstream = self.downstream
@@ -343,26 +347,70 @@ class Exchange:
         request = self.request
         route = self.route
         assert route is not None
+        if status == 101 and not request.tunnel:
+            # A 101 to a request that did not ask to upgrade is a protocol error upstream.
+            self._reset_upstream()
+            self._upstream_failed(502, "upstream protocol error")
+            return
         self.status = status
-        upgrade = status == 101 and request.tunnel
+        upgrade = status == 101
+        self.response_has_body = has_body = response_has_body(request.method, status)
+        elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
+        # A response that starts before the request ends closes the connection (see
+        # on_response_complete): say so, rather than let the client expect to reuse it.
+        close = downstream.wants_close_after(request) or not request.complete
+        forwarded = None
+        if (
+            not upgrade
+            and route.plain_response
+            and not hcm.via
+            and not hcm.access_logs
+            and not hcm.always_set_request_id_in_response
+        ):
+            forwarded = forward_response_fields(
+                raw, hcm.server_name.encode("latin-1"), hcm.server_header.value
+            )
+        if forwarded is not None:
+            parts, has_length = forwarded
+            parts.insert(0, status_line(status))
+            parts.append(b"\r\nx-envoy-upstream-service-time: ")
+            parts.append(elapsed.encode())
+            if has_body and not has_length:
+                if request.version == "1.1":
+                    self.chunked_response = True
+                    parts.append(b"\r\ntransfer-encoding: chunked")
+                else:
+                    self.close_delimited = True
+                    close = True
+            if close:
+                parts.append(b"\r\nconnection: close")
+                self.keep_alive = False
+            elif request.version == "1.0":
+                parts.append(b"\r\nconnection: keep-alive")
+            parts.append(b"\r\n\r\n")
+            self.head_sent = True
+            self.pending_head = b"".join(parts)
+            if not has_body:
+                self._flush_head()
+                if not downstream.writable:
+                    self.on_downstream_writable(False)
+            # else held back to leave in one write with body bytes from the same read (one
+            # syscall, one packet); `on_read_done` flushes it if no body came with it.
+            return
+        headers = decode_headers(raw)
         out, _ = strip_hop_by_hop(headers)
         content_length = _header(out, "content-length")
         out = route.apply_response_headers(out)
         if hcm.via:
             append_via(out, hcm.via)
         _apply_server_header(out, hcm.server_name, hcm.server_header)
-        elapsed_ms = int((time.monotonic() - self.upstream_started) * 1000)
-        out.append(("x-envoy-upstream-service-time", str(elapsed_ms)))
+        out.append(("x-envoy-upstream-service-time", elapsed))
         if (
             hcm.always_set_request_id_in_response
             and self.request_id is not None
             and _header(out, "x-request-id") is None
         ):
             out.append(("x-request-id", self.request_id))
-        # A response that starts before the request ends closes the connection (see
-        # on_response_complete): say so, rather than let the client expect to reuse it.
-        close = downstream.wants_close_after(request) or not request.complete
-        self.response_has_body = response_has_body(request.method, status)
         if upgrade:
             self.upgraded = True
             out.append(("connection", "upgrade"))
@@ -372,12 +420,7 @@ class Exchange:
             downstream.tunnel_mode = True
             # Request timeouts do not apply to a tunnel: its streams end when a peer closes.
             self.route_deadline = None
-        elif status == 101:
-            # A 101 to a request that did not ask to upgrade is a protocol error upstream.
-            self._reset_upstream()
-            self._upstream_failed(502, "upstream protocol error")
-            return
-        elif self.response_has_body and content_length is None:
+        elif has_body and content_length is None:
             if request.version == "1.1":
                 self.chunked_response = True
                 out.append(("transfer-encoding", "chunked"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from http import HTTPStatus
 
 Headers = list[tuple[str, str]]
+# Header fields as httptools delivers them: undecoded, in the sender's spelling.
+RawHeaders = list[tuple[bytes, bytes]]
 
 # RFC 9110 §7.6.1: connection-specific fields a proxy must not forward (plus those that the
 # Connection field names).
@@ -76,3 +78,69 @@ def encode_chunk(data: bytes) -> bytes:
 def response_has_body(method: str, status: int) -> bool:
     """RFC 9110 §6.4.1: HEAD responses, 1xx, 204 and 304 never carry content."""
     return not (method == "HEAD" or status < 200 or status in (204, 304))
+
+
+def decode_headers(raw: RawHeaders) -> Headers:
+    """Raw fields as the rest of the proxy handles them: lowercase names, latin-1 text."""
+    return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
+
+
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+_PLAIN_CONNECTION_BYTES = frozenset({b"keep-alive", b"close"})
+# Only names of these lengths can be hop-by-hop, `server` or `content-length`; every other field
+# is copied without being lowercased or compared.
+_WATCHED_LENGTHS = frozenset({len(name) for name in HOP_BY_HOP} | {len("server"), 14})
+SERVER_OVERWRITE, SERVER_APPEND_IF_ABSENT, SERVER_PASS_THROUGH = range(3)
+
+
+def forward_response_fields(
+    raw: RawHeaders, server: bytes, server_mode: int
+) -> tuple[list[bytes], bool] | None:
+    """The upstream's response fields as bytes ready to join after a status line, and whether
+    a content-length was among them; None if the Connection field names other fields to drop
+    (the decoded path handles that rare case).
+
+    This is the common response path (no route response mutations, no via, no access log) and
+    it works on the bytes httptools gave: no per-field decode, lowercase or encode. The rules are
+    those of `strip_hop_by_hop` and the server-header modes, applied to bytes.
+    """
+    parts: list[bytes] = []
+    has_length = False
+    server_seen = False
+    for name, value in raw:
+        if len(name) in _WATCHED_LENGTHS:
+            lowered = name.lower()
+            if lowered in _HOP_BY_HOP_BYTES:
+                if lowered == b"connection" and value.strip().lower() not in (
+                    _PLAIN_CONNECTION_BYTES
+                ):
+                    return None
+                continue
+            if lowered == b"content-length":
+                has_length = True
+            elif lowered == b"server" and server_mode != SERVER_PASS_THROUGH:
+                if server_mode == SERVER_OVERWRITE:
+                    if server_seen:
+                        continue  # the proxy's one server field replaces all of them
+                    name, value = b"server", server
+                server_seen = True
+        parts.append(b"\r\n")
+        parts.append(name)
+        parts.append(b": ")
+        parts.append(value)
+    if not server_seen and server_mode != SERVER_PASS_THROUGH:
+        parts.append(b"\r\nserver: ")
+        parts.append(server)
+    return parts, has_length
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {reason_phrase(status)}".encode("latin-1")
+        if len(_STATUS_LINES) < 1000:  # statuses are 3 digits; bounded anyway
+            _STATUS_LINES[status] = line
+    return line

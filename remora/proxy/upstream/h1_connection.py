@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
-from remora.proxy.http.h1_codec import Headers
+from remora.proxy.http.h1_codec import RawHeaders
 
 if TYPE_CHECKING:
     from remora.proxy.upstream.pool import HostPool
@@ -25,7 +25,7 @@ class UpstreamProtocolError(Exception):
 class ResponseSink(Protocol):
     """What an exchange implements to receive one response from an upstream connection."""
 
-    def on_response_head(self, status: int, headers: Headers, keep_alive: bool) -> None: ...
+    def on_response_head(self, status: int, headers: RawHeaders, keep_alive: bool) -> None: ...
     def on_response_body(self, data: bytes) -> None: ...
     def on_response_complete(self) -> None: ...
     def on_upgraded_data(self, data: bytes) -> None: ...
@@ -57,7 +57,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sink: ResponseSink | None = None
         self._parser = httptools.HttpResponseParser(self)
-        self._headers: Headers = []
+        self._headers: RawHeaders = []  # undecoded: most are forwarded as they came
         self._head_only = False
         self._complete = False  # the current response ended; released once the read is parsed
         self._close_delimited = False  # the current response's body ends when the upstream closes
@@ -149,7 +149,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._complete:
@@ -229,6 +229,9 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_lost(error)
 
 
-def _has_framing(headers: Headers) -> bool:
+def _has_framing(headers: RawHeaders) -> bool:
     """Whether a response head delimits its body (content-length or transfer-encoding)."""
-    return any(name in ("content-length", "transfer-encoding") for name, _ in headers)
+    for name, _ in headers:
+        if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+            return True
+    return False

@@ -113,6 +113,11 @@ class RouteResult:
         return self._route.auto_host_rewrite
 
     @property
+    def plain_response(self) -> bool:
+        """Whether the route leaves response headers alone (no mutations at any level)."""
+        return not self._target.response_headers.levels
+
+    @property
     def timeout(self) -> float | None:
         """Upstream timeout in seconds (Envoy's 15 s by default); None when disabled."""
         return self._route.timeout
