@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
@@ -19,6 +19,9 @@ from remora.proxy.http.config import ServerHeader
 from remora.proxy.http.forwarding import append_via, apply_forwarding
 from remora.proxy.http.h1_codec import (
     LAST_CHUNK,
+    SERVER_APPEND_IF_ABSENT,
+    SERVER_OVERWRITE,
+    SERVER_PASS_THROUGH,
     Headers,
     RawHeaders,
     decode_headers,
@@ -47,8 +50,13 @@ if TYPE_CHECKING:
     from remora.proxy.upstream.h1_connection import UpstreamConnection
 
 
+# Enum members as constants: comparing identity is cheaper than reading `.value` per request.
+_OVERWRITE: Final = ServerHeader.OVERWRITE
+_APPEND_IF_ABSENT: Final = ServerHeader.APPEND_IF_ABSENT
+
+
 class Exchange:
-    """Implements `ResponseSink` for the upstream connection it borrows."""
+    """Also the sink of the upstream connection it borrows (`on_response_*`, `on_upstream_*`)."""
 
     __slots__ = (
         "authority",
@@ -367,8 +375,15 @@ class Exchange:
             and not hcm.access_logs
             and not hcm.always_set_request_id_in_response
         ):
+            mode = hcm.server_header
             forwarded = forward_response_fields(
-                raw, hcm.server_name.encode("latin-1"), hcm.server_header.value
+                raw,
+                hcm.server_name.encode("latin-1"),
+                SERVER_OVERWRITE
+                if mode is _OVERWRITE
+                else SERVER_APPEND_IF_ABSENT
+                if mode is _APPEND_IF_ABSENT
+                else SERVER_PASS_THROUGH,
             )
         if forwarded is not None:
             parts, has_length = forwarded

@@ -1,37 +1,28 @@
 """One keep-alive HTTP/1.1 connection to an upstream host, as an asyncio protocol.
 
 The connection parses responses with httptools and hands every event straight to the current
-exchange's `ResponseSink` from inside the parser callbacks: the relay path never waits on a queue,
-so a response body chunk goes from this socket to the downstream socket in one call.
+exchange (its sink) from inside the parser callbacks: the relay path never waits on a queue, so
+a response body chunk goes from this socket to the downstream socket in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from remora.proxy.http.h1_codec import RawHeaders
 
 if TYPE_CHECKING:
+    # The one kind of sink: typed as the class itself (not a Protocol), so the compiled build
+    # calls its methods directly instead of through Python attribute lookup.
+    from remora.proxy.http.exchange import Exchange as ResponseSink
     from remora.proxy.upstream.pool import HostPool
 
 
 class UpstreamProtocolError(Exception):
     """The upstream sent bytes that are not a valid HTTP/1.1 response."""
-
-
-class ResponseSink(Protocol):
-    """What an exchange implements to receive one response from an upstream connection."""
-
-    def on_response_head(self, status: int, headers: RawHeaders, keep_alive: bool) -> None: ...
-    def on_response_body(self, data: bytes) -> None: ...
-    def on_response_complete(self) -> None: ...
-    def on_upgraded_data(self, data: bytes) -> None: ...
-    def on_upstream_lost(self, error: Exception | None) -> None: ...
-    def on_upstream_writable(self, writable: bool) -> None: ...
-    def on_read_done(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
