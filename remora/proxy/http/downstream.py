@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from remora.proxy.accesslog import AccessLogRecord
+from remora.proxy.http.exchange import Exchange
 from remora.proxy.http.h1_codec import Headers, encode_response_head
 from remora.proxy.http.request import Request
 
 if TYPE_CHECKING:
-    from remora.proxy.http.exchange import Exchange
     from remora.proxy.http.listener import HttpListener
 
 _MAX_PIPELINED = 16  # queued requests before the connection stops reading
@@ -246,6 +246,9 @@ class DownstreamConnection(asyncio.Protocol):
             request.start_tunnel()
             self.tunnel_mode = True
             self.tunnel_request = request
+        if self.active is None and not self.queue and self.writable:
+            self._start(request)  # the usual case: nothing in flight, no queue to go through
+            return
         self.queue.append(request)
         if len(self.queue) > _MAX_PIPELINED:
             self.block_reading(True)
@@ -288,8 +291,6 @@ class DownstreamConnection(asyncio.Protocol):
 
     # -- exchanges -------------------------------------------------------------------------
     def _start_next(self) -> None:
-        from remora.proxy.http.exchange import Exchange
-
         # A client that is not reading its responses gets no new ones: local replies need no
         # upstream to stall on, so without this a pipelining client could grow the buffer forever.
         while self.queue and self.active is None and not self.closed and self.writable:
@@ -299,6 +300,16 @@ class DownstreamConnection(asyncio.Protocol):
                 self.block_reading(False)
             self.active = Exchange(self, request)
             self.active.start()
+        self._watch_active()
+
+    def _start(self, request: Request) -> None:
+        if self.closed:
+            return
+        self.active = active = Exchange(self, request)
+        active.start()
+        self._watch_active()
+
+    def _watch_active(self) -> None:
         active = self.active
         if active is not None:
             # The connection's timer may be set for a later deadline (idle, or the previous

@@ -32,6 +32,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_only",
         "_headers",
         "_parser",
+        "_status",
         "closed",
         "connected",
         "keep_alive",
@@ -50,6 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._headers: RawHeaders = []  # undecoded: most are forwarded as they came
         self._head_only = False
+        self._status = 0  # of the response being parsed
         self._complete = False  # the current response ended; released once the read is parsed
         self._close_delimited = False  # the current response's body ends when the upstream closes
         self.keep_alive = True
@@ -146,7 +148,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._complete:
             return
         parser = self._parser
-        status = parser.get_status_code()
+        self._status = status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # interim responses are consumed here; Expect is answered by the proxy
         self.keep_alive = parser.should_keep_alive()
@@ -167,7 +169,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
-        status = self._parser.get_status_code()
+        status = self._status
         if 100 <= status < 200 and status != 101:
             return
         if status == 101:
