@@ -211,7 +211,7 @@ async def test_chunked_upstream_response_with_trailers() -> None:
         assert up.connections == 1
 
 
-async def test_interim_responses_from_the_upstream_are_not_the_final_answer() -> None:
+async def test_interim_responses_are_forwarded_but_are_not_the_final_answer() -> None:
     async def interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             head = await read_head(reader)
@@ -232,6 +232,11 @@ async def test_interim_responses_from_the_upstream_are_not_the_final_answer() ->
         reader, writer = await _open(proxy)
         for method in ("GET", "HEAD", "GET"):
             writer.write(f"{method} / HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+            # RFC 9110 §15.2: the 103 is forwarded; the 100 is not, since the proxy answers
+            # Expect itself; then the final response.
+            raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert raw_head.startswith(b"HTTP/1.1 103 Early Hints\r\n"), raw_head
+            assert b"link: </a.css>; rel=preload" in raw_head
             raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             assert raw_head.startswith(b"HTTP/1.1 200"), raw_head
             if method == "GET":

@@ -141,6 +141,12 @@ def compile_hcm(
     )
     if not 1 <= max_kb <= 8192:
         errors.add(f"{path}.max_request_headers_kb", "must be 1-8192")
+    if common.HasField("max_response_headers_kb"):
+        field_path = f"{path}.common_http_protocol_options.max_response_headers_kb"
+        errors.add(
+            field_path,
+            f"not supported: {field_path} (it limits upstream responses: set it on the cluster)",
+        )
     if len(errors.errors) > before:
         return None
     return HcmConfig(

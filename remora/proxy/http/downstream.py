@@ -17,7 +17,7 @@ import httptools
 
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.http.exchange import Exchange
-from remora.proxy.http.h1_codec import Headers, encode_response_head
+from remora.proxy.http.h1_codec import Headers, encode_response_head, unterminated_line
 from remora.proxy.http.request import Request
 
 if TYPE_CHECKING:
@@ -32,20 +32,36 @@ class _HeadersTooLarge(Exception):
 
 
 class _BadFraming(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
+    """A request head whose framing the proxy refuses, raised from inside the parser."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(status, reason)
         self.status = status
+        self.reason = reason
+
+
+# Which section of a message the parser was in when a read ended: only in a head or a trailer
+# section does httptools hold bytes it has not reported yet.
+_NO_SECTION, _HEAD, _TRAILERS = range(3)
 
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_began_in_read",
+        "_chunk_header_in_read",
         "_error_reply",
+        "_fields_in_read",
         "_header_bytes",
         "_header_count",
+        "_line",
         "_lingering",
+        "_maybe_trailers",
         "_read_blocks",
+        "_section",
         "_timer",
         "_timer_at",
+        "_trailer_bytes",
+        "_trailer_count",
         "_url",
         "active",
         "closed",
@@ -91,6 +107,15 @@ class DownstreamConnection(asyncio.Protocol):
         self._lingering = False  # owed after the requests before it
         self._header_bytes = 0
         self._header_count = 0
+        self._trailer_bytes = 0
+        self._trailer_count = 0
+        # Counting a head or trailer section as it arrives (see `_check_open_section`).
+        self._line = 0
+        self._section = _NO_SECTION
+        self._began_in_read = False
+        self._fields_in_read = False
+        self._chunk_header_in_read = False
+        self._maybe_trailers = False  # a chunk header was the last thing parsed: maybe the last
         self._url = bytearray()
         self.last_activity = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
@@ -124,29 +149,61 @@ class DownstreamConnection(asyncio.Protocol):
             return
         if self.closing:
             return
+        self._began_in_read = self._fields_in_read = self._chunk_header_in_read = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._on_upgrade(data[exc.args[0] :])
+            return
         except _HeadersTooLarge:
-            self.stats.downstream_rq_too_large.inc()
-            self.protocol_error(431, "")
+            self._too_large()
+            return
         except httptools.HttpParserError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, _HeadersTooLarge):
-                self.stats.downstream_rq_too_large.inc()
-                self.protocol_error(431, "")
+                self._too_large()
             elif isinstance(cause, _BadFraming):
                 self.stats.downstream_cx_protocol_error.inc()
-                self.protocol_error(
-                    cause.status,
-                    "Bad Request: the final transfer-coding must be chunked"
-                    if cause.status == 400
-                    else "Not Implemented: transfer-coding other than chunked",
-                )
+                self.protocol_error(cause.status, cause.reason)
             else:
                 self.stats.downstream_cx_protocol_error.inc()
                 self.protocol_error(400, f"Bad Request: {exc}")
+            return
+        if self.parsing is not None:
+            self._check_open_section(data)
+        else:
+            self._section = _NO_SECTION
+
+    def _check_open_section(self, data: bytes) -> None:
+        """Count what httptools holds of a head or trailer section that this read left open.
+
+        A field is reported only once it ends, so a field that never ends would otherwise grow
+        in httptools' buffer (at quadratic cost) without ever meeting the limit. The section's
+        reported bytes plus its current unterminated line must stay within the limit too.
+        """
+        parsing = self.parsing
+        assert parsing is not None
+        if not parsing.headers_done:
+            section = _HEAD
+            continued = self._section == _HEAD and not self._began_in_read
+            anchored = self._fields_in_read
+            reported = self._header_bytes
+        elif self._maybe_trailers:
+            section = _TRAILERS
+            continued = self._section == _TRAILERS and not self._chunk_header_in_read
+            anchored = True  # the last chunk's size line ended in this read
+            reported = self._trailer_bytes
+        else:
+            self._section = _NO_SECTION
+            return
+        self._line = unterminated_line(data, self._line, continued, anchored)
+        self._section = section
+        if reported + self._line > self.hcm.max_request_headers_bytes:
+            self._too_large()
+
+    def _too_large(self) -> None:
+        self.stats.downstream_rq_too_large.inc()
+        self.protocol_error(431, "")
 
     def eof_received(self) -> bool | None:
         if self._lingering:
@@ -197,6 +254,11 @@ class DownstreamConnection(asyncio.Protocol):
         self._url.clear()
         self._header_bytes = 0
         self._header_count = 0
+        self._trailer_bytes = 0
+        self._trailer_count = 0
+        self._began_in_read = True
+        self._fields_in_read = False
+        self._maybe_trailers = False
         request = Request(self.listener.buffer_limit, self.block_reading, self.last_activity)
         self.parsing = request
         self.requests_started += 1
@@ -212,6 +274,10 @@ class DownstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.parsing
         assert request is not None
+        self._fields_in_read = True
+        if request.headers_done:
+            self._on_trailer(name, value)
+            return
         self._header_count += 1
         self._header_bytes += len(name) + len(value) + 4
         if (
@@ -220,6 +286,21 @@ class DownstreamConnection(asyncio.Protocol):
         ):
             raise _HeadersTooLarge()
         request.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
+        """A field of a chunked request's trailer section: counted, never merged into the head.
+
+        RFC 9110 §6.5.1: trailer fields must not be combined with header fields; a `Host` or
+        `Expect` arriving as a trailer must not route, or answer, the request. They are not
+        forwarded either (Envoy's default for HTTP/1.1, `enable_trailers: false`).
+        """
+        self._trailer_count += 1
+        self._trailer_bytes += len(name) + len(value) + 4
+        if (
+            self._trailer_bytes > self.hcm.max_request_headers_bytes
+            or self._trailer_count > self.hcm.max_headers_count
+        ):
+            raise _HeadersTooLarge()
 
     def on_headers_complete(self) -> None:
         request = self.parsing
@@ -235,10 +316,10 @@ class DownstreamConnection(asyncio.Protocol):
         request.version = parser.get_http_version()
         request.keep_alive = parser.should_keep_alive()
         request.upgrade = parser.should_upgrade()
-        request.headers_done = self.last_activity  # set when this read arrived
+        request.headers_done = True
         framing_error = request.classify_body()
         if framing_error:
-            raise _BadFraming(framing_error)
+            raise _BadFraming(*framing_error)
         if not request.has_body and not request.upgrade:
             request.complete = True  # so a reply sent before llhttp's message-complete keeps alive
         if request.upgrade:
@@ -257,9 +338,18 @@ class DownstreamConnection(asyncio.Protocol):
             self._start_next()
 
     def on_body(self, body: bytes) -> None:
+        self._maybe_trailers = False
         request = self.parsing
         if request is not None:
             request.body.feed(body)
+
+    def on_chunk_header(self) -> None:
+        # A chunk whose data does not follow at once is the last one: trailers come next.
+        self._maybe_trailers = True
+        self._chunk_header_in_read = True
+
+    def on_chunk_complete(self) -> None:
+        self._maybe_trailers = False
 
     def on_message_complete(self) -> None:
         request = self.parsing
@@ -284,7 +374,9 @@ class DownstreamConnection(asyncio.Protocol):
             transport.resume_reading()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        # Once closing has begun (the write side is shut), nothing more may be written: a later
+        # parse error in bytes of the same read must not try to answer again.
+        if self.transport is not None and not self.closed and not self._lingering:
             self.last_activity = time.monotonic()  # a response in flight is not an idle stream
             self.stats.downstream_cx_tx_bytes_total.inc(len(data))
             self.transport.write(data)
@@ -377,14 +469,26 @@ class DownstreamConnection(asyncio.Protocol):
     # -- errors and close ------------------------------------------------------------------
     def protocol_error(self, status: int, body: str) -> None:
         """Answer a request that cannot be parsed, then close: the stream is out of sync."""
+        if self._lingering or self.closed:
+            return  # already answered and closing; the rest of the input is only drained
         self.closing = True
         active = self.active
-        if active is not None and self.parsing is active.request:
+        parsing = self.parsing
+        if active is not None and parsing is active.request:
             # The request in flight is broken (e.g. a bad chunk): reset it, as Envoy does.
             self.queue.clear()
             active.on_protocol_error(status, body)
             return
-        if active is not None or self.queue:
+        queue = self.queue
+        if parsing is not None and queue and queue[-1] is parsing:
+            # A pipelined request known to be broken is never started: the requests before it
+            # are answered, then this error.
+            queue.pop()
+            parsing.body.detach()
+            if parsing.holds_pipeline_block:
+                parsing.holds_pipeline_block = False
+                self.block_reading(False)
+        if active is not None or queue:
             # The broken request is a later, pipelined one: answer those before it first.
             self._error_reply = (status, body)
             return

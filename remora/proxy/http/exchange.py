@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
+from remora.proxy.http.authority import valid_authority
 from remora.proxy.http.config import ServerHeader
 from remora.proxy.http.forwarding import append_via, apply_forwarding
 from remora.proxy.http.h1_codec import (
@@ -32,6 +33,7 @@ from remora.proxy.http.h1_codec import (
     response_has_body,
     status_line,
     strip_hop_by_hop,
+    transfer_codings,
 )
 from remora.proxy.http.route import (
     ClusterAction,
@@ -68,6 +70,7 @@ class Exchange:
         "done",
         "downstream",
         "downstream_blocked",
+        "downstream_eof",
         "head_sent",
         "host",
         "keep_alive",
@@ -111,6 +114,7 @@ class Exchange:
         self.upstream_started = 0.0
         self.upstream_reading_paused = False
         self.downstream_blocked = False
+        self.downstream_eof = False  # the client half-closed a tunnel before it was agreed
         # When the route timeout fires (monotonic seconds); the connection's one lazy timer
         # watches it, so a request costs a float here rather than a timer of its own.
         self.route_deadline: float | None = None
@@ -160,6 +164,9 @@ class Exchange:
             elif request.version == "1.1":
                 self.local_reply(400, "Bad Request: missing host header", close=True)
                 return
+        elif not valid_authority(authority):
+            self.local_reply(400, "Bad Request: invalid host", close=True)
+            return
         self.authority = authority
         if request.upgrade:
             upgrade = _header(request.headers, "upgrade")
@@ -167,7 +174,9 @@ class Exchange:
                 stats.downstream_rq_ws_on_non_ws_route.inc()
                 self.local_reply(403, "upgrade not allowed", close=True)
                 return
-        headers = [(n, v) for n, v in request.headers if n != "host"]
+        # Connection-nominated fields go before the proxy adds its own: a client naming
+        # `x-forwarded-for` there must not remove the address the proxy appends.
+        headers, _tokens = strip_hop_by_hop([(n, v) for n, v in request.headers if n != "host"])
         forwarding = apply_forwarding(headers, downstream.remote_ip, "http", hcm)
         self.request_id = forwarding.request_id
         self.trusted_address = forwarding.trusted_client_address
@@ -262,8 +271,9 @@ class Exchange:
         assert route is not None and host is not None
         request = self.request
         self.upstream = upstream
-        headers, _tokens = strip_hop_by_hop(self.request_headers)
-        headers = route.apply_request_headers(headers)
+        headers = route.apply_request_headers(self.request_headers)
+        if headers is self.request_headers:
+            headers = headers.copy()  # the access log keeps the request's own list
         if route.authority is not None:
             authority = route.authority
         elif route.auto_host_rewrite:
@@ -283,14 +293,16 @@ class Exchange:
         head = encode_request_head(request.method, self.upstream_path, headers)
         self.upstream_started = now
         upstream.begin(self, head, head_only=request.method == "HEAD")
-        if request.tunnel:
-            request.body.attach(upstream.write, _noop)
-        elif request.has_body:
+        # A tunnel's bytes (what the client sent after the upgrade request) wait in the pipe
+        # until the upstream agrees with a 101: if it declines, they were never routed and
+        # must not reach it, be they tunnel data or a pipelined request. A declined upgrade
+        # closes the upstream connection too (request_body_sent stays False).
+        if request.has_body and not request.tunnel:
             if request.chunked:
                 request.body.attach(self._send_chunk, self._end_chunked)
             else:
                 request.body.attach(upstream.write, self._body_sent)
-        else:
+        elif not request.tunnel:
             self.request_body_sent = True
         if not upstream.writable:
             self.on_upstream_writable(False)
@@ -342,6 +354,9 @@ class Exchange:
             upstream.pause_reading()
 
     def on_downstream_eof(self) -> None:
+        if not self.upgraded:
+            self.downstream_eof = True  # passed on once the tunnel is agreed
+            return
         transport = self.upstream.transport if self.upstream is not None else None
         if transport is not None and transport.can_write_eof():
             transport.write_eof()
@@ -357,16 +372,20 @@ class Exchange:
         assert route is not None
         if status == 101 and not request.tunnel:
             # A 101 to a request that did not ask to upgrade is a protocol error upstream.
-            self._reset_upstream()
-            self._upstream_failed(502, "upstream protocol error")
+            self._upstream_protocol_error()
             return
         self.status = status
         upgrade = status == 101
         self.response_has_body = has_body = response_has_body(request.method, status)
         elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
         # A response that starts before the request ends closes the connection (see
-        # on_response_complete): say so, rather than let the client expect to reuse it.
-        close = downstream.wants_close_after(request) or not request.complete
+        # on_response_complete): say so, rather than let the client expect to reuse it. So
+        # does a declined upgrade: what the client sent after it was never routed.
+        close = (
+            downstream.wants_close_after(request)
+            or not request.complete
+            or (request.tunnel and not upgrade)
+        )
         forwarded = None
         if (
             not upgrade
@@ -384,6 +403,7 @@ class Exchange:
                 else SERVER_APPEND_IF_ABSENT
                 if mode is _APPEND_IF_ABSENT
                 else SERVER_PASS_THROUGH,
+                status == 204,
             )
         if forwarded is not None:
             parts, has_length = forwarded
@@ -414,6 +434,17 @@ class Exchange:
             return
         headers = decode_headers(raw)
         out, _ = strip_hop_by_hop(headers)
+        # RFC 9112 §6.1: codings other than chunked are forwarded as they came, re-chunked.
+        codings = transfer_codings([v for n, v in headers if n == "transfer-encoding"])
+        if codings and codings[-1] == "chunked":
+            codings.pop()
+        if "chunked" in codings or (codings and has_body and request.version != "1.1"):
+            # Chunked applied twice (or not last, with more after it), or codings that an
+            # HTTP/1.0 client cannot be sent: there is no faithful way to pass this on.
+            self._upstream_protocol_error()
+            return
+        if status == 204:
+            out = [h for h in out if h[0] != "content-length"]  # RFC 9110 §8.6
         content_length = _header(out, "content-length")
         out = route.apply_response_headers(out)
         if hcm.via:
@@ -438,7 +469,8 @@ class Exchange:
         elif has_body and content_length is None:
             if request.version == "1.1":
                 self.chunked_response = True
-                out.append(("transfer-encoding", "chunked"))
+                codings.append("chunked")
+                out.append(("transfer-encoding", ", ".join(codings)))
             else:
                 self.close_delimited = True
                 close = True
@@ -457,7 +489,24 @@ class Exchange:
             self.pending_head = head
             return
         downstream.write(head)
+        if upgrade and self.upstream is not None:
+            # The upstream agreed: what the client sent since the upgrade request may now pass.
+            request.body.attach(self.upstream.write, _noop)
+            if self.downstream_eof:
+                self.on_downstream_eof()
         if not downstream.writable:
+            self.on_downstream_writable(False)
+
+    def on_interim_response(self, status: int, raw: RawHeaders) -> None:
+        """A 1xx other than 101. RFC 9110 §15.2: a proxy forwards these, except one it caused
+        itself (100: the proxy answers `Expect: 100-continue` on its own) and never to an
+        HTTP/1.0 client. It is not the response: the final one still follows."""
+        if self.done or self.head_sent or status == 100 or self.request.version != "1.1":
+            return
+        out, _ = strip_hop_by_hop(decode_headers(raw))
+        downstream = self.downstream
+        downstream.write(encode_response_head(status, out))
+        if not downstream.writable and not self.upstream_reading_paused:
             self.on_downstream_writable(False)
 
     def on_response_body(self, data: bytes) -> None:
@@ -517,6 +566,10 @@ class Exchange:
             self._finish()  # either side closing ends the tunnel
             self.downstream.close()
             return
+        if self.head_sent and self.pending_head is not None:
+            # The head is still held back for body bytes (the error came in the same read), so
+            # nothing reached the client: the response can still become an error reply.
+            self._retract_head()
         if not self.head_sent and isinstance(error, UpstreamProtocolError):
             self._add_flag(flags.UPSTREAM_PROTOCOL_ERROR)
             self._upstream_failed(502, "upstream protocol error")
@@ -537,7 +590,21 @@ class Exchange:
         self._finish()
         self.downstream.abort()
 
+    def _retract_head(self) -> None:
+        self.pending_head = None
+        self.head_sent = False
+        self.chunked_response = False
+        self.close_delimited = False
+        self.response_headers = []
+        self.status = 0
+
     # -- failures and timeouts --------------------------------------------------------------
+    def _upstream_protocol_error(self) -> None:
+        """The upstream's response cannot be relayed faithfully: reset it and answer 502."""
+        self._add_flag(flags.UPSTREAM_PROTOCOL_ERROR)
+        self._reset_upstream()
+        self._upstream_failed(502, "upstream protocol error")
+
     def on_route_timeout(self) -> None:
         self.route_deadline = None
         if self.done:

@@ -80,6 +80,34 @@ def response_has_body(method: str, status: int) -> bool:
     return not (method == "HEAD" or status < 200 or status in (204, 304))
 
 
+def unterminated_line(data: bytes, carried: int, continued: bool, anchored: bool) -> int:
+    """Bytes of a header or trailer section's current, unterminated line after one read.
+
+    httptools reports a field only once it is complete and holds its bytes until then (and
+    appends to them once per read), so a field that never ends must be counted from the raw
+    bytes as they arrive. Every line of a section ends with LF and holds none, so the bytes
+    after the last LF are the current line's, provided they lie inside the section:
+    `continued` says the section was already open when this read began (so the whole read is
+    inside it) and `anchored` that a line of the section ended in this read. A section that
+    began in this read with no line ended yet counts 0: it is at most one read long, and the
+    next read continues it.
+    """
+    lf = data.rfind(b"\n")
+    if continued:
+        return carried + len(data) if lf < 0 else len(data) - lf - 1
+    if anchored and lf >= 0:
+        return len(data) - lf - 1
+    return 0
+
+
+def transfer_codings(values: list[str]) -> list[str]:
+    """The codings of the Transfer-Encoding field lines, in order, lowercased."""
+    codings: list[str] = []
+    for value in values:
+        codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
+    return codings
+
+
 def decode_headers(raw: RawHeaders) -> Headers:
     """Raw fields as the rest of the proxy handles them: lowercase names, latin-1 text."""
     return [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw]
@@ -94,11 +122,12 @@ SERVER_OVERWRITE, SERVER_APPEND_IF_ABSENT, SERVER_PASS_THROUGH = range(3)
 
 
 def forward_response_fields(
-    raw: RawHeaders, server: bytes, server_mode: int
+    raw: RawHeaders, server: bytes, server_mode: int, drop_length: bool = False
 ) -> tuple[list[bytes], bool] | None:
     """The upstream's response fields as bytes ready to join after a status line, and whether
-    a content-length was among them; None if the Connection field names other fields to drop
-    (the decoded path handles that rare case).
+    a content-length was among them (dropped instead with `drop_length`, as a 204 needs);
+    None if the Connection field names other fields to drop, or the transfer-coding is more
+    than one plain `chunked` (the decoded path handles those rare cases).
 
     This is the common response path (no route response mutations, no via, no access log) and
     it works on the bytes httptools gave: no per-field decode, lowercase or encode. The rules are
@@ -107,6 +136,7 @@ def forward_response_fields(
     parts: list[bytes] = []
     has_length = False
     server_seen = False
+    coded = False
     for name, value in raw:
         if len(name) in _WATCHED_LENGTHS:
             lowered = name.lower()
@@ -115,8 +145,14 @@ def forward_response_fields(
                     _PLAIN_CONNECTION_BYTES
                 ):
                     return None
+                if lowered == b"transfer-encoding":
+                    if coded or value.strip().lower() != b"chunked":
+                        return None
+                    coded = True
                 continue
             if lowered == b"content-length":
+                if drop_length:
+                    continue
                 has_length = True
             elif lowered == b"server" and server_mode != SERVER_PASS_THROUGH:
                 if server_mode == SERVER_OVERWRITE:

@@ -41,7 +41,7 @@ class Request:
         self.tunnel = False
         # Monotonic seconds; the connection passes the time of the read that began the request.
         self.started_at = time.monotonic() if now is None else now
-        self.headers_done = 0.0
+        self.headers_done = False
         self.complete = False
         self.content_length: int | None = None
         self.chunked = False
@@ -50,8 +50,8 @@ class Request:
         self._on_backlog = on_backlog
         self.body = BodyPipe(buffer_limit, on_backlog)
 
-    def classify_body(self) -> int:
-        """Record the framing; returns 0, or the status that refuses it.
+    def classify_body(self) -> tuple[int, str] | None:
+        """Record the framing; returns None, or the status and reason that refuse it.
 
         llhttp rejects conflicting lengths before the head is complete, but bad transfer codings
         only after it, too late for a request already forwarded. RFC 9112 §6.3: a request whose
@@ -64,13 +64,18 @@ class Request:
                 self.content_length = int(value.strip() or 0)
             elif name == "transfer-encoding":
                 codings.extend(c.strip().lower() for c in value.split(",") if c.strip())
-        if not codings:
-            return 0
-        self.content_length = None
-        self.chunked = codings[-1] == "chunked"
-        if not self.chunked:
-            return 400
-        return 0 if len(codings) == 1 else 501
+        if codings:
+            self.content_length = None
+            self.chunked = codings[-1] == "chunked"
+            if not self.chunked:
+                return 400, "Bad Request: the final transfer-coding must be chunked"
+            if len(codings) > 1:
+                return 501, "Not Implemented: transfer-coding other than chunked"
+        if self.upgrade and self.has_body:
+            # llhttp ends an upgrade request at its head, so a body would be read as tunnel
+            # bytes sent before the upstream agreed to anything: refuse it instead.
+            return 400, "Bad Request: an upgrade request cannot carry a body"
+        return None
 
     @property
     def start_time(self) -> float:

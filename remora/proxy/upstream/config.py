@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from remora.config import support
 from remora.config.common import optional_seconds, socket_address
@@ -27,8 +29,19 @@ support.register(
         "per_connection_buffer_limit_bytes",
         "max_requests_per_connection",
         "eds_cluster_config",
+        "typed_extension_protocol_options",
     },
 )
+_UPSTREAM_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+support.register(_UPSTREAM_HTTP_OPTIONS, {"common_http_protocol_options", "explicit_http_config"})
+support.register(
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
+    {"http_protocol_options"},
+)
+# The core message is shared with the connection manager, whose compiler refuses this field.
+support.register("envoy.config.core.v3.HttpProtocolOptions", {"max_response_headers_kb"})
+# Of the core HttpProtocolOptions, what a cluster implements (the rest are refused by path).
+_CLUSTER_COMMON_FIELDS = frozenset({"max_headers_count", "max_response_headers_kb"})
 support.register("envoy.config.cluster.v3.Cluster.EdsClusterConfig", {"eds_config", "service_name"})
 support.register("envoy.config.core.v3.ConfigSource", {"ads", "resource_api_version"})
 support.register("envoy.config.core.v3.AggregatedConfigSource", set())
@@ -79,6 +92,9 @@ class ClusterConfig:
     buffer_limit: int
     max_requests_per_connection: int | None
     eds_service_name: str = ""  # the ClusterLoadAssignment name an EDS cluster subscribes to
+    # Limits on upstream response heads (and trailer sections): Envoy's defaults.
+    max_response_headers_bytes: int = 60 * 1024
+    max_response_headers_count: int = 100
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -135,6 +151,16 @@ def compile_cluster(
         cluster_pb2.Cluster.ALL: (socket.AF_UNSPEC,),
     }[cluster.dns_lookup_family]
     connect_timeout = optional_seconds(cluster, "connect_timeout", _DEFAULT_CONNECT_TIMEOUT)
+    common = _common_http_options(cluster, path, errors)
+    max_kb = (
+        common.max_response_headers_kb.value if common.HasField("max_response_headers_kb") else 60
+    )
+    if not 1 <= max_kb <= 8192:
+        errors.add(
+            f"{path}.typed_extension_protocol_options[{_UPSTREAM_HTTP_OPTIONS!r}]"
+            ".common_http_protocol_options.max_response_headers_kb",
+            "must be 1-8192",
+        )
     if len(errors.errors) > before:
         return None
     return ClusterConfig(
@@ -158,7 +184,35 @@ def compile_cluster(
             else None
         ),
         eds_service_name=eds_service_name,
+        max_response_headers_bytes=max_kb * 1024,
+        max_response_headers_count=(
+            common.max_headers_count.value if common.HasField("max_headers_count") else 100
+        ),
     )
+
+
+def _common_http_options(
+    cluster: cluster_pb2.Cluster, path: str, errors: ErrorCollector
+) -> protocol_pb2.HttpProtocolOptions:
+    """The cluster's `common_http_protocol_options`, from Envoy's upstream HttpProtocolOptions
+    extension (the one key of `typed_extension_protocol_options` remora implements)."""
+    common = protocol_pb2.HttpProtocolOptions()
+    for key, value in cluster.typed_extension_protocol_options.items():
+        key_path = f"{path}.typed_extension_protocol_options[{key!r}]"
+        options = http_protocol_options_pb2.HttpProtocolOptions()
+        if key != _UPSTREAM_HTTP_OPTIONS or not value.Unpack(options):
+            errors.add(key_path, f"not supported: {key_path} (only {_UPSTREAM_HTTP_OPTIONS})")
+            continue
+        if options.HasField("explicit_http_config") and not options.explicit_http_config.HasField(
+            "http_protocol_options"
+        ):
+            errors.add(f"{key_path}.explicit_http_config", "only HTTP/1.1 upstreams are supported")
+        for field, _ in options.common_http_protocol_options.ListFields():
+            if field.name not in _CLUSTER_COMMON_FIELDS:
+                field_path = f"{key_path}.common_http_protocol_options.{field.name}"
+                errors.add(field_path, f"not supported: {field_path}")
+        common = options.common_http_protocol_options
+    return common
 
 
 def compile_endpoints(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from remora.proxy.http.h1_codec import RawHeaders
+from remora.proxy.http.h1_codec import RawHeaders, unterminated_line
 
 if TYPE_CHECKING:
     # The one kind of sink: typed as the class itself (not a Protocol), so the compiled build
@@ -25,13 +25,28 @@ class UpstreamProtocolError(Exception):
     """The upstream sent bytes that are not a valid HTTP/1.1 response."""
 
 
+# Which section of a response the parser was in when a read ended (see `_check_open_section`).
+_NO_SECTION, _HEAD, _TRAILERS = range(3)
+
+
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_began_in_read",
+        "_chunk_header_in_read",
         "_close_delimited",
         "_complete",
+        "_field_bytes",
+        "_field_count",
+        "_fields_in_read",
+        "_head_done",
         "_head_only",
         "_headers",
+        "_line",
+        "_max_field_bytes",
+        "_max_field_count",
+        "_maybe_trailers",
         "_parser",
+        "_section",
         "_status",
         "closed",
         "connected",
@@ -60,6 +75,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.writable = True
         self.requests = 0
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Response header limits (Envoy's max_response_headers_kb and max_headers_count), and
+        # the count of a head or trailer section as it arrives, as on the downstream side.
+        config = pool.cluster.config
+        self._max_field_bytes = config.max_response_headers_bytes
+        self._max_field_count = config.max_response_headers_count
+        self._field_bytes = 0
+        self._field_count = 0
+        self._head_done = False
+        self._line = 0
+        self._section = _NO_SECTION
+        self._began_in_read = False
+        self._fields_in_read = False
+        self._chunk_header_in_read = False
+        self._maybe_trailers = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,6 +108,7 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes with no request outstanding: the upstream is out of sync; never reuse it.
             self.close()
             return
+        self._began_in_read = self._fields_in_read = self._chunk_header_in_read = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -90,9 +120,16 @@ class UpstreamConnection(asyncio.Protocol):
             return
         except httptools.HttpParserError as exc:
             if not self._complete:
-                self._fail(UpstreamProtocolError(f"invalid HTTP response from upstream: {exc}"))
+                cause = exc.__cause__ or exc.__context__
+                self._fail(
+                    cause
+                    if isinstance(cause, UpstreamProtocolError)
+                    else UpstreamProtocolError(f"invalid HTTP response from upstream: {exc}")
+                )
                 return
             self.keep_alive = False  # garbage after a complete response: finish it, then close
+        if not self._complete and self._check_open_section(data):
+            return
         if self._complete:
             # Completion waits until the parser has returned: releasing the connection from
             # inside a callback could start the next request on it while llhttp still holds
@@ -106,6 +143,29 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
         else:
             sink.on_read_done()
+
+    def _check_open_section(self, data: bytes) -> bool:
+        """Count what httptools holds of a head or trailer section this read left open, as
+        the downstream side does; True if that broke the limit (the exchange is failed)."""
+        if not self._head_done:
+            if not self._began_in_read and self._section == _NO_SECTION:
+                return False  # no response begun yet: nothing is held
+            section = _HEAD
+            continued = self._section == _HEAD and not self._began_in_read
+        elif self._maybe_trailers:
+            section = _TRAILERS
+            continued = self._section == _TRAILERS and not self._chunk_header_in_read
+        else:
+            self._section = _NO_SECTION
+            return False
+        self._line = unterminated_line(
+            data, self._line, continued, self._fields_in_read or section == _TRAILERS
+        )
+        self._section = section
+        if self._field_bytes + self._line > self._max_field_bytes:
+            self._fail(UpstreamProtocolError("response headers exceed max_response_headers_kb"))
+            return True
+        return False
 
     def eof_received(self) -> bool | None:
         if self._close_delimited and self.sink is not None:
@@ -140,17 +200,50 @@ class UpstreamConnection(asyncio.Protocol):
             # A second response in the read that completed the first: nothing asked for it.
             self.keep_alive = False
         self._headers = []
+        self._field_bytes = 0
+        self._field_count = 0
+        self._head_done = False
+        self._began_in_read = True
+        self._fields_in_read = False
+        self._maybe_trailers = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._fields_in_read = True
+        self._field_count += 1
+        self._field_bytes += len(name) + len(value) + 4
+        if self._field_bytes > self._max_field_bytes:
+            raise UpstreamProtocolError("response headers exceed max_response_headers_kb")
+        if self._field_count > self._max_field_count:
+            raise UpstreamProtocolError("response headers exceed max_headers_count")
+        if not self._head_done:
+            self._headers.append((name, value))
+        # else a trailer: counted like the head's fields, never merged into them, and not
+        # forwarded (the re-chunked body ends with an empty trailer section).
+
+    def on_chunk_header(self) -> None:
+        self._maybe_trailers = True
+        self._chunk_header_in_read = True
+
+    def on_chunk_complete(self) -> None:
+        self._maybe_trailers = False
 
     def on_headers_complete(self) -> None:
         if self._complete:
             return
+        self._head_done = True
+        # A trailer section gets limits of its own: the head's fields have been counted.
+        self._field_bytes = 0
+        self._field_count = 0
         parser = self._parser
         self._status = status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            return  # interim responses are consumed here; Expect is answered by the proxy
+            # RFC 9110 §15.2: a 1xx ends at its head. One declaring content is malformed, and
+            # relaying its bytes would put an unframed message ahead of the real response.
+            if _has_framing(self._headers, any_coding=True):
+                raise UpstreamProtocolError(f"a {status} response declares content")
+            if self.sink is not None:
+                self.sink.on_interim_response(status, self._headers)
+            return
         self.keep_alive = parser.should_keep_alive()
         headers = self._headers
         if self.sink is not None:
@@ -162,6 +255,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.keep_alive = False
 
     def on_body(self, body: bytes) -> None:
+        self._maybe_trailers = False
         if self._complete:
             # Bytes past a complete response (or past a HEAD response's head) in one read.
             self.keep_alive = False
@@ -182,6 +276,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Start one request: its head is written now; the body, if any, follows via `write`."""
         assert self.transport is not None
         self.sink = sink
+        self._section = _NO_SECTION
         self._head_only = head_only
         self._complete = False
         self._close_delimited = False
@@ -222,9 +317,18 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_upstream_lost(error)
 
 
-def _has_framing(headers: RawHeaders) -> bool:
-    """Whether a response head delimits its body (content-length or transfer-encoding)."""
-    for name, _ in headers:
-        if len(name) in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
-            return True
-    return False
+def _has_framing(headers: RawHeaders, any_coding: bool = False) -> bool:
+    """Whether a response head delimits its body: a content-length, or a transfer-coding
+    whose final coding is chunked (RFC 9112 §6.3: with any other final coding the body ends
+    at the close). With `any_coding`, whether it declares content at all."""
+    has_length = False
+    chunked_last: bool | None = None  # None: no transfer-encoding field
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == b"content-length":
+            has_length = True
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            # The last field's last coding is the final one.
+            chunked_last = value.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+    if any_coding:
+        return has_length or chunked_last is not None
+    return has_length or bool(chunked_last)

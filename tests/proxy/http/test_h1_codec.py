@@ -69,7 +69,18 @@ _NAMES = st.sampled_from(
     ]
 )
 _VALUES = st.sampled_from(
-    [b"keep-alive", b"close", b"Keep-Alive", b"x-foo", b"close, x-foo", b"nginx", b"1024", b"v"]
+    [
+        b"keep-alive",
+        b"close",
+        b"Keep-Alive",
+        b"x-foo",
+        b"close, x-foo",
+        b"nginx",
+        b"1024",
+        b"v",
+        b"chunked",
+        b"gzip, chunked",
+    ]
 )
 
 
@@ -89,9 +100,14 @@ def test_forwarded_fields_match_the_decoded_path(
     named = any(
         n == "connection" and v not in ("keep-alive", "Keep-Alive", "close") for n, v in decoded
     )
+    codings = [v.lower() for n, v in decoded if n == "transfer-encoding"]
+    coded = codings not in ([], ["chunked"])
     if forwarded is None:
-        assert named  # only Connection naming other fields leaves the bytes path
+        # Only Connection naming other fields, or codings beyond one plain chunked (which
+        # must be forwarded as they came), leave the bytes path.
+        assert named or coded
         return
+    assert not coded
     parts, has_length = forwarded
     got = b"".join([status_line(200), *parts, b"\r\n\r\n"])
     want = _decoded_path(raw, "remora", mode)
@@ -104,3 +120,23 @@ def test_status_lines_are_cached_and_exact() -> None:
     assert status_line(200) == b"HTTP/1.1 200 OK"
     assert status_line(200) is status_line(200)
     assert status_line(599) == b"HTTP/1.1 599 Unknown"
+
+
+def test_a_204_loses_its_content_length_on_the_bytes_path() -> None:
+    forwarded = forward_response_fields(
+        [(b"Content-Length", b"5"), (b"ETag", b"x")], b"remora", 0, True
+    )
+    assert forwarded is not None
+    parts, has_length = forwarded
+    assert b"Content-Length" not in parts and not has_length
+
+
+def test_unterminated_line_counts_only_what_lies_inside_the_section() -> None:
+    from remora.proxy.http.h1_codec import unterminated_line
+
+    # Continued from an earlier read: the whole read is inside the section.
+    assert unterminated_line(b"aaaa", 10, continued=True, anchored=False) == 14
+    assert unterminated_line(b"aa\r\nbbb", 10, continued=True, anchored=False) == 3
+    # Begun in this read: only bytes after a line the section ended here are its own.
+    assert unterminated_line(b"body bytes GET / HTTP/1.1\r\nX: a", 0, False, True) == 4
+    assert unterminated_line(b"body bytes GET /x", 0, continued=False, anchored=False) == 0
