@@ -33,6 +33,7 @@ MODULES: tuple[str, ...] = (
     "remora.proxy.accesslog.logger",
     "remora.proxy.accesslog.operators",
     "remora.proxy.accesslog.record",
+    "remora.proxy.http.authority",
     "remora.proxy.http.body",
     "remora.proxy.http.config",
     "remora.proxy.http.downstream",

@@ -283,6 +283,17 @@ async def test_bytes_after_an_agreed_upgrade_reach_the_upstream_after_the_101() 
         assert b"early:|late:tunnel bytes" in data, data
 
 
+async def test_a_101_declaring_content_is_a_protocol_error() -> None:
+    reply = (
+        b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n"
+        b"content-length: 5\r\n\r\nhello"
+    )
+    listener = http_listener(routes=ROUTES, upgrade_configs=[{"upgrade_type": "websocket"}])
+    async with proxied(answer_each(reply), listener) as (proxy, _up, _rec):
+        data = await send_and_read(_port(proxy), UPGRADE + b"\r\n", timeout=3)
+        assert data.startswith(b"HTTP/1.1 502 "), data
+
+
 async def test_an_upgrade_request_with_a_body_is_refused_before_anything_is_sent() -> None:
     listener = http_listener(routes=ROUTES, upgrade_configs=[{"upgrade_type": "websocket"}])
     async with proxied(answer_each(OK), listener) as (proxy, up, _rec):

@@ -19,6 +19,22 @@ _HEX = frozenset(string.hexdigits)
 
 
 def valid_authority(authority: str) -> bool:
+    # Clients send the same few hosts over and over: remember the valid ones (bounded).
+    if authority in _known_valid:
+        return True
+    if not _check(authority):
+        return False
+    if len(_known_valid) >= _KNOWN_LIMIT:
+        _known_valid.clear()
+    _known_valid.add(authority)
+    return True
+
+
+_KNOWN_LIMIT = 1024
+_known_valid: set[str] = set()
+
+
+def _check(authority: str) -> bool:
     if authority.startswith("["):
         end = authority.find("]")
         if end < 2:

@@ -271,16 +271,14 @@ class Exchange:
         assert route is not None and host is not None
         request = self.request
         self.upstream = upstream
-        headers = route.apply_request_headers(self.request_headers)
-        if headers is self.request_headers:
-            headers = headers.copy()  # the access log keeps the request's own list
         if route.authority is not None:
             authority = route.authority
         elif route.auto_host_rewrite:
             authority = host.hostname or str(host)
         else:
             authority = self.authority or str(host)
-        headers.insert(0, ("host", authority))
+        # A new list: the access log keeps the request's own (which has no host field).
+        headers = [("host", authority), *route.apply_request_headers(self.request_headers)]
         headers = [(n, v) for n, v in headers if n != "expect"] if request.has_body else headers
         if request.tunnel:
             headers.append(("connection", "upgrade"))

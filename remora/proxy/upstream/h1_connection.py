@@ -236,14 +236,16 @@ class UpstreamConnection(asyncio.Protocol):
         self._field_count = 0
         parser = self._parser
         self._status = status = parser.get_status_code()
-        if 100 <= status < 200 and status != 101:
+        if 100 <= status < 200:
             # RFC 9110 §15.2: a 1xx ends at its head. One declaring content is malformed, and
-            # relaying its bytes would put an unframed message ahead of the real response.
+            # relaying its bytes would put an unframed message ahead of the real response (or,
+            # for a 101, tell the client to expect content where the tunnel begins).
             if _has_framing(self._headers, any_coding=True):
                 raise UpstreamProtocolError(f"a {status} response declares content")
-            if self.sink is not None:
-                self.sink.on_interim_response(status, self._headers)
-            return
+            if status != 101:
+                if self.sink is not None:
+                    self.sink.on_interim_response(status, self._headers)
+                return
         self.keep_alive = parser.should_keep_alive()
         headers = self._headers
         if self.sink is not None:
