@@ -40,7 +40,7 @@ def test_authorities_that_are_valid(authority: str) -> None:
         "a:80x",
         "a:99999",
         "a:-1",
-        "a:８０",  # non-ASCII digits
+        "a:\uff18\uff10",  # fullwidth digits: isdigit() but not ASCII
         "[::1",
         "[]",
         "[::1]x",
