@@ -159,6 +159,43 @@ async def test_a_trailer_that_never_ends_closes_the_connection() -> None:
         assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:60]
 
 
+@pytest.mark.parametrize("filler", [b"e", b"0"])  # an extension, or leading zeros in the size
+async def test_a_chunk_size_line_that_never_ends_is_refused(filler: bytes) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rec: Recording):
+        await rec.read_request(reader)
+        await rec.drain(reader)
+
+    async with proxied(script) as (proxy, _up, _rec):
+        head = b"POST /x HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        head += b"5;" if filler == b"e" else b""
+        answer = await _send_until_answered(_port(proxy), head, filler * 65536, 25 << 20)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:60]
+        assert b"chunk size line too long" in answer
+
+
+async def test_empty_lines_before_a_request_are_bounded() -> None:
+    async with proxied(answer_each(OK)) as (proxy, up, _rec):
+        answer = await _send_until_answered(_port(proxy), b"", b"\r\n" * 32768, 25 << 20)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:60]
+        assert up.connections == 0
+        # A few, as some clients send after a POST body, are still skipped (RFC 9112 §2.2).
+        data = await send_and_read(
+            _port(proxy), b"\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n", until=b"ok"
+        )
+        assert data.startswith(b"HTTP/1.1 200 "), data
+
+
+async def test_an_error_answering_a_head_request_has_no_content() -> None:
+    async with proxied(answer_each(OK)) as (proxy, _up, _rec):
+        for request in (
+            b"HEAD /\xff HTTP/1.1\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\ncontent-length: +5\r\n\r\n",
+        ):
+            data = await send_and_read(_port(proxy), request, timeout=3)
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 ") and body == b"", data
+
+
 async def test_the_limit_holds_exactly_however_the_head_is_split() -> None:
     listener = http_listener(routes=ROUTES, max_request_headers_kb=2)
     async with proxied(answer_each(OK), listener) as (proxy, _up, _rec):

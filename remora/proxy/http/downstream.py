@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from remora.proxy.http.listener import HttpListener
 
 _MAX_PIPELINED = 16  # queued requests before the connection stops reading
+# A chunk's size line (size and extensions) that never ends costs nothing to hold, since llhttp
+# keeps none of it, but it keeps a request open without a byte of content: bounded, as Node and
+# Go bound chunk extensions. Empty lines before a request are bounded by the header limit.
+_MAX_CHUNK_LINE_BYTES = 16 << 10
 _LINGER_SECONDS = 1.0  # Envoy's delayed_close_timeout default
 
 
@@ -42,17 +46,20 @@ class _BadFraming(Exception):
 
 # Which section of a message the parser was in when a read ended: only in a head or a trailer
 # section does httptools hold bytes it has not reported yet.
-_NO_SECTION, _HEAD, _TRAILERS = range(3)
+_NO_SECTION, _HEAD, _TRAILERS, _CHUNK_LINE = range(4)
 
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_began_in_read",
         "_chunk_header_in_read",
+        "_chunk_line_anchored",
+        "_chunk_line_open",
         "_error_reply",
         "_fields_in_read",
         "_header_bytes",
         "_header_count",
+        "_idle_bytes",
         "_line",
         "_lingering",
         "_maybe_trailers",
@@ -116,6 +123,9 @@ class DownstreamConnection(asyncio.Protocol):
         self._fields_in_read = False
         self._chunk_header_in_read = False
         self._maybe_trailers = False  # a chunk header was the last thing parsed: maybe the last
+        self._chunk_line_open = False  # between two chunks: the next size line is being read
+        self._chunk_line_anchored = False  # a size line began in this read
+        self._idle_bytes = 0  # empty lines read since the last message, before the next begins
         self._url = bytearray()
         self.last_activity = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
@@ -150,6 +160,8 @@ class DownstreamConnection(asyncio.Protocol):
         if self.closing:
             return
         self._began_in_read = self._fields_in_read = self._chunk_header_in_read = False
+        self._chunk_line_anchored = False
+        was_parsing = self.parsing is not None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -171,8 +183,16 @@ class DownstreamConnection(asyncio.Protocol):
             return
         if self.parsing is not None:
             self._check_open_section(data)
-        else:
-            self._section = _NO_SECTION
+            return
+        self._section = _NO_SECTION
+        if was_parsing or self._began_in_read:
+            self._idle_bytes = 0
+            return
+        # Nothing began: llhttp skipped the whole read as empty lines before a request.
+        self._idle_bytes += len(data)
+        if self._idle_bytes > self.hcm.max_request_headers_bytes and not self.closing:
+            self.stats.downstream_cx_protocol_error.inc()
+            self.protocol_error(400, "Bad Request: too many empty lines before a request")
 
     def _check_open_section(self, data: bytes) -> None:
         """Count what httptools holds of a head or trailer section that this read left open.
@@ -193,6 +213,14 @@ class DownstreamConnection(asyncio.Protocol):
             continued = self._section == _TRAILERS and not self._chunk_header_in_read
             anchored = True  # the last chunk's size line ended in this read
             reported = self._trailer_bytes
+        elif self._chunk_line_open:
+            continued = self._section == _CHUNK_LINE and not self._chunk_line_anchored
+            self._line = unterminated_line(data, self._line, continued, True)
+            self._section = _CHUNK_LINE
+            if self._line > _MAX_CHUNK_LINE_BYTES:
+                self.stats.downstream_cx_protocol_error.inc()
+                self.protocol_error(400, "Bad Request: chunk size line too long")
+            return
         else:
             self._section = _NO_SECTION
             return
@@ -259,6 +287,7 @@ class DownstreamConnection(asyncio.Protocol):
         self._began_in_read = True
         self._fields_in_read = False
         self._maybe_trailers = False
+        self._chunk_line_open = False
         request = Request(self.listener.buffer_limit, self.block_reading, self.last_activity)
         self.parsing = request
         self.requests_started += 1
@@ -320,6 +349,8 @@ class DownstreamConnection(asyncio.Protocol):
         framing_error = request.classify_body()
         if framing_error:
             raise _BadFraming(*framing_error)
+        if request.chunked:
+            self._chunk_line_open = self._chunk_line_anchored = True
         if not request.has_body and not request.upgrade:
             request.complete = True  # so a reply sent before llhttp's message-complete keeps alive
         if request.upgrade:
@@ -347,13 +378,16 @@ class DownstreamConnection(asyncio.Protocol):
         # A chunk whose data does not follow at once is the last one: trailers come next.
         self._maybe_trailers = True
         self._chunk_header_in_read = True
+        self._chunk_line_open = False
 
     def on_chunk_complete(self) -> None:
         self._maybe_trailers = False
+        self._chunk_line_open = self._chunk_line_anchored = True
 
     def on_message_complete(self) -> None:
         request = self.parsing
         self.parsing = None
+        self._chunk_line_open = False
         if request is not None and not request.tunnel:
             request.body.finish()
             request.complete = True
@@ -507,6 +541,8 @@ class DownstreamConnection(asyncio.Protocol):
             headers.append(("connection", "close"))
         self.stats.response_class(status).inc()
         head = encode_response_head(status, headers)
+        if self.parsing is not None and self.parser.get_method() == b"HEAD":
+            payload = b""  # a HEAD's answer has no content, however broken the request was
         self.write(head + payload)
         if self.hcm.access_logs:
             self._log_simple(status, flag, headers, len(head) + len(payload))
