@@ -435,6 +435,8 @@ class _RequestParser:
 async def _write_split(writer: asyncio.StreamWriter, data: bytes, cuts: list[int]) -> None:
     start = 0
     for cut in [*cuts, len(data)]:
+        if writer.is_closing():
+            return  # the peer has closed: the rest can never be delivered
         if cut > start:
             writer.write(data[start:cut])
             await writer.drain()
@@ -663,7 +665,7 @@ class Rig:
                 reading = asyncio.ensure_future(_read_all(reader, received))
                 with contextlib.suppress(ConnectionError):
                     await _write_split(writer, script.wire, script.splits)
-                    if writer.can_write_eof():
+                    if not writer.is_closing() and writer.can_write_eof():
                         writer.write_eof()
                 await reading
         except TimeoutError:

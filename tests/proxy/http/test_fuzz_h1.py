@@ -20,7 +20,7 @@ from tests.proxy.http.fuzz_h1 import ClientScript, Reply, Rig, client_script, re
 
 EXAMPLES = int(os.environ.get("REMORA_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=EXAMPLES or 150,
+    max_examples=EXAMPLES or 300,
     derandomize=not EXAMPLES,
     deadline=None,
     database=None,
