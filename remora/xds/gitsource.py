@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remora.xds.source import MeshConfig, Publisher, SourceError, parse_directory
+from remora.xds.source import (
+    FirstLoadError,
+    MeshConfig,
+    Publisher,
+    SourceError,
+    parse_directory,
+    warn_if_empty,
+)
 
 log = logging.getLogger("remora.xds.git")
 
@@ -95,6 +102,10 @@ class GitRepo:
         except GitError:
             if not self.path.is_dir():
                 raise GitError(f"{self.path}: no such directory") from None
+            try:
+                self.run("rev-parse", "--git-dir")
+            except GitError:
+                raise GitError(f"{self.path}: not a git repository") from None
             raise GitError(f"{self.path}: {ref} does not name a commit") from None
 
     def commit(self, sha: str) -> Commit:
@@ -169,16 +180,43 @@ class GitSource:
                 return _Loaded(commit, summary, None, error)
 
     # -- event-loop half -----------------------------------------------------------------------
-    def install(self, loaded: _Loaded) -> bool:
+    def load_first(self) -> None:
+        """The start-up load: raises `FirstLoadError` rather than logging, since nothing is
+        served yet and the caller exits instead of serving an empty mesh."""
+        try:
+            loaded = self.check()
+        except GitError as exc:
+            raise FirstLoadError(f"{self.repo.path} {self.branch}", [str(exc)]) from None
+        if loaded is None:  # already loaded
+            return
+        changed, error = self._publish(loaded)
+        if error:
+            commit = loaded.commit
+            self.last_error = f"commit {commit.short} by {commit.author}: {error}"
+            self.publisher.stats.source_errors += 1
+            self._record(commit, "rejected", loaded.summary, error)
+            where = f"{self.repo.path} {self.branch} (commit {commit.short} by {commit.author})"
+            raise FirstLoadError(where, error.splitlines())
+        self._installed(loaded, changed)
+
+    def _publish(self, loaded: _Loaded) -> tuple[list[str], str]:
+        """(groups changed, error) for installing `loaded`."""
         commit = loaded.commit
         self.seen = commit.sha
-        error = loaded.error
         changed: list[str] = []
-        if loaded.config is not None:
+        error = loaded.error
+        if loaded.config is not None and not error:
             try:
                 changed = self.publisher.publish(loaded.config, f"{self.branch}@{commit.short}")
             except SourceError as exc:
                 error = str(exc)
+            else:
+                warn_if_empty(loaded.config, f"{self.branch}@{commit.short}")
+        return changed, error
+
+    def install(self, loaded: _Loaded) -> bool:
+        commit = loaded.commit
+        changed, error = self._publish(loaded)
         if error:
             self.last_error = f"commit {commit.short} by {commit.author}: {error}"
             self.publisher.stats.source_errors += 1
@@ -189,6 +227,11 @@ class GitSource:
             )  # fmt: skip
             self._record(commit, "rejected", loaded.summary, error)
             return False
+        self._installed(loaded, changed)
+        return True
+
+    def _installed(self, loaded: _Loaded, changed: list[str]) -> None:
+        commit = loaded.commit
         self.last_error = ""
         status = "applied" if changed else "unchanged"
         log.info(
@@ -198,7 +241,6 @@ class GitSource:
         )  # fmt: skip
         self._record(commit, status, loaded.summary, "")
         self.applied = commit
-        return True
 
     def _record(self, commit: Commit, status: str, summary: str, error: str) -> None:
         event = GitEvent(commit.sha, commit.author, commit.subject, status, summary, error,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,14 +93,29 @@ class XdsServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
-        server = grpc.aio.server(options=[("grpc.max_send_message_length", 256 * 1024 * 1024)])
+        """Bind and serve; raises OSError naming the address and the kernel's reason."""
+        if port != 0:
+            _probe_bind(host, port)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                # gRPC sets SO_REUSEPORT by default: a second control plane on the same address
+                # would start, share the port, and sidecars would land on either process.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
         server.add_generic_rpc_handlers(self._handlers())
-        self.port = server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = server.add_insecure_port(f"{_grpc_host(host)}:{port}")
+        except RuntimeError as exc:  # grpc's "Failed to bind to address"
+            raise OSError(f"cannot bind {host}:{port}: {exc}") from None
         if self.port == 0:
-            raise OSError(f"cannot bind the xDS server to {host}:{port}")
+            raise OSError(f"cannot bind {host}:{port}")
         await server.start()
         self._server = server
-        log.info("xDS (ADS, CDS, LDS, RDS, EDS; SotW and delta) on %s:%d", host, self.port)
+        log.info(
+            "xDS (ADS, CDS, LDS, RDS, EDS; SotW and delta) on %s:%d", _grpc_host(host), self.port
+        )
         return self.port
 
     async def stop(self, grace: float | None = 0.5) -> None:
@@ -208,3 +224,27 @@ class XdsServer:
         self.stats.inc("requests", type_url)
         if request.HasField("error_detail"):
             self.stats.inc("nacks", type_url)
+
+
+def _grpc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _probe_bind(host: str, port: int) -> None:
+    """Bind the address once with a plain socket, as gRPC will, for the kernel's own reason.
+
+    gRPC reports any bind failure as one opaque message; this names EADDRINUSE, EACCES or an
+    unresolvable host, which is what the operator needs to fix the flag.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise OSError(f"cannot bind {host}:{port}: {exc.strerror}") from None

@@ -40,6 +40,26 @@ def mesh_group(node: base_pb2.Node) -> str:
     return mesh.SIDECAR if str(node.user_agent_name).startswith("remora") else mesh.PROXYLESS
 
 
+class FirstLoadError(Exception):
+    """The source failed before anything was served: the control plane should not start."""
+
+    def __init__(self, where: str, errors: Sequence[str]) -> None:
+        self.where = where
+        self.errors = list(errors)
+        lines = "".join(f"\n  {line}" for error in errors for line in error.splitlines())
+        super().__init__(f"{where}: the first load failed, nothing to serve:{lines}")
+
+
+def warn_if_empty(config: MeshConfig, where: str) -> None:
+    """An empty or mistyped directory loads as zero services; say so instead of serving nothing."""
+    if not config.services and not config.raw:
+        log.warning(
+            "%s has no services and no resources (looked for %s files with `services:` or "
+            "`resources:`); serving an empty mesh",
+            where, ", ".join(_SUFFIXES),
+        )  # fmt: skip
+
+
 class SourceError(Exception):
     """Every problem found while loading a config directory, each prefixed with its file."""
 
@@ -226,25 +246,44 @@ class DirectorySource:
         self.label = label
         self.last_error: str = ""
 
-    def apply(self) -> bool:
-        """Load and install; returns False (keeping the old snapshots) if the directory is bad."""
+    def load_first(self) -> None:
+        """The start-up load: raises `FirstLoadError` rather than logging, since nothing is
+        served yet and the caller exits instead of serving an empty mesh."""
         try:
-            changed = self.publisher.publish(parse_directory(self.directory), self.label())
+            self._load()
         except SourceError as exc:
             self.last_error = str(exc)
             self.stats.source_errors += 1
-            log.error("config rejected, still serving the previous snapshot:\n%s", exc)
+            raise FirstLoadError(str(self.directory), [str(e) for e in exc.errors]) from None
+
+    def apply(self) -> bool:
+        """Load and install; returns False (keeping the old snapshots) if the directory is bad."""
+        try:
+            self._load()
+        except SourceError as exc:
+            self.last_error = str(exc)
+            self.stats.source_errors += 1
+            if self.publisher.config is None:
+                log.error("config rejected, nothing is served yet:\n%s", exc)
+            else:
+                log.error("config rejected, still serving the previous snapshot:\n%s", exc)
             return False
-        self.last_error = ""
-        if changed:
-            log.info("applied snapshot for %s", ", ".join(changed))
         return True
 
+    def _load(self) -> None:
+        config = parse_directory(self.directory)
+        changed = self.publisher.publish(config, self.label())
+        self.last_error = ""
+        warn_if_empty(config, str(self.directory))
+        if changed:
+            log.info("applied snapshot for %s", ", ".join(changed))
+
     async def watch(self, ready: asyncio.Event | None = None) -> None:
-        """Apply now, then on every change (debounced to 50 ms, well within a second)."""
+        """Apply now (unless `load_first` did), then on every change (debounced to 50 ms)."""
         import watchfiles
 
-        self.apply()
+        if self.publisher.config is None:  # not loaded yet by `load_first`
+            self.apply()
         if ready is not None:
             ready.set()
         async for _changes in watchfiles.awatch(self.directory, debounce=50, step=20):
