@@ -15,30 +15,86 @@ from typing import Any
 Handler = Callable[[argparse.Namespace], int]
 
 
+_EXAMPLES = {
+    "bpf": """\
+examples:
+  remora bpf inspect prog.bpf.o
+  sudo remora bpf run prog.bpf.o xdp_count --data packet.bin --repeat 1000
+  sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo --set verdict=1
+""",
+    "inspect": """\
+examples:
+  remora bpf inspect prog.bpf.o
+  remora bpf inspect prog.bpf.o --json | python3 -m json.tool
+""",
+    "load": """\
+examples:
+  sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo
+  sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo --set verdict=1 --set magic=0x10
+""",
+    "run": """\
+examples:
+  sudo remora bpf run prog.bpf.o xdp_count
+  sudo remora bpf run prog.bpf.o xdp_count --data packet.bin --repeat 1000 --json
+""",
+}
+
+
+def _sub(
+    cmds: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    return cmds.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=_EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bpf = sub.add_parser("bpf", help="inspect, load and run eBPF objects (no libbpf)")
+    bpf = sub.add_parser(
+        "bpf",
+        help="inspect, load and run eBPF objects (no libbpf)",
+        description="Inspect, load and test-run eBPF ELF objects with remora's own loader. "
+        "load and run need root (CAP_BPF); inspect does not.",
+        epilog=_EXAMPLES["bpf"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     cmds = bpf.add_subparsers(dest="bpf_command", metavar="BPF_COMMAND")
     bpf.set_defaults(handler=lambda _a: _usage(bpf))
+    set_help = "set a global variable before load (an integer: 7, 0x10, -1); repeatable"
 
-    p = cmds.add_parser("inspect", help="list programs, maps, variables of an object")
-    p.add_argument("obj")
+    p = _sub(cmds, "inspect", "list the programs, maps and global variables of an object")
+    p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object (clang -target bpf)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_inspect))
 
-    p = cmds.add_parser("load", help="load an object and pin everything under a bpffs dir")
-    p.add_argument("obj")
+    p = _sub(cmds, "load", "load an object and pin its programs and maps under a bpffs directory")
+    p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object")
     p.add_argument("--pin", required=True, metavar="DIR", help="bpffs directory for pins")
-    p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help="set a global")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help=set_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_load))
 
-    p = cmds.add_parser("run", help="load one program and BPF_PROG_TEST_RUN it")
-    p.add_argument("obj")
-    p.add_argument("prog")
-    p.add_argument("--data", metavar="FILE", help="packet/context bytes (default: 64 zeros)")
-    p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help="set a global")
-    p.add_argument("--json", action="store_true")
+    p = _sub(cmds, "run", "load one program and run it in the kernel with BPF_PROG_TEST_RUN")
+    p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object")
+    p.add_argument("prog", metavar="PROGRAM", help="the program's name (see `bpf inspect`)")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="the packet (or a context-only program's context) as raw bytes "
+        "(default: 64 zero bytes)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs in the kernel; the average time is reported (default: 1)",
+    )
+    p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help=set_help)
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_run))
 
 
@@ -56,6 +112,8 @@ def _guard(fn: Handler) -> Handler:
         except BPFError as e:
             print(f"remora bpf {args.bpf_command}: error: {e}", file=sys.stderr)
             return 1
+        except BrokenPipeError:  # stdout's reader went away (`| head`): not an error of ours
+            raise
         except (OSError, ValueError) as e:  # unreadable files, arguments the API refuses
             print(f"remora bpf {args.bpf_command}: error: {e}", file=sys.stderr)
             return 1
@@ -103,14 +161,16 @@ def _load(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from remora.bpf.collection import Collection
+    from remora.bpf.errors import BPFError
 
     data = b"\0" * 64
     if args.data:
-        with open(args.data, "rb") as f:
-            data = f.read()
+        try:
+            with open(args.data, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise BPFError(f"--data {args.data}: {exc.strerror}") from None
     if args.repeat < 1:
-        from remora.bpf.errors import BPFError
-
         raise BPFError("--repeat must be at least 1")
     with Collection.load(args.obj, constants=_constants(args.set), programs=[args.prog]) as coll:
         res = coll.programs[args.prog].test_run(data, repeat=args.repeat)

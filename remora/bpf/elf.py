@@ -67,11 +67,24 @@ class VariableSpec:
     def constant(self) -> bool:
         return self.map_name.startswith(".rodata")
 
+    @property
+    def scalar(self) -> bool:
+        """An integer (or a pointer-sized scalar); arrays, structs and unions are not."""
+        if self.size > 8 or self.type_name.endswith("]"):
+            return False
+        return not any(w in self.type_name.split() for w in ("struct", "union"))
+
     def get(self) -> bytes:
         data = self.map.initial_data or b""
         return data[self.offset : self.offset + self.size]
 
     def set(self, value: Any) -> None:
+        if isinstance(value, bool | int) and not self.scalar:
+            # An int would be spread over the struct's bytes, filling fields nobody meant to.
+            raise BPFError(
+                f"variable {self.name!r} is {self.type_name or 'not an integer'} "
+                f"({self.size} bytes): give bytes or a ctypes value, not an integer"
+            )
         raw = _to_bytes(value, self.size, self.name)
         data = bytearray(self.map.initial_data or bytes(self.map.value_size))
         data[self.offset : self.offset + self.size] = raw

@@ -15,13 +15,6 @@ def _btf_name(ref: Any) -> str:
     return str(btf.type_name(tid))
 
 
-def _is_scalar(type_name: str, size: int) -> bool:
-    """Show ints as numbers; arrays (strings) and structs stay bytes, whatever their size."""
-    if size > 8 or type_name.endswith("]"):
-        return False
-    return not any(w in type_name.split() for w in ("struct", "union"))
-
-
 def _map_row(name: str, m: MapSpec) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": name,
@@ -71,9 +64,8 @@ def summarize(spec: CollectionSpec) -> dict[str, Any]:
                 "type": v.type_name,
                 "constant": v.constant,
                 "value": v.get().hex(),
-                "int": (
-                    int.from_bytes(v.get(), "little") if _is_scalar(v.type_name, v.size) else None
-                ),
+                # Ints show as numbers; arrays (strings) and structs stay bytes.
+                "int": int.from_bytes(v.get(), "little") if v.scalar else None,
             }
             for v in spec.variables.values()
         ],
@@ -81,33 +73,38 @@ def summarize(spec: CollectionSpec) -> dict[str, Any]:
 
 
 def render_text(info: dict[str, Any]) -> str:
+    """Three tables with headers; notes and map lists trail each program's row."""
     out = [f"{info['path']}: license {info['license']!r}, BTF {'yes' if info['btf'] else 'no'}"]
     if info["kern_version"]:
         out[0] += f", kern_version {info['kern_version']:#x}"
     out.append(f"programs ({len(info['programs'])}):")
+    if info["programs"]:
+        out.append(f"  {'NAME':<24} {'SECTION':<32} {'TYPE':<18} {'INSNS':>5}  MAPS")
     for p in info["programs"]:
-        line = f"  {p['name']:<24} {p['section']:<32} {p['type']:<18} {p['insns']:>5} insns"
-        if p["maps"]:
-            line += f"  maps: {', '.join(p['maps'])}"
+        line = f"  {p['name']:<24} {p['section']:<32} {p['type']:<18} {p['insns']:>5}"
+        line += f"  {', '.join(p['maps']) or '-'}"
         if p["note"]:
             line += f"  [{p['note']}]"
         out.append(line)
     out.append(f"maps ({len(info['maps'])}):")
-    for m in info["maps"]:
-        line = (
-            f"  {m['name']:<24} {m['type']:<18} key {m['key_size']:>3}  value {m['value_size']:>5}"
-            f"  max_entries {m['max_entries']}"
+    if info["maps"]:
+        out.append(
+            f"  {'NAME':<24} {'TYPE':<18} {'KEY':>4} {'VALUE':>6} {'MAX_ENTRIES':>11}  BTF TYPES"
         )
-        types = " -> ".join(x for x in (m["key_type"], m["value_type"]) if x)
-        if types:
-            line += f"  ({types})"
-        out.append(line)
+    for m in info["maps"]:
+        types = " -> ".join(x for x in (m["key_type"], m["value_type"]) if x) or "-"
+        out.append(
+            f"  {m['name']:<24} {m['type']:<18} {m['key_size']:>4} {m['value_size']:>6}"
+            f" {m['max_entries']:>11}  {types}"
+        )
     if info["variables"]:
         out.append(f"variables ({len(info['variables'])}):")
+        out.append(f"  {'NAME':<24} {'SECTION':<16} {'OFFSET':>6} {'SIZE':>4}  KIND  TYPE = VALUE")
         for v in info["variables"]:
             kind = "const" if v["constant"] else "var"
+            value = v["int"] if v["int"] is not None else "0x" + v["value"]
             out.append(
-                f"  {v['name']:<24} {v['section']:<16} +{v['offset']:<5} {v['size']:>4} bytes"
-                f"  {kind} {v['type']} = {v['int'] if v['int'] is not None else '0x' + v['value']}"
+                f"  {v['name']:<24} {v['section']:<16} {v['offset']:>6} {v['size']:>4}"
+                f"  {kind:<5} {v['type']} = {value}"
             )
     return "\n".join(out)

@@ -27,6 +27,7 @@ LOG_MAX = (1 << 30) - 1  # the kernel caps log_size at UINT_MAX >> 2
 _INSN_LINE = re.compile(r"^(\d+): \(")
 # Test runs of these types take only a context (no packet, no repeat): bpf_prog_test_run_*().
 _CTX_ONLY = frozenset({t.ProgType.SYSCALL, t.ProgType.RAW_TRACEPOINT})
+_ETH_HLEN = 14  # packet test runs need at least an Ethernet header of input
 
 
 @dataclasses.dataclass
@@ -208,6 +209,14 @@ class Program(Pinnable, Closing):
             if err == errno.ENOSPC and attr.data_size_out > size_out:
                 size_out = attr.data_size_out
                 continue
+            if err == errno.EINVAL and len(data) < _ETH_HLEN:
+                # The kernel's generic EINVAL hides the usual cause: packet test runs build an
+                # skb or xdp_buff, which needs at least an Ethernet header of input.
+                raise BPFError(
+                    f"program {self.name!r}: PROG_TEST_RUN refused {len(data)} bytes of packet "
+                    f"data; {self.type.name.lower()} programs need at least {_ETH_HLEN} "
+                    "(an Ethernet header)"
+                )
             raise BPFSyscallError(err, "PROG_TEST_RUN", f"program {self.name!r}")
 
     def _run_on_ctx(self, ctx: bytes, repeat: int) -> TestRunResult:

@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 
+from remora.argtypes import port, port_list
 from remora.proxy.cli import add_log_level, settle_heap, setup_logging
 
 _DEMO_NAMES = ("demo-a", "demo-b")
+
+
+_EXAMPLES = """\
+examples:
+  remora demo                                  # what `make run` runs
+  remora demo --http-port 8080 --admin-port 8081
+  remora demo --print-config > demo.json && remora proxy -c demo.json --validate
+"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,12 +30,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Start two demo upstreams, the proxy on 127.0.0.1:10000 (HTTP) and :10001 (TCP), "
             "and the admin on 127.0.0.1:9901. Ctrl-C stops everything."
         ),
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--http-port", type=int, default=10000)
-    parser.add_argument("--tcp-port", type=int, default=10001)
-    parser.add_argument("--admin-port", type=int, default=9901)
+    parser.add_argument("--http-port", type=port, default=10000, metavar="PORT",
+                        help="the proxy's HTTP listener (default: 10000)")  # fmt: skip
+    parser.add_argument("--tcp-port", type=port, default=10001, metavar="PORT",
+                        help="the proxy's tcp_proxy listener (default: 10001)")  # fmt: skip
+    parser.add_argument("--admin-port", type=port, default=9901, metavar="PORT",
+                        help="the admin API (default: 9901)")  # fmt: skip
     parser.add_argument(
-        "--print-config", action="store_true", help="print the demo's Envoy bootstrap and exit"
+        "--upstream-ports",
+        type=port_list,
+        default=[18081, 18082],
+        metavar="PORT,PORT",
+        help="the two demo upstreams, demo-a and demo-b (default: 18081,18082; 0 picks free ones)",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the demo's Envoy bootstrap (the one it runs) and exit",
     )
     add_log_level(parser)
     parser.set_defaults(handler=run)
@@ -34,17 +58,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from remora.demo.mesh import demo_bootstrap
 
+    if len(args.upstream_ports) != len(_DEMO_NAMES):
+        print("error: --upstream-ports takes two ports, e.g. 18081,18082", file=sys.stderr)
+        return 2
     if args.print_config:
-        config = demo_bootstrap([18081, 18082], args.http_port, args.tcp_port, args.admin_port)
+        config = demo_bootstrap(args.upstream_ports, args.http_port, args.tcp_port, args.admin_port)
         print(json.dumps(config, indent=2))
         return 0
     setup_logging(args.log_level)
     import uvloop
 
+    from remora.config.errors import ConfigErrors
+
     try:
         uvloop.run(_main(args))
     except KeyboardInterrupt:
         pass
+    except ConfigErrors as exc:  # ports that collide, say
+        print("error: the demo's configuration is invalid with these options:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # stdout's reader went away: remora.cli exits quietly
+        raise
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -58,10 +94,20 @@ async def _main(args: argparse.Namespace) -> None:
     from remora.demo.upstream import DemoUpstream
     from remora.proxy.server import ProxyServer
 
-    upstreams = [DemoUpstream(name=name, host="127.0.0.1", port=0) for name in _DEMO_NAMES]
-    for upstream in upstreams:
-        await upstream.start()
+    upstreams = [
+        DemoUpstream(name=name, host="127.0.0.1", port=upstream_port)
+        for name, upstream_port in zip(_DEMO_NAMES, args.upstream_ports, strict=True)
+    ]
     try:
+        for upstream in upstreams:
+            try:
+                await upstream.start()
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise OSError(
+                    f"demo upstream {upstream.name} (--upstream-ports) cannot bind "
+                    f"127.0.0.1:{upstream.port}: {reason}"
+                ) from None
         bootstrap = demo_bootstrap(
             [u.port for u in upstreams], args.http_port, args.tcp_port, args.admin_port
         )

@@ -10,14 +10,28 @@ from typing import Any
 
 from remora.config.errors import ConfigErrors
 
+_EXAMPLES = """\
+examples:
+  remora proxy -c examples/front-proxy.yaml
+  remora proxy -c examples/front-proxy.yaml --validate
+  remora demo --print-config > demo.json && remora proxy -c demo.json -l debug
+"""
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "proxy",
         help="run the proxy from an Envoy v3 bootstrap (YAML or JSON)",
-        description="Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.",
+        description="Run the proxy from an Envoy v3 bootstrap, or validate it with --validate. "
+        "SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open "
+        "requests finish within the drain timeout, then the process exits 0.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="bootstrap file")
+    parser.add_argument(
+        "--config", "-c", required=True, metavar="FILE",
+        help="the Envoy v3 bootstrap, YAML or JSON (static_resources and/or dynamic_resources)",
+    )  # fmt: skip
     parser.add_argument(
         "--validate",
         action="store_true",
@@ -33,7 +47,7 @@ def add_log_level(parser: argparse.ArgumentParser) -> None:
         "-l",
         default="info",
         choices=["trace", "debug", "info", "warning", "warn", "error", "critical", "off"],
-        help="log level (default: info)",
+        help="log level (default: info; trace is debug)",
     )
 
 
@@ -77,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in config.warnings:
         logging.getLogger("remora.config").warning("%s", warning)
+    if not config.listeners and config.ads is None:
+        logging.getLogger("remora.config").warning(
+            "%s has no listeners and no dynamic_resources: nothing will be proxied%s",
+            args.config, " (only the admin is served)" if config.admin else "",
+        )  # fmt: skip
     _warn_stale_native()
     if args.validate:
         print(f"configuration '{args.config}' OK")
@@ -118,6 +137,8 @@ def run_config(config: Any) -> int:
 
     try:
         uvloop.run(main())
+    except BrokenPipeError:  # stdout's reader went away: remora.cli exits quietly
+        raise
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

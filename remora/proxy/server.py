@@ -235,7 +235,7 @@ class ProxyServer:
         """Serve until SIGTERM/SIGINT or /quitquitquit, then drain and close."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_shutdown)
+            loop.add_signal_handler(sig, self.request_shutdown, sig.name)
         try:
             await self._stopped.wait()
             await self.drain()
@@ -244,7 +244,10 @@ class ProxyServer:
                 loop.remove_signal_handler(sig)
             await self.close()
 
-    def request_shutdown(self) -> None:
+    def request_shutdown(self, reason: str = "shutdown requested") -> None:
+        """Begin the clean exit; `reason` (the signal, or /quitquitquit) goes to the log."""
+        if not self._stopped.is_set():
+            log.info("%s: shutting down", reason)
         self._stopped.set()
 
     async def drain(self) -> None:
@@ -258,11 +261,24 @@ class ProxyServer:
             running.server.close()
             running.runtime.drain()
         timeout = self._drain_timeout()
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        open_at_start = sum(len(r.runtime.connections) for r in self.listeners)
+        if open_at_start:
+            log.info(
+                "draining: listeners closed, %d connection%s open, waiting up to %.1f s",
+                open_at_start, "" if open_at_start == 1 else "s", timeout,
+            )  # fmt: skip
         while time.monotonic() < deadline and any(r.runtime.connections for r in self.listeners):
             await asyncio.sleep(0.05)
+        cut = sum(len(r.runtime.connections) for r in self.listeners)
         for running in self.listeners:
             running.runtime.close_all()
+        finished = open_at_start - cut
+        log.info(
+            "drained in %.2f s: %d connection%s finished, %d closed at the drain timeout",
+            time.monotonic() - started, finished, "" if finished == 1 else "s", cut,
+        )  # fmt: skip
 
     async def _flush_stats(self) -> None:
         """Envoy's stats_flush_interval (5 s): closes the interval that histogram quantiles show."""
@@ -313,7 +329,7 @@ class AdminView:
         self.server = server
 
     def request_shutdown(self) -> None:
-        self.server.request_shutdown()
+        self.server.request_shutdown("/quitquitquit")
 
     @property
     def stats(self) -> Store:

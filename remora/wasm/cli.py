@@ -82,14 +82,48 @@ class _IntermixedParser(argparse.ArgumentParser):
             self._nested = False
 
 
+_RUN_EXAMPLES = """\
+examples:
+  remora wasm run hello.wasm
+  remora wasm run tool.wasm --dir ./data::/data --env MODE=fast --fuel 1000000 \\
+      --max-memory 16MiB --timeout 2 -- arg1 arg2
+  remora wasm run spin.wasm --timeout 0.2; echo $?      # 134: trapped at the deadline
+
+exit status: the guest's own exit code; 1 when the module, options or policy are unusable;
+134 when the guest trapped or hit a limit.
+"""
+
+_INSPECT_EXAMPLES = """\
+examples:
+  remora wasm inspect filter.wasm
+  remora wasm inspect filter.wasm --json | python3 -m json.tool
+"""
+
+_SIZE_HELP = "sizes: 65536, 64KiB, 16MiB, 1GiB (binary) or 16MB (decimal)"
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    wasm = sub.add_parser("wasm", help="run and inspect sandboxed WebAssembly modules")
+    wasm = sub.add_parser(
+        "wasm",
+        help="run and inspect sandboxed WebAssembly modules",
+        description="Run WASI commands under a deny-by-default sandbox, or inspect a module.",
+        epilog="examples:\n  remora wasm run hello.wasm\n  remora wasm inspect hello.wasm\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     wasm_sub = wasm.add_subparsers(
         dest="wasm_command", metavar="WASM_COMMAND", parser_class=_IntermixedParser
     )
     wasm.set_defaults(handler=lambda _args: _usage(wasm))
 
-    run = wasm_sub.add_parser("run", help="run a WASI command under a deny-by-default policy")
+    run = wasm_sub.add_parser(
+        "run",
+        help="run a WASI command under a deny-by-default policy",
+        description="Run a WASI command (its _start). Nothing is granted unless given: no "
+        "arguments beyond ARGS, no environment, no directories, no network. Output goes to "
+        "this process's stdout and stderr. " + _SIZE_HELP + ".",
+        epilog=_RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("module", type=Path, help="the .wasm file")
     run.add_argument("guest_args", nargs="*", default=[], metavar="ARGS", help="arguments after --")
     run.add_argument(
@@ -97,19 +131,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="HOST::GUEST[:rw]",
-        help="preopen a host directory (read-only unless :rw)",
+        help="preopen a host directory at GUEST (read-only unless :rw); repeatable (default: none)",
     )
-    run.add_argument("--env", action="append", default=[], type=_env_pair, metavar="K=V")
-    run.add_argument("--fuel", type=_positive_int, help="CPU budget in wasmtime fuel units")
-    run.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="wall-clock deadline")
-    run.add_argument("--max-memory", type=parse_size, metavar="SIZE", help="linear memory cap")
-    run.add_argument("--max-wasm-stack", type=parse_size, metavar="SIZE")
-    run.add_argument("--cache-dir", type=Path, help="compiled-module cache dir")
-    run.add_argument("--no-cache", action="store_true", help="always compile")
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=_env_pair,
+        metavar="K=V",
+        help="a variable for the guest's environment; repeatable (default: none)",
+    )
+    run.add_argument("--fuel", type=_positive_int, metavar="N",
+                     help="CPU budget in wasmtime fuel units, about one per instruction "
+                     "(default: unlimited)")  # fmt: skip
+    run.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                     help="wall-clock deadline in seconds (default: none)")  # fmt: skip
+    run.add_argument(
+        "--max-memory",
+        type=parse_size,
+        metavar="SIZE",
+        help="cap on linear memory, e.g. 16MiB (default: wasm's 4 GiB)",
+    )
+    run.add_argument("--max-wasm-stack", type=parse_size, metavar="SIZE",
+                     help="cap on the guest's native stack, e.g. 512KiB (default: wasmtime's "
+                     "512KiB)")  # fmt: skip
+    run.add_argument("--cache-dir", type=Path, metavar="DIR",
+                     help="compiled-module cache (default: $XDG_CACHE_HOME/remora/wasm or "
+                     "~/.cache/remora/wasm)")  # fmt: skip
+    run.add_argument("--no-cache", action="store_true", help="always compile, never cache")
     run.set_defaults(handler=_run)
 
-    inspect = wasm_sub.add_parser("inspect", help="list imports, exports, memories, sections")
-    inspect.add_argument("module", type=Path)
+    inspect = wasm_sub.add_parser(
+        "inspect",
+        help="list imports, exports, memories, sections",
+        description="Describe a module without running it: its imports, exports, memories "
+        "and custom sections.",
+        epilog=_INSPECT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inspect.add_argument("module", type=Path, help="the .wasm file")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(handler=_inspect)
 

@@ -47,6 +47,12 @@ class Preopen:
     def parse(cls, spec: str) -> Preopen:
         """`HOST::GUEST[:rw|:ro]` (the CLI's --dir syntax); `HOST` alone maps to the same path."""
         host, sep, rest = spec.partition("::")
+        if not sep and ":" in spec and not Path(spec).exists():
+            docker_host, _, docker_guest = spec.partition(":")
+            raise PolicyError(
+                f"--dir {spec!r}: HOST and GUEST are separated by two colons (a host path may "
+                f"itself hold one); did you mean '{docker_host}::{docker_guest}'?"
+            )
         guest, writable = (rest, False) if sep else (host, False)
         for suffix, flag in ((":rw", True), (":ro", False)):
             if guest.endswith(suffix):
@@ -54,6 +60,12 @@ class Preopen:
         if not host or not guest:
             raise PolicyError(f"--dir {spec!r}: expected HOST::GUEST[:rw]")
         return cls(Path(host), guest, writable)
+
+
+def _not_a_directory(path: Path) -> str:
+    if not path.exists():
+        return "no such directory"
+    return "not a directory"
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,7 @@ def build_wasi(policy: SandboxPolicy) -> WasiContext:
     config.env = [(k, v) for k, v in policy.env.items()]
     for pre in policy.preopens:
         if not pre.host.is_dir():
-            raise PolicyError(f"preopen {pre.host}: not a directory")
+            raise PolicyError(f"--dir {pre.host}: {_not_a_directory(pre.host)}")
         config.preopen_dir(os.fspath(pre.host.resolve()), pre.guest, pre.writable)
     stdout, stderr = OutputBuffer(policy.stdout_cap), OutputBuffer(policy.stderr_cap)
     if policy.inherit_stdout:

@@ -123,6 +123,51 @@ def test_inspect_shows_arrays_and_structs_as_bytes(
     assert run(["bpf", "inspect", str(obj)]) == 0
     text = capsys.readouterr().out
     assert "= 0x68656c6c6f000000" in text and "= 7" in text
+    # An integer would be spread over the struct's (or array's) bytes: refused by name.
+    for name, kind in (("pr", "struct pair"), ("tag", "char[8]")):
+        assert run(["bpf", "run", str(obj), "p", "--set", f"{name}=3"]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"remora bpf run: error: variable {name!r} is {kind} ({4 if name == 'pr' else 8} "
+            "bytes): give bytes or a ctypes value, not an integer\n"
+        )
+
+
+def test_inspect_tables_have_headers(
+    bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["bpf", "inspect", str(bpf_objs["globals"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    headers = [line.split() for line in lines if line.startswith("  NAME ")]
+    assert headers == [
+        ["NAME", "SECTION", "TYPE", "INSNS", "MAPS"],
+        ["NAME", "TYPE", "KEY", "VALUE", "MAX_ENTRIES", "BTF", "TYPES"],
+        ["NAME", "SECTION", "OFFSET", "SIZE", "KIND", "TYPE", "=", "VALUE"],
+    ]
+    flows = next(line.split() for line in lines if line.startswith("  flows "))
+    assert flows[:5] == ["flows", "hash", "8", "16", "128"]
+
+
+def test_run_data_file_errors_name_the_flag(
+    tmp_path: Path, bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str], bpf_root: None
+) -> None:
+    obj = str(bpf_objs["globals"])
+    missing = tmp_path / "nosuch.bin"
+    assert run(["bpf", "run", obj, "xdp_count", "--data", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"remora bpf run: error: --data {missing}: No such file or directory\n"
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    for data in (b"", b"\0" * 13):
+        empty.write_bytes(data)
+        assert run(["bpf", "run", obj, "xdp_count", "--data", str(empty)]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"remora bpf run: error: program 'xdp_count': PROG_TEST_RUN refused {len(data)} bytes "
+            "of packet data; xdp programs need at least 14 (an Ethernet header)\n"
+        )
+    empty.write_bytes(b"\0" * 14)
+    assert run(["bpf", "run", obj, "xdp_count", "--data", str(empty)]) == 0
 
 
 def test_run_context_only_program_and_refused_repeat(

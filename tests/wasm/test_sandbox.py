@@ -163,8 +163,20 @@ def test_missing_preopen_dir_is_a_policy_error(
     host: WasmHost, guest: Callable[[str], bytes], tmp_path: Path
 ) -> None:
     policy = SandboxPolicy(preopens=(Preopen(tmp_path / "nope", "/x"),))
-    with pytest.raises(PolicyError, match="nope: not a directory"):
+    with pytest.raises(PolicyError, match="nope: no such directory"):
         host.run(guest("fs"), policy)
+    (tmp_path / "file").write_text("")
+    policy = SandboxPolicy(preopens=(Preopen(tmp_path / "file", "/x"),))
+    with pytest.raises(PolicyError, match="file: not a directory"):
+        host.run(guest("fs"), policy)
+
+
+def test_a_docker_style_single_colon_dir_hints_at_two() -> None:
+    with pytest.raises(PolicyError, match=r"did you mean '\./data::/data'\?"):
+        Preopen.parse("./data:/data")
+    with pytest.raises(PolicyError, match=r"did you mean '\./data::/data:rw'\?"):
+        Preopen.parse("./data:/data:rw")
+    assert Preopen.parse("./data::/data:rw") == Preopen(Path("./data"), "/data", True)
 
 
 def test_bad_env_name_is_a_policy_error(host: WasmHost, guest: Callable[[str], bytes]) -> None:
