@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests and demo use: compilers for BPF and Wasm guests, the HTTP peers, load tools.
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages | xargs)
 
-.PHONY: run test lint types pytest apt venv clean bench bytecode native
+.PHONY: run test lint types pytest apt venv clean bench bytecode native examples
 
 run: $(STAMP) native bytecode
 	$(VENV)/bin/remora demo
@@ -51,6 +51,25 @@ types: $(STAMP)
 
 pytest: $(STAMP) native bytecode
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The objects the README's wasm and bpf commands use, built from the sources in examples/ by the
+# toolchain `make apt` installs: examples/build/{guest.wasm,prog.bpf.o,packet.bin}.
+EXAMPLES_OUT := examples/build
+BPF_INCLUDE := /usr/include/$(shell uname -m)-linux-gnu
+
+examples: apt $(EXAMPLES_OUT)/guest.wasm $(EXAMPLES_OUT)/prog.bpf.o $(EXAMPLES_OUT)/packet.bin
+
+$(EXAMPLES_OUT)/guest.wasm: examples/wasm/guest.c
+	@mkdir -p $(EXAMPLES_OUT)
+	clang --target=wasm32-wasi --sysroot=/usr -O2 -Wall -Werror $< -o $@
+
+$(EXAMPLES_OUT)/prog.bpf.o: examples/bpf/prog.bpf.c
+	@mkdir -p $(EXAMPLES_OUT)
+	clang -O2 -g -target bpf -I$(BPF_INCLUDE) -Wall -Werror -c $< -o $@
+
+$(EXAMPLES_OUT)/packet.bin: examples/bpf/packet.py
+	@mkdir -p $(EXAMPLES_OUT)
+	python3 $< $@
 
 bench: apt $(STAMP) native bytecode
 	$(PY) bench/run.py

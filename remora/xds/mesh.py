@@ -9,6 +9,11 @@
         routes:                   # default: everything to this service
           - {prefix: /, to: {greeter: 90, greeter-canary: 10}, timeout: 2s}
         policies: {connect_timeout: 1s, max_connections: 100, max_requests: 100}
+      greeter-canary:             # a route may only name services defined somewhere
+        endpoints: [{address: 127.0.0.1, port: 9002}]
+
+`examples/mesh/` is a complete directory of this schema, and a test validates both it and this
+example.
 
 Each service becomes, for every node group:
 - a Cluster named after it, type EDS over ADS, ROUND_ROBIN;
