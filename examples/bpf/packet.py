@@ -1,6 +1,6 @@
 """Writes packet.bin for `remora bpf run --data`: one Ethernet + IPv4 + UDP frame, 64 bytes.
 
-    python3 examples/bpf/packet.py examples/build/packet.bin
+python3 examples/bpf/packet.py examples/build/packet.bin
 """
 
 import struct
@@ -16,7 +16,12 @@ words = struct.unpack("!10H", ip_header)
 checksum = sum(words)
 checksum = ~((checksum & 0xFFFF) + (checksum >> 16)) & 0xFFFF
 ip_header = ip_header[:10] + struct.pack("!H", checksum) + ip_header[12:]
-ethernet = bytes.fromhex("020000000002" "020000000001" "0800")
+destination, source, ipv4 = (
+    bytes.fromhex("020000000002"),
+    bytes.fromhex("020000000001"),
+    b"\x08\x00",
+)
+ethernet = destination + source + ipv4
 frame = ethernet + ip_header + udp
 assert len(frame) == 64, len(frame)
 with open(sys.argv[1] if len(sys.argv) > 1 else "packet.bin", "wb") as out:
