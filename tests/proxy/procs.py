@@ -32,7 +32,7 @@ def set_ports(config: dict[str, Any]) -> dict[str, int]:
 
 
 async def start_proxy_process(
-    config: dict[str, Any], tmp_path: Path
+    config: dict[str, Any], tmp_path: Path, log_level: str = "warning"
 ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
     ports = set_ports(config)
     path = tmp_path / "bootstrap.json"
@@ -45,7 +45,7 @@ async def start_proxy_process(
         "--config",
         str(path),
         "--log-level",
-        "warning",
+        log_level,
         stderr=asyncio.subprocess.PIPE,
     )
     for _ in range(200):
