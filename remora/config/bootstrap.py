@@ -6,6 +6,7 @@ every field of every message. Its errors are rewritten to lead with the field pa
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -16,40 +17,96 @@ from google.protobuf import json_format
 
 import remora.config.typeregistry  # noqa: F401  (registers typed_config types)
 from remora.config.errors import ConfigError, ConfigErrors
+from remora.config.parse_errors import find_errors
 
 _NO_FIELD = re.compile(r'Message type "([^"]+)" has no field named "([^"]+)" at "([^"]+)"')
 _AT_PATH = re.compile(r' at "?(Bootstrap[^\s"]*?)"?\.?$')
 
 
+def load_yaml(text: str, source: str) -> Any:
+    """YAML (or JSON, a subset) whose errors name `source`, not `<unicode string>`."""
+    stream = io.StringIO(text)
+    stream.name = source  # PyYAML's marks take the stream's name
+    return yaml.safe_load(stream)
+
+
+def yaml_error(exc: yaml.YAMLError, source: str) -> str:
+    """One line: `file:line:column: invalid YAML: problem (context)`."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    return f"{where}: invalid YAML: {problem}" + (f" ({context})" if context else "")
+
+
 def parse_text(text: str, source: str = "<config>") -> bootstrap_pb2.Bootstrap:
-    """Parse YAML or JSON text (JSON is a subset of YAML) into a Bootstrap message."""
+    """Parse YAML or JSON text into a Bootstrap message; raises ConfigErrors listing every
+    parse error."""
+    message, errors = parse_text_lenient(text, source)
+    if errors:
+        raise ConfigErrors(errors)
+    return message
+
+
+def parse_text_lenient(
+    text: str, source: str = "<config>"
+) -> tuple[bootstrap_pb2.Bootstrap, list[ConfigError]]:
+    """(the message without the values that failed to parse, every parse error); a YAML error
+    or a top level that is not a mapping still raises, since nothing of it can be used."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text, source)
     except yaml.YAMLError as exc:
-        raise ConfigErrors([ConfigError("", f"{source}: invalid YAML/JSON: {exc}")]) from None
+        raise ConfigErrors([ConfigError("", yaml_error(exc, source))]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigErrors([ConfigError("", f"{source}: the top level must be a mapping")])
-    return parse_dict(data)
+    return parse_dict_lenient(data)
 
 
 def parse_dict(data: dict[str, Any]) -> bootstrap_pb2.Bootstrap:
-    message = bootstrap_pb2.Bootstrap()
-    try:
-        json_format.ParseDict(data, message, ignore_unknown_fields=False)
-    except json_format.ParseError as exc:
-        raise ConfigErrors([_from_parse_error(exc)]) from None
+    message, errors = parse_dict_lenient(data)
+    if errors:
+        raise ConfigErrors(errors)
     return message
 
 
+def parse_dict_lenient(
+    data: dict[str, Any],
+) -> tuple[bootstrap_pb2.Bootstrap, list[ConfigError]]:
+    message = bootstrap_pb2.Bootstrap()
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=False)
+        return message, []
+    except json_format.ParseError:
+        pass
+    # The strict parse stops at the first problem; find them all (importing any Envoy type the
+    # config names on the way), then parse what is left.
+    cleaned, errors = find_errors(data, bootstrap_pb2.Bootstrap.DESCRIPTOR)
+    message = bootstrap_pb2.Bootstrap()
+    try:
+        json_format.ParseDict(cleaned, message, ignore_unknown_fields=False)
+    except json_format.ParseError as exc:  # a case the walk does not know: report protobuf's
+        return bootstrap_pb2.Bootstrap(), [*errors, _from_parse_error(exc)]
+    return message, errors
+
+
 def load_file(path: str | Path) -> bootstrap_pb2.Bootstrap:
+    message, errors = load_file_lenient(path)
+    if errors:
+        raise ConfigErrors(errors)
+    return message
+
+
+def load_file_lenient(path: str | Path) -> tuple[bootstrap_pb2.Bootstrap, list[ConfigError]]:
     file = Path(path)
     try:
         text = file.read_text()
     except OSError as exc:
         raise ConfigErrors([ConfigError("", f"cannot read {file}: {exc.strerror}")]) from None
-    return parse_text(text, str(file))
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError("", f"{file}: not UTF-8 text ({exc.reason})")]) from None
+    return parse_text_lenient(text, str(file))
 
 
 def _strip_root(path: str) -> str:

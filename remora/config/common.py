@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import address_pb2
@@ -37,8 +38,11 @@ def optional_seconds(message: object, field: str, default: float | None) -> floa
 
 
 def socket_address(
-    address: address_pb2.Address, path: str, errors: ErrorCollector
+    address: address_pb2.Address, path: str, errors: ErrorCollector, ip_only: bool = True
 ) -> SocketAddress | None:
+    """The address, checked as the kernel will see it: listeners, the admin and static endpoints
+    take an IP literal (as in Envoy, which resolves names only for DNS clusters); `ip_only=False`
+    lets a STRICT_DNS cluster name a host."""
     if not address.HasField("socket_address"):
         errors.add(path, "an address needs socket_address")
         return None
@@ -52,4 +56,14 @@ def socket_address(
     if not 0 <= sa.port_value <= 65535:
         errors.add(f"{path}.socket_address.port_value", "must be 0-65535")
         return None
+    if ip_only:
+        try:
+            ipaddress.ip_address(sa.address)
+        except ValueError:
+            errors.add(
+                f"{path}.socket_address.address",
+                f"{sa.address!r} is not an IP address (names are resolved only for STRICT_DNS "
+                "cluster endpoints)",
+            )
+            return None
     return SocketAddress(sa.address, sa.port_value)

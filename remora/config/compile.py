@@ -7,6 +7,7 @@ config means swapping one reference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,7 @@ from google.protobuf import json_format
 
 from remora.config import support
 from remora.config.common import SocketAddress, socket_address
-from remora.config.errors import ErrorCollector
-from remora.proxy.http.config import HcmConfig
+from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.listener_config import ListenerConfig, compile_listener
 from remora.proxy.upstream.config import ClusterConfig, compile_cluster
 from remora.xds.bootstrap import AdsConfig, compile_dynamic_resources
@@ -47,28 +47,36 @@ class ProxyConfig:
     ads: AdsConfig | None = None  # dynamic_resources over ADS, when the bootstrap has them
 
 
-def compile_bootstrap(bootstrap: bootstrap_pb2.Bootstrap) -> ProxyConfig:
-    """Compile a parsed bootstrap; raises `ConfigErrors` listing every problem found."""
+def compile_bootstrap(
+    bootstrap: bootstrap_pb2.Bootstrap, parse_errors: Sequence[ConfigError] = ()
+) -> ProxyConfig:
+    """Compile a parsed bootstrap; raises `ConfigErrors` listing every problem found.
+
+    `parse_errors` come from a lenient parse (values that could not be parsed were left out), so
+    one run reports them together with what compiling the rest finds."""
     errors = ErrorCollector()
+    errors.extend(parse_errors)
+    # Every independent problem is listed once: unsupported fields, then what each resource's
+    # compiler finds (the compilers read only supported fields, so an unsupported one adds no
+    # second error), then references.
     unsupported, warnings = support.check(bootstrap, "")
     errors.extend(unsupported)
-    if unsupported:
-        errors.raise_if_any()  # compiling fields we reject would only add noise
     clusters: dict[str, ClusterConfig] = {}
+    defined: set[str] = set()  # a cluster that failed to compile still counts for references
     for i, cluster in enumerate(bootstrap.static_resources.clusters):
         path = f"static_resources.clusters[{i}]"
+        if cluster.name in defined:
+            errors.add(f"{path}.name", f"duplicate cluster name {cluster.name!r}")
+        defined.add(cluster.name)
         compiled = compile_cluster(cluster, path, errors)
-        if compiled is None:
-            continue
-        if compiled.name in clusters:
-            errors.add(f"{path}.name", f"duplicate cluster name {compiled.name!r}")
-        clusters[compiled.name] = compiled
+        if compiled is not None:
+            clusters[compiled.name] = compiled
     listeners: list[ListenerConfig] = []
     names: set[str] = set()
     addresses: set[SocketAddress] = set()
     for i, listener in enumerate(bootstrap.static_resources.listeners):
         path = f"static_resources.listeners[{i}]"
-        compiled_listener = compile_listener(listener, path, errors)
+        compiled_listener = compile_listener(listener, path, errors, known_clusters=defined)
         if compiled_listener is None:
             continue
         if compiled_listener.name in names:
@@ -77,14 +85,13 @@ def compile_bootstrap(bootstrap: bootstrap_pb2.Bootstrap) -> ProxyConfig:
             errors.add(f"{path}.address", f"duplicate listener address {compiled_listener.address}")
         names.add(compiled_listener.name)
         addresses.add(compiled_listener.address)
-        _check_cluster_references(compiled_listener, path, clusters, errors)
         listeners.append(compiled_listener)
     admin = None
     if bootstrap.HasField("admin"):
         admin = socket_address(bootstrap.admin.address, "admin.address", errors)
     ads = None
     if bootstrap.HasField("dynamic_resources"):
-        ads = compile_dynamic_resources(bootstrap, clusters, errors)
+        ads = compile_dynamic_resources(bootstrap, clusters, errors, defined - clusters.keys())
         warnings = [
             w for w in warnings if not w.startswith(("ignored: node.id", "ignored: node.cl"))
         ]
@@ -99,18 +106,3 @@ def compile_bootstrap(bootstrap: bootstrap_pb2.Bootstrap) -> ProxyConfig:
         node_cluster=bootstrap.node.cluster,
         ads=ads,
     )
-
-
-def _check_cluster_references(
-    listener: ListenerConfig, path: str, clusters: dict[str, ClusterConfig], errors: ErrorCollector
-) -> None:
-    network_filter = listener.network_filter
-    filter_path = f"{path}.filter_chains[0].filters[0].typed_config"
-    if isinstance(network_filter, HcmConfig):
-        for cluster in sorted(network_filter.route_table.cluster_names):
-            if cluster not in clusters:
-                errors.add(
-                    f"{filter_path}.route_config", f"route references unknown cluster {cluster!r}"
-                )
-    elif network_filter.cluster not in clusters:
-        errors.add(f"{filter_path}.cluster", f"unknown cluster {network_filter.cluster!r}")

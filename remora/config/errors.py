@@ -9,7 +9,9 @@ class ConfigError(Exception):
     """One problem in a config, located by its field path (`static_resources.listeners[0].name`)."""
 
     def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+        # `not supported: <path> (detail)` names its path already: print it once.
+        names_path = bool(path) and message.startswith(f"not supported: {path}")
+        super().__init__(f"{path}: {message}" if path and not names_path else message)
         self.path = path
         self.message = message
 
@@ -29,10 +31,15 @@ class ErrorCollector:
         self.errors: list[ConfigError] = []
 
     def add(self, path: str, message: str) -> None:
-        self.errors.append(ConfigError(path, message))
+        self.extend([ConfigError(path, message)])
 
     def extend(self, errors: Iterable[ConfigError]) -> None:
-        self.errors.extend(errors)
+        # Two checks may find the same problem (the field walk and a compiler): list it once.
+        seen = {str(e) for e in self.errors}
+        for error in errors:
+            if str(error) not in seen:
+                seen.add(str(error))
+                self.errors.append(error)
 
     def raise_if_any(self) -> None:
         if self.errors:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from google.protobuf import any_pb2, symbol_database
+from google.protobuf import any_pb2, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from remora.config.errors import ConfigError
+from remora.config.typeregistry import find_type
 
 # Message types accepted whole: well-known value wrappers carry no nested config.
 _LEAF_TYPES = frozenset(
@@ -63,11 +64,10 @@ def ignored_fields() -> dict[str, dict[str, str]]:
 def unpack_any(value: any_pb2.Any, path: str) -> Message:
     """Resolve an `Any` to its concrete message, naming the path when the type is unknown."""
     type_name = value.type_url.rpartition("/")[2]
-    try:
-        cls = symbol_database.Default().GetSymbol(type_name)
-    except KeyError:
-        raise ConfigError(path, f"not supported: unknown @type {type_name!r}") from None
-    message: Message = cls()
+    descriptor = find_type(type_name)
+    if descriptor is None:
+        raise ConfigError(path, f"not supported: unknown @type {type_name!r}")
+    message: Message = message_factory.GetMessageClass(descriptor)()
     if not value.Unpack(message):
         raise ConfigError(path, f"cannot unpack @type {type_name!r}")
     return message

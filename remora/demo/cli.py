@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # stdout's reader went away: remora.cli exits quietly
         raise
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.strerror if exc.errno and exc.strerror else exc}", file=sys.stderr)
         return 1
     return 0
 

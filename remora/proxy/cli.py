@@ -62,10 +62,10 @@ def setup_logging(level: str) -> None:
 
 def load(path: str) -> Any:
     """Parse and compile a bootstrap; raises ConfigErrors."""
-    from remora.config.bootstrap import load_file
+    from remora.config.bootstrap import load_file_lenient
     from remora.config.compile import compile_bootstrap
 
-    return compile_bootstrap(load_file(path))
+    return compile_bootstrap(*load_file_lenient(path))
 
 
 def settle_heap() -> None:
@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: invalid configuration {args.config!r}:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
+        count = len(exc.errors)
+        if count > 1:
+            print(f"{count} errors", file=sys.stderr)
         return 1
     for warning in config.warnings:
         logging.getLogger("remora.config").warning("%s", warning)
@@ -140,7 +143,7 @@ def run_config(config: Any) -> int:
     except BrokenPipeError:  # stdout's reader went away: remora.cli exits quietly
         raise
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.strerror if exc.errno and exc.strerror else exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from envoy.config.listener.v3 import listener_pb2
@@ -42,8 +43,13 @@ class ListenerConfig:
 
 
 def compile_listener(
-    listener: listener_pb2.Listener, path: str, errors: ErrorCollector
+    listener: listener_pb2.Listener,
+    path: str,
+    errors: ErrorCollector,
+    known_clusters: Collection[str] | None = None,
 ) -> ListenerConfig | None:
+    """`known_clusters` (a static bootstrap's cluster names) checks the filter's references
+    too, even when the listener fails for another reason, so one pass lists both."""
     before = len(errors.errors)
     if not listener.name:
         errors.add(f"{path}.name", "a listener needs a name")
@@ -58,6 +64,8 @@ def compile_listener(
         network_filter = _compile_chain(
             listener.filter_chains[0], f"{path}.filter_chains[0]", errors
         )
+    if network_filter is not None and known_clusters is not None:
+        _check_cluster_references(network_filter, path, known_clusters, errors)
     if len(errors.errors) > before or address is None or network_filter is None:
         return None
     return ListenerConfig(
@@ -97,3 +105,20 @@ def _compile_chain(
         return compile_tcp_proxy(typed, filter_path, errors)
     errors.add(filter_path, f"not supported: {filter_path} (@type {typed.DESCRIPTOR.full_name})")
     return None
+
+
+def _check_cluster_references(
+    network_filter: HcmConfig | TcpProxyConfig,
+    path: str,
+    clusters: Collection[str],
+    errors: ErrorCollector,
+) -> None:
+    filter_path = f"{path}.filter_chains[0].filters[0].typed_config"
+    if isinstance(network_filter, HcmConfig):
+        for cluster in sorted(network_filter.route_table.cluster_names):
+            if cluster not in clusters:
+                errors.add(
+                    f"{filter_path}.route_config", f"route references unknown cluster {cluster!r}"
+                )
+    elif network_filter.cluster not in clusters:
+        errors.add(f"{filter_path}.cluster", f"unknown cluster {network_filter.cluster!r}")

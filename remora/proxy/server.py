@@ -85,7 +85,12 @@ class ProxyServer:
                 self.admin = AdminServer(
                     AdminView(self), self.config.admin.host, self.config.admin.port
                 )
-                await self.admin.start()
+                try:
+                    await self.admin.start()
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno, f"admin cannot bind {self.config.admin}: {_reason(exc)}"
+                    ) from None
                 log.info("admin on %s:%s", self.config.admin.host, self.admin.port)
         except BaseException:
             await self.close()
@@ -115,14 +120,19 @@ class ProxyServer:
                 listener.buffer_limit,
             )
         address = listener.address
-        server = await asyncio.get_running_loop().create_server(
-            runtime.protocol_factory,
-            address.host,
-            address.port,
-            family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
-            backlog=listener.backlog,
-            reuse_address=True,
-        )
+        try:
+            server = await asyncio.get_running_loop().create_server(
+                runtime.protocol_factory,
+                address.host,
+                address.port,
+                family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
+                backlog=listener.backlog,
+                reuse_address=True,
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"listener {listener.name!r} cannot bind {address}: {_reason(exc)}"
+            ) from None
         bound = server.sockets[0].getsockname()
         log.info("listener %s on %s:%s", listener.name, bound[0], bound[1])
         return RunningListener(
@@ -403,3 +413,8 @@ def _only_endpoints_differ(old: ClusterConfig, new: ClusterConfig) -> bool:
 def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:
     """Whether a listener update can keep its socket (same address, same kind of filter)."""
     return old.address == new.address and type(old.network_filter) is type(new.network_filter)
+
+
+def _reason(exc: OSError) -> str:
+    """The kernel's words (`Address already in use`), not asyncio's restatement of the address."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)

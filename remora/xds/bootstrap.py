@@ -7,7 +7,7 @@ remora supports one shape, the one meshes use: `ads_config` over gRPC (SotW `GRP
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
@@ -43,7 +43,10 @@ def compile_dynamic_resources(
     bootstrap: bootstrap_pb2.Bootstrap,
     clusters: Mapping[str, ClusterConfig],
     errors: ErrorCollector,
+    failed_clusters: Collection[str] = (),
 ) -> AdsConfig | None:
+    """`failed_clusters` were defined but rejected (and reported) already: naming one is no
+    second error."""
     path = "dynamic_resources"
     dynamic = bootstrap.dynamic_resources
     before = len(errors.errors)
@@ -66,7 +69,9 @@ def compile_dynamic_resources(
     target = ""
     if service.HasField("envoy_grpc"):
         cluster = clusters.get(service.envoy_grpc.cluster_name)
-        if cluster is None or not cluster.endpoints:
+        if cluster is None and service.envoy_grpc.cluster_name in failed_clusters:
+            pass
+        elif cluster is None or not cluster.endpoints:
             errors.add(
                 f"{service_path}.envoy_grpc.cluster_name",
                 f"must name a static cluster with an endpoint, got "

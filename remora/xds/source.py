@@ -20,8 +20,11 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
 import remora.config.typeregistry  # noqa: F401  (registers typed_config types for Any parsing)
+from remora.config.bootstrap import load_yaml, yaml_error
 from remora.config.errors import ConfigError, ErrorCollector
+from remora.config.parse_errors import find_errors
 from remora.config.support import unpack_any
+from remora.config.typeregistry import find_type
 from remora.xds import mesh, types
 from remora.xds.cache import GROUP_METADATA_KEY, SnapshotCache
 from remora.xds.snapshot import DuplicateResource, Snapshot
@@ -110,9 +113,15 @@ def parse_directory(directory: Path) -> MeshConfig:
     for file in files:
         rel = str(file.relative_to(directory))
         try:
-            data = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            errors.add(rel, f"cannot load: {exc}")
+            data = load_yaml(file.read_text(), rel)
+        except OSError as exc:
+            errors.add(rel, f"cannot read: {exc.strerror}")
+            continue
+        except UnicodeDecodeError as exc:
+            errors.add(rel, f"not UTF-8 text ({exc.reason})")
+            continue
+        except yaml.YAMLError as exc:
+            errors.add("", yaml_error(exc, rel))
             continue
         if data is None:
             continue
@@ -176,10 +185,21 @@ def _raw_resources(items: Any, file: str, errors: ErrorCollector) -> list[Messag
             errors.add(path, "each resource needs an '@type'")
             continue
         packed = any_pb2.Any()
+        find_type(str(item["@type"]).rpartition("/")[2])  # imports its generated module if needed
         try:
             json_format.ParseDict(item, packed)
-        except (json_format.ParseError, TypeError) as exc:
-            errors.add(path, str(exc))
+        except (json_format.ParseError, TypeError, ValueError):
+            # Protobuf's own text lists camelCase field names; name each problem by its path.
+            _, problems = find_errors(item, any_pb2.Any.DESCRIPTOR, path)
+            errors.extend(problems or [ConfigError(path, "cannot parse this resource")])
+            continue
+        if types.type_url_of_any(packed) not in types.MESSAGES:
+            served = ", ".join(sorted(t.rpartition(".")[2] for t in types.MESSAGES))
+            errors.add(
+                path,
+                f"not an xDS resource: @type {packed.type_url.rpartition('/')[2]} "
+                f"(a resources: file serves {served})",
+            )
             continue
         try:
             out.append(unpack_any(packed, path))

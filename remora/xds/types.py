@@ -6,6 +6,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 _PREFIX = "type.googleapis.com/"
@@ -33,6 +34,11 @@ SHORT: dict[str, str] = {LISTENER: "LDS", CLUSTER: "CDS", ROUTE: "RDS", ENDPOINT
 
 def type_url_of(message: Message) -> str:
     return _PREFIX + message.DESCRIPTOR.full_name
+
+
+def type_url_of_any(packed: any_pb2.Any) -> str:
+    """The canonical type URL of what an Any holds, whatever host prefix its URL used."""
+    return _PREFIX + packed.type_url.rpartition("/")[2]
 
 
 def resource_name(message: Message) -> str:

@@ -50,7 +50,7 @@ def test_every_error_is_reported_with_its_path() -> None:
         )
     )
     text = "\n".join(errors)
-    assert "static_resources.clusters[0].type: not supported" in text
+    assert "\nnot supported: static_resources.clusters[0].type (EDS needs" in "\n" + text
     assert "unknown cluster 'nope'" in text
     assert "static_resources.listeners[1].filter_chains[0].filters[0].typed_config.cluster" in text
 
@@ -59,7 +59,7 @@ def test_unsupported_fields_are_rejected_by_path() -> None:
     config = bootstrap([http_listener()], [cluster("backend", [8080], outlier_detection={})])
     config["static_resources"]["listeners"][0]["listener_filters"] = [{"name": "x"}]  # type: ignore[index]
     errors = _errors(config)
-    assert "static_resources.listeners[0].listener_filters: not supported" in "\n".join(errors)
+    assert "not supported: static_resources.listeners[0].listener_filters" in errors
     assert any("static_resources.clusters[0].outlier_detection" in e for e in errors)
 
 
@@ -74,3 +74,84 @@ def test_registry_lists_what_is_supported() -> None:
     fields = support.supported_fields()
     assert "route" in fields["envoy.config.route.v3.Route"]
     assert "cluster" in fields["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"]
+
+
+def _all_errors(config: dict[str, object]) -> list[str]:
+    """What `remora proxy --validate` lists: parse errors and compile errors in one pass."""
+    from remora.config.bootstrap import parse_dict_lenient
+
+    with pytest.raises(ConfigErrors) as info:
+        compile_bootstrap(*parse_dict_lenient(config))
+    return [str(e) for e in info.value.errors]
+
+
+def test_a_typo_an_unsupported_field_and_an_unknown_cluster_are_all_listed() -> None:
+    listener = http_listener(
+        routes=[{"match": {"prefix": "/"}, "route": {"cluster": "ghost"}}], add_user_agent=True
+    )
+    config = bootstrap([listener], [cluster("backend", [8080], conect_timeout="1s")])
+    assert _all_errors(config) == [
+        "static_resources.clusters[0].conect_timeout: unknown field 'conect_timeout' in "
+        "envoy.config.cluster.v3.Cluster",
+        "not supported: static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+        ".add_user_agent",
+        "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config: "
+        "route references unknown cluster 'ghost'",
+    ]
+
+
+def test_a_cluster_rejected_for_its_own_reason_still_counts_as_defined() -> None:
+    routes = [
+        {"match": {"prefix": "/a"}, "route": {"cluster": "dns"}},
+        {"match": {"prefix": "/b"}, "route": {"cluster": "port"}},
+    ]
+    config = bootstrap(
+        [http_listener(routes=routes), tcp_listener("dns")],
+        [cluster("dns", [80], type="LOGICAL_DNS"), cluster("port", [99999])],
+    )
+    errors = _all_errors(config)
+    assert errors == [
+        "not supported: static_resources.clusters[0].type (LOGICAL_DNS)",
+        "static_resources.clusters[1].load_assignment.endpoints[0].lb_endpoints[0].endpoint"
+        ".address.socket_address.port_value: must be 0-65535",
+    ]
+
+
+def test_addresses_are_ip_literals_except_for_dns_clusters() -> None:
+    listener = http_listener(host="999.1.1.1")
+    config = bootstrap([listener], [cluster("backend", [8080])])
+    config["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][  # type: ignore[index]
+        0
+    ]["endpoint"]["address"]["socket_address"]["address"] = "localhost"
+    assert _all_errors(config) == [
+        "static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0].endpoint"
+        ".address.socket_address.address: 'localhost' is not an IP address (names are resolved "
+        "only for STRICT_DNS cluster endpoints)",
+        "static_resources.listeners[0].address.socket_address.address: '999.1.1.1' is not an IP "
+        "address (names are resolved only for STRICT_DNS cluster endpoints)",
+    ]
+    dns = cluster("backend", [8080], type="STRICT_DNS")
+    dns["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+        "socket_address"
+    ]["address"] = "localhost"
+    assert compile_bootstrap(parse_dict(bootstrap([http_listener()], [dns]))).clusters["backend"]
+    six = compile_bootstrap(parse_dict(bootstrap([http_listener(host="::1")], [dns])))
+    assert six.listeners[0].address.host == "::1"
+
+
+def test_an_unimplemented_envoy_http_filter_is_refused_once_by_path() -> None:
+    listener = http_listener()
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"].insert(
+        0,
+        {
+            "name": "envoy.filters.http.cors",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+            },
+        },
+    )
+    assert _all_errors(bootstrap([listener], [cluster("backend", [8080])])) == [
+        "not supported: static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
+        ".http_filters[0].typed_config (@type envoy.extensions.filters.http.cors.v3.Cors)"
+    ]

@@ -237,3 +237,29 @@ def test_wrong_sources_are_named(tmp_path: Path) -> None:
     assert "--xds-address is required (or use --validate)" in no_address.stderr
     for done in (not_git, missing, a_file, no_address):
         _clean(done)
+
+
+def test_raw_resource_errors_are_named_by_path_not_by_protobuf(tmp_path: Path) -> None:
+    directory = tmp_path / "raw"
+    directory.mkdir()
+    (directory / "r.yaml").write_text(
+        "resources:\n"
+        '- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster\n'
+        "  name: extra\n  conect_timeout: 1s\n  type: STATIK\n"
+        '- "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors\n'
+    )
+    (directory / "broken.yaml").write_text("services:\n  web: [\n")
+    done = _remora("control-plane", "--config-dir", str(directory), "--validate")
+    assert done.returncode == 1
+    _clean(done)
+    assert done.stderr.splitlines()[1:] == [
+        "  broken.yaml:3:1: invalid YAML: expected the node content, but found '<stream end>' "
+        "(while parsing a flow node)",
+        "  r.yaml: resources[0].conect_timeout: unknown field 'conect_timeout' in "
+        "envoy.config.cluster.v3.Cluster",
+        "  r.yaml: resources[0].type: invalid value 'STATIK': expected one of STATIC, STRICT_DNS, "
+        "LOGICAL_DNS, EDS, ORIGINAL_DST",
+        "  r.yaml: resources[1]: not an xDS resource: @type envoy.extensions.filters.http.cors.v3."
+        "Cors (a resources: file serves Cluster, ClusterLoadAssignment, Listener, "
+        "RouteConfiguration)",
+    ]

@@ -200,8 +200,7 @@ def _check_http_filters(
         type_name = http_filter.typed_config.type_url.rpartition("/")[2]
         filter_path = f"{path}.http_filters[{i}]"
         if type_name != ROUTER_FILTER:
-            errors.add(
-                filter_path, f"not supported: {filter_path} ({type_name or http_filter.name})"
-            )
+            if not type_name:  # a typed_config of another type is refused by the field walk
+                errors.add(filter_path, f"not supported: {filter_path} ({http_filter.name})")
         elif i != len(filters) - 1:
             errors.add(filter_path, "the router filter must be the last HTTP filter")

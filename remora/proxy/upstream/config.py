@@ -128,7 +128,12 @@ def compile_cluster(
         eds_service_name = eds.service_name or cluster.name
     elif cluster.HasField("eds_cluster_config"):
         errors.add(f"{path}.eds_cluster_config", "only valid with type: EDS")
-    endpoints = compile_endpoints(cluster.load_assignment, f"{path}.load_assignment", errors)
+    endpoints = compile_endpoints(
+        cluster.load_assignment,
+        f"{path}.load_assignment",
+        errors,
+        names_allowed=discovery_name == "STRICT_DNS",
+    )
     max_connections = max_pending = max_requests = _DEFAULT_THRESHOLD
     for i, threshold in enumerate(cluster.circuit_breakers.thresholds):
         if threshold.priority != 0:
@@ -216,7 +221,10 @@ def _common_http_options(
 
 
 def compile_endpoints(
-    la: endpoint_pb2.ClusterLoadAssignment, path: str, errors: ErrorCollector
+    la: endpoint_pb2.ClusterLoadAssignment,
+    path: str,
+    errors: ErrorCollector,
+    names_allowed: bool = False,
 ) -> tuple[EndpointConfig, ...]:
     """A load assignment's endpoints (from a cluster's `load_assignment` or from EDS)."""
     endpoints: list[EndpointConfig] = []
@@ -224,7 +232,10 @@ def compile_endpoints(
         for j, lb_endpoint in enumerate(locality.lb_endpoints):
             ep_path = f"{path}.endpoints[{i}].lb_endpoints[{j}]"
             address = socket_address(
-                lb_endpoint.endpoint.address, f"{ep_path}.endpoint.address", errors
+                lb_endpoint.endpoint.address,
+                f"{ep_path}.endpoint.address",
+                errors,
+                ip_only=not names_allowed,
             )
             if address is None:
                 continue
