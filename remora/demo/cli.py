@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 
 from remora.argtypes import port, port_list
@@ -112,6 +113,9 @@ async def _main(args: argparse.Namespace) -> None:
             [u.port for u in upstreams], args.http_port, args.tcp_port, args.admin_port
         )
         server = ProxyServer(compile_bootstrap(parse_dict(bootstrap)))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # drain, not die, from the first bind on
+            loop.add_signal_handler(sig, server.request_shutdown, sig.name)
         await server.start()
         settle_heap()
         http, admin = args.http_port, args.admin_port

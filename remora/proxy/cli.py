@@ -118,12 +118,20 @@ def _warn_stale_native() -> None:
 
 
 def run_config(config: Any) -> int:
+    import asyncio
+    import signal
+
     import uvloop
 
     from remora.proxy.server import ProxyServer
 
     async def main() -> None:
         server = ProxyServer(config)
+        # From the moment a listener is bound, SIGTERM must drain rather than kill: a supervisor
+        # may stop the proxy as soon as its port answers. serve_forever takes these over.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.request_shutdown, sig.name)
         await server.start()
         settle_heap()
         client = None
