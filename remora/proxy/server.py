@@ -383,6 +383,9 @@ class AdminView:
                         rq_active=host.rq_active,
                         rq_total=host.rq_total,
                         rq_error=host.rq_error,
+                        rq_success=host.rq_success,
+                        rq_timeout=host.rq_timeout,
+                        cx_connect_fail=host.cx_connect_fail,
                         weight=host.weight,
                     )
                     for host in cluster.hosts

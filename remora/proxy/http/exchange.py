@@ -88,9 +88,11 @@ class Exchange:
         "trusted_address",
         "upgraded",
         "upstream",
+        "upstream_code",
         "upstream_path",
         "upstream_reading_paused",
         "upstream_started",
+        "upstream_tried",
     )
 
     def __init__(self, downstream: DownstreamConnection, request: Request) -> None:
@@ -112,6 +114,11 @@ class Exchange:
         self.bytes_sent = 0
         self.request_id: str | None = None
         self.upstream_started = 0.0
+        # The status charged to the cluster (upstream_rq_<class>xx, upstream_rq_completed): the
+        # upstream's own, or the router's 5xx when it gave up on the upstream (as Envoy's
+        # router charges both); 0 when neither happened (no host, or a client-side error).
+        self.upstream_code = 0
+        self.upstream_tried = False  # a connection to the host was attempted: %UPSTREAM_HOST%
         self.upstream_reading_paused = False
         self.downstream_blocked = False
         self.downstream_eof = False  # the client half-closed a tunnel before it was agreed
@@ -247,6 +254,7 @@ class Exchange:
             )
             return
         except ConnectFailure as exc:
+            self.upstream_tried = True
             self._add_flag(flags.UPSTREAM_CONNECTION_FAILURE)
             self._upstream_failed(
                 503,
@@ -290,6 +298,7 @@ class Exchange:
             headers.append(("content-length", str(request.content_length)))
         head = encode_request_head(request.method, self.upstream_path, headers)
         self.upstream_started = now
+        self.upstream_tried = True
         upstream.begin(self, head, head_only=request.method == "HEAD")
         # A tunnel's bytes (what the client sent after the upgrade request) wait in the pipe
         # until the upstream agrees with a 101: if it declines, they were never routed and
@@ -373,6 +382,13 @@ class Exchange:
             self._upstream_protocol_error()
             return
         self.status = status
+        self.upstream_code = status
+        host = self.host
+        if host is not None:
+            if status >= 500:
+                host.rq_error += 1
+            else:
+                host.rq_success += 1
         upgrade = status == 101
         self.response_has_body = has_body = response_has_body(request.method, status)
         elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
@@ -609,6 +625,12 @@ class Exchange:
             return
         if self.cluster is not None:
             self.cluster.stats.upstream_rq_timeout.inc()
+        host = self.host
+        if host is not None:
+            host.rq_timeout += 1
+            if not self.head_sent:
+                host.rq_error += 1
+                self.upstream_code = 504
         self._abandon(flags.UPSTREAM_REQUEST_TIMEOUT, 504, "upstream request timeout", close=False)
 
     def on_timeout(self, body: str, status: int) -> None:
@@ -653,10 +675,11 @@ class Exchange:
             upstream.abort()
 
     def _upstream_failed(self, status: int, body: str) -> None:
-        if self.host is not None:
-            self.host.rq_error += 1
         if self.done:
             return
+        if self.host is not None and not self.head_sent:
+            self.host.rq_error += 1
+            self.upstream_code = status
         self.local_reply(status, body)
 
     # -- local replies and completion -------------------------------------------------------
@@ -727,9 +750,10 @@ class Exchange:
             cstats = cluster.stats
             cstats.upstream_rq_active.dec()
             host.rq_active -= 1
-            if self.upstream_started and self.status:
+            if self.upstream_code:
                 cstats.upstream_rq_completed.inc()
-                cstats.response_class(self.status).inc()
+                cstats.response_class(self.upstream_code).inc()
+            if self.upstream_started and self.status:
                 cstats.upstream_rq_time.record((now - self.upstream_started) * 1000)
                 cstats.upstream_cx_tx_bytes_total.inc(request.body.total)
                 cstats.upstream_cx_rx_bytes_total.inc(self.bytes_sent)
@@ -747,7 +771,7 @@ class Exchange:
                 response_code=self.status,
                 response_flags=self.response_flags or "-",
                 duration_ms=duration_ms,
-                upstream_host=str(host) if host is not None and self.upstream_started else None,
+                upstream_host=str(host) if host is not None and self.upstream_tried else None,
                 upstream_cluster=cluster.name if cluster is not None else None,
                 bytes_received=request.body.total,
                 bytes_sent=self.bytes_sent,

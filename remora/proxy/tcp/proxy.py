@@ -190,6 +190,7 @@ class TcpDownstream(asyncio.Protocol):
             if isinstance(exc, TimeoutError):
                 stats.upstream_cx_connect_timeout.inc()
             stats.upstream_cx_connect_fail.inc()
+            host.cx_connect_fail += 1
             cluster.open_connections -= 1
             stats.upstream_cx_active.dec()
             self.flags.append(flags.UPSTREAM_CONNECTION_FAILURE)

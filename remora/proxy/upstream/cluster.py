@@ -22,6 +22,7 @@ class Host:
     __slots__ = (
         "address",
         "cx_active",
+        "cx_connect_fail",
         "cx_total",
         "healthy",
         "hostname",
@@ -29,6 +30,8 @@ class Host:
         "port",
         "rq_active",
         "rq_error",
+        "rq_success",
+        "rq_timeout",
         "rq_total",
         "weight",
     )
@@ -45,7 +48,13 @@ class Host:
         self.cx_total = 0
         self.rq_active = 0
         self.rq_total = 0
+        # Envoy's per-host outcome counters: a response under 500 is a success; a 5xx, or a
+        # request the router gave up on before a response (connect failure, reset, timeout),
+        # an error; rq_timeout counts route timeouts.
+        self.rq_success = 0
         self.rq_error = 0
+        self.rq_timeout = 0
+        self.cx_connect_fail = 0
         self.pool = HostPool(cluster, self)
 
     @property

@@ -104,11 +104,13 @@ class HostPool:
         except TimeoutError:
             stats.upstream_cx_connect_timeout.inc()
             stats.upstream_cx_connect_fail.inc()
+            self.host.cx_connect_fail += 1
             self._forget(conn)
             conn.abort()
             raise ConnectFailure("connection timeout", timed_out=True) from None
         except OSError as exc:
             stats.upstream_cx_connect_fail.inc()
+            self.host.cx_connect_fail += 1
             self._forget(conn)
             raise ConnectFailure(f"connection failure: {exc.strerror or exc}") from None
         except asyncio.CancelledError:
