@@ -6,7 +6,6 @@ every field of every message. Its errors are rewritten to lead with the field pa
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -18,25 +17,10 @@ from google.protobuf import json_format
 import remora.config.typeregistry  # noqa: F401  (registers typed_config types)
 from remora.config.errors import ConfigError, ConfigErrors
 from remora.config.parse_errors import find_errors
+from remora.config.yamlload import load_yaml, read_text, yaml_error
 
 _NO_FIELD = re.compile(r'Message type "([^"]+)" has no field named "([^"]+)" at "([^"]+)"')
 _AT_PATH = re.compile(r' at "?(Bootstrap[^\s"]*?)"?\.?$')
-
-
-def load_yaml(text: str, source: str) -> Any:
-    """YAML (or JSON, a subset) whose errors name `source`, not `<unicode string>`."""
-    stream = io.StringIO(text)
-    stream.name = source  # PyYAML's marks take the stream's name
-    return yaml.safe_load(stream)
-
-
-def yaml_error(exc: yaml.YAMLError, source: str) -> str:
-    """One line: `file:line:column: invalid YAML: problem (context)`."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
-    return f"{where}: invalid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 def parse_text(text: str, source: str = "<config>") -> bootstrap_pb2.Bootstrap:
@@ -101,7 +85,9 @@ def load_file(path: str | Path) -> bootstrap_pb2.Bootstrap:
 def load_file_lenient(path: str | Path) -> tuple[bootstrap_pb2.Bootstrap, list[ConfigError]]:
     file = Path(path)
     try:
-        text = file.read_text()
+        text = read_text(file)
+    except yaml.YAMLError as exc:
+        raise ConfigErrors([ConfigError("", yaml_error(exc, str(file)))]) from None
     except OSError as exc:
         raise ConfigErrors([ConfigError("", f"cannot read {file}: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:

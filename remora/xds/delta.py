@@ -4,7 +4,8 @@ The client tells us what it has (`initial_resource_versions` on a new stream) an
 (`resource_names_subscribe` / `_unsubscribe`); we send only resources whose version differs from
 what it has, and name in `removed_resources` those it has that no longer exist. Subscription
 changes apply even on a stale nonce (they are not answers to a response); ACK and NACK apply only
-to the latest nonce. A NACKed resource version is not sent again until it changes.
+to the latest nonce. A NACKed resource version is not sent again on this stream until it
+changes; other streams are not affected. Requests for types remora does not serve are ignored.
 
 A client rejects a response as a whole, so a NACK of a response carrying one resource condemns
 that resource version; a NACK of several condemns only that combination (a good resource that
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from envoy.service.discovery.v3 import discovery_pb2
 
 from remora.xds import types, wire
-from remora.xds.nacks import NackLog
+from remora.xds.nacks import NackLog, Rejections
 from remora.xds.snapshot import Snapshot
 from remora.xds.version import set_version
 
@@ -62,6 +63,7 @@ class DeltaStream:
         self.fixed_type = fixed_type
         self._types: dict[str, _TypeState] = {}
         self._nonce = 0
+        self.rejected = Rejections()
 
     def known(self, type_url: str) -> dict[str, str]:
         state = self._types.get(type_url)
@@ -71,6 +73,8 @@ class DeltaStream:
         self, request: discovery_pb2.DeltaDiscoveryRequest, snapshot: Snapshot | None
     ) -> list[DeltaResponse]:
         type_url = request.type_url or self.fixed_type
+        if type_url not in types.MESSAGES:
+            return []
         state = self._types.get(type_url)
         if state is None:
             state = self._types[type_url] = _TypeState()
@@ -121,6 +125,7 @@ class DeltaStream:
             rejected, last_good = _key(name, version), before or ""
         else:
             rejected, last_good = _set_key([(n, v) for n, v, _b in sent]), ""
+        self.rejected.add(type_url, rejected)
         self.nacks.record(self.node_id, self.group, type_url, rejected, last_good, reason)
 
     def _respond(
@@ -136,7 +141,7 @@ class DeltaStream:
             resource = available.get(name)
             if resource is None or state.known.get(name) == resource.version:
                 continue
-            if self.nacks.is_rejected(self.group, type_url, _key(name, resource.version)):
+            if (type_url, _key(name, resource.version)) in self.rejected:
                 continue
             updates.append(resource)
         removed = sorted(
@@ -147,7 +152,7 @@ class DeltaStream:
         if not updates and not removed:
             return []
         changes = [(r.name, r.version) for r in updates] + [(n, None) for n in removed]
-        if self.nacks.is_rejected(self.group, type_url, _set_key(changes)):
+        if (type_url, _set_key(changes)) in self.rejected:
             return []
         self._nonce += 1
         nonce = str(self._nonce)

@@ -33,6 +33,7 @@ from remora.xds.source import (
     Publisher,
     SourceError,
     parse_directory,
+    unexpected,
     warn_if_empty,
 )
 
@@ -185,8 +186,9 @@ class GitSource:
         served yet and the caller exits instead of serving an empty mesh."""
         try:
             loaded = self.check()
-        except GitError as exc:
-            raise FirstLoadError(f"{self.repo.path} {self.branch}", [str(exc)]) from None
+        except Exception as exc:  # git's failures and any surprise: do not start
+            problem = str(exc) if isinstance(exc, GitError) else unexpected(exc)
+            raise FirstLoadError(f"{self.repo.path} {self.branch}", [problem]) from None
         if loaded is None:  # already loaded
             return
         changed, error = self._publish(loaded)
@@ -210,6 +212,9 @@ class GitSource:
                 changed = self.publisher.publish(loaded.config, f"{self.branch}@{commit.short}")
             except SourceError as exc:
                 error = str(exc)
+            except Exception as exc:  # a surprise rejects the commit, no more
+                log.debug("unexpected failure publishing %s", commit.sha, exc_info=True)
+                error = unexpected(exc)
             else:
                 warn_if_empty(loaded.config, f"{self.branch}@{commit.short}")
         return changed, error
@@ -264,10 +269,11 @@ class GitSource:
                 failure = ""
                 if loaded is not None:
                     self.install(loaded)
-            except GitError as exc:
-                if str(exc) != failure:
-                    failure = str(exc)
-                    log.error("git source: %s (still serving the last good commit)", exc)
+            except Exception as exc:  # git failures, and any surprise, retry
+                problem = str(exc) if isinstance(exc, GitError) else unexpected(exc)
+                if problem != failure:
+                    failure = problem
+                    log.error("git source: %s (still serving the last good commit)", problem)
                 self.last_error = failure
             if ready is not None:
                 ready.set()

@@ -27,7 +27,9 @@ from envoy.service.route.v3 import rds_pb2
 
 from remora.xds import types
 from remora.xds.cache import SnapshotCache
+from remora.xds.clip import clip
 from remora.xds.delta import DeltaStream
+from remora.xds.nacks import ID_LIMIT
 from remora.xds.sotw import SotwStream
 from remora.xds.stats import ControlPlaneStats
 
@@ -185,13 +187,12 @@ class XdsServer:
             return
         group = self.cache.group(first.node)
         state = make(first.node, group)
-        info = StreamInfo(
-            next(self._ids), first.node.id, group, protocol, service, context.peer(), state
-        )
+        node_id = clip(first.node.id, ID_LIMIT)  # the client's choice, shown and logged
+        info = StreamInfo(next(self._ids), node_id, group, protocol, service, context.peer(), state)
         self.streams[info.id] = info
         self.stats.streams_active += 1
         cancel = self.cache.watch(group, lambda: queue.put_nowait(_CHANGED))
-        log.info("stream %d open: node %r group %r %s %s", info.id, info.node_id, group,
+        log.info("stream %d open: node %r group %r %s %s", info.id, node_id, clip(group, ID_LIMIT),
                  protocol, service)  # fmt: skip
         try:
             item = first
@@ -223,7 +224,7 @@ class XdsServer:
         type_url = request.type_url or state.fixed_type
         self.stats.inc("requests", type_url)
         if request.HasField("error_detail"):
-            self.stats.inc("nacks", type_url)
+            self.stats.inc("nack_requests", type_url)
 
 
 def _grpc_host(host: str) -> str:

@@ -8,7 +8,9 @@ The rules it follows (Envoy's "xDS REST and gRPC protocol"):
 - the first request with no names (or a `*` name) subscribes to every resource of the type;
 - LDS and CDS responses carry the full set; RDS and EDS carry the named resources that exist,
   and are sent as soon as any exist (no waiting for other types);
-- a type's version is not re-sent while it is the latest sent, and never to a group that NACKed it.
+- a type's version is not re-sent while it is the latest sent, and never to a stream that NACKed
+  it (other clients, of its group or not, are not affected);
+- a request for a type remora does not serve is ignored, so a client cannot grow the state.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from envoy.service.discovery.v3 import discovery_pb2
 
 from remora.xds import types, wire
-from remora.xds.nacks import NackLog
+from remora.xds.nacks import NackLog, Rejections
 from remora.xds.snapshot import Snapshot
 from remora.xds.version import set_version
 
@@ -49,6 +51,7 @@ class SotwStream:
         self.fixed_type = fixed_type  # per-type services may omit type_url in requests
         self._types: dict[str, _TypeState] = {}
         self._nonce = 0
+        self.rejected = Rejections()
 
     def acked(self, type_url: str) -> str:
         state = self._types.get(type_url)
@@ -58,6 +61,8 @@ class SotwStream:
         self, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot | None
     ) -> list[Response]:
         type_url = request.type_url or self.fixed_type
+        if type_url not in types.MESSAGES:
+            return []
         state = self._types.get(type_url)
         first = state is None
         if state is None:
@@ -66,6 +71,7 @@ class SotwStream:
             return []  # stale: answers a response that has since been superseded
         if request.response_nonce and state.sent_version is not None:
             if request.HasField("error_detail"):
+                self.rejected.add(type_url, state.sent_version)
                 self.nacks.record(
                     self.node_id,
                     self.group,
@@ -106,7 +112,7 @@ class SotwStream:
             version = set_version((r.name, r.version) for r in resources)
         if version == state.sent_version and not first:
             return []
-        if self.nacks.is_rejected(self.group, type_url, version):
+        if (type_url, version) in self.rejected:
             return []
         self._nonce += 1
         nonce = str(self._nonce)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +20,22 @@ from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
 import remora.config.typeregistry  # noqa: F401  (registers typed_config types for Any parsing)
-from remora.config.bootstrap import load_yaml, yaml_error
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.config.parse_errors import find_errors
 from remora.config.support import unpack_any
 from remora.config.typeregistry import find_type
+from remora.config.yamlload import LIMITS, load_yaml, read_text, yaml_error
 from remora.xds import mesh, types
 from remora.xds.cache import GROUP_METADATA_KEY, SnapshotCache
+from remora.xds.clip import clip
 from remora.xds.snapshot import DuplicateResource, Snapshot
 from remora.xds.stats import ControlPlaneStats
 
 log = logging.getLogger("remora.xds.source")
 
 _SUFFIXES = (".yaml", ".yml", ".json")
+# All files of one source together; each file is also held to `yamlload.LIMITS`.
+MAX_SOURCE_BYTES = 4 * LIMITS.max_bytes
 
 
 def mesh_group(node: base_pb2.Node) -> str:
@@ -98,76 +101,101 @@ def build_snapshots(
     for group, messages in mesh.generate(services).items():
         try:
             snapshots[group] = Snapshot.build([*messages, *config.raw], label)
-        except DuplicateResource as exc:
-            raise SourceError([ConfigError("resources", str(exc))]) from None
+        except DuplicateResource as exc:  # say a raw cluster shadowing a service's
+            raise SourceError([ConfigError("resources", f"{exc} ({group})")]) from None
     return snapshots
 
 
 def parse_directory(directory: Path) -> MeshConfig:
-    """Parse and validate every file under `directory`; raises `SourceError` naming them."""
-    errors = ErrorCollector()
-    services: list[mesh.Service] = []
-    raw: list[Message] = []
+    """Parse and validate every file under `directory`; raises `SourceError` naming them.
+
+    Nothing else escapes: a failure this code did not foresee still rejects the load (naming the
+    file and the exception), since a source that raised anything else would stop being watched.
+    """
+    try:
+        return _parse_directory(directory)
+    except SourceError:
+        raise
+    except Exception as exc:  # see the docstring
+        log.debug("unexpected failure loading %s", directory, exc_info=True)
+        raise SourceError([ConfigError(str(directory), unexpected(exc))]) from None
+
+
+def unexpected(exc: BaseException) -> str:
+    """An unforeseen exception as one line of an error list."""
+    return f"cannot load: {type(exc).__name__}: {clip(str(exc), 300)}"
+
+
+@dataclass(slots=True)
+class _Parsed:
+    errors: ErrorCollector = field(default_factory=ErrorCollector)
+    services: list[mesh.Service] = field(default_factory=list)
+    raw: list[Message] = field(default_factory=list)
+    service_files: dict[str, str] = field(default_factory=dict)
+
+
+def _parse_directory(directory: Path) -> MeshConfig:
+    parsed = _Parsed()
+    errors = parsed.errors
     files = sorted(p for p in directory.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
-    service_files: dict[str, str] = {}
+    budget = MAX_SOURCE_BYTES
     for file in files:
         rel = str(file.relative_to(directory))
         try:
-            data = load_yaml(file.read_text(), rel)
-        except OSError as exc:
-            errors.add(rel, f"cannot read: {exc.strerror}")
-            continue
-        except UnicodeDecodeError as exc:
-            errors.add(rel, f"not UTF-8 text ({exc.reason})")
-            continue
-        except yaml.YAMLError as exc:
-            errors.add("", yaml_error(exc, rel))
-            continue
-        if data is None:
-            continue
-        if not isinstance(data, dict) or not ({"services", "resources"} & data.keys()):
-            errors.add(rel, "the top level must be a mapping with `services:` or `resources:`")
-            continue
-        for key in data:
-            if key not in ("services", "resources"):
-                errors.add(f"{rel}: {key}", "unknown top-level field")
-        if "services" in data:
-            file_errors = ErrorCollector()
-            for service in mesh.parse_services(data["services"], "services", file_errors):
-                if service.name in service_files:
-                    file_errors.add(
-                        f"services.{service.name}",
-                        f"duplicate service (also in {service_files[service.name]})",
-                    )
-                service_files[service.name] = rel
-                services.append(service)
-            errors.extend(_in_file(rel, file_errors.errors))
-        if "resources" in data:
-            raw.extend(_raw_resources(data["resources"], rel, errors))
+            budget -= file.stat().st_size
+            if budget < 0:
+                errors.add(rel, f"the files add up to more than {MAX_SOURCE_BYTES >> 20} MiB")
+                break
+            _parse_file(file, rel, parsed)
+        except Exception as exc:  # one file's surprise must not hide the others
+            log.debug("unexpected failure loading %s", file, exc_info=True)
+            errors.add(rel, unexpected(exc))
+    services = parsed.services
     reference_errors = ErrorCollector()
     mesh.check_references(services, "services", reference_errors)
     errors.extend(
-        _in_file(service_files.get(e.path.split(".")[1], "?"), [e])[0]
+        _in_file(parsed.service_files.get(e.path.split(".")[1], "?"), [e])[0]
         for e in reference_errors.errors
     )
     if errors.errors:
         raise SourceError(errors.errors)
-    config = MeshConfig(tuple(services), tuple(raw))
-    _check_unique(config)
-    return config
+    return MeshConfig(tuple(services), tuple(parsed.raw))
 
 
-def _check_unique(config: MeshConfig) -> None:
-    """Two resources of one type with one name (say a raw cluster shadowing a service's)."""
-    for group, messages in mesh.generate(list(config.services)).items():
-        seen: set[tuple[str, str]] = set()
-        for message in [*messages, *config.raw]:
-            key = (types.type_url_of(message), types.resource_name(message))
-            if key in seen:
-                raise SourceError(
-                    [ConfigError("resources", f"two {key[0]} resources named {key[1]!r} ({group})")]
+def _parse_file(file: Path, rel: str, parsed: _Parsed) -> None:
+    errors = parsed.errors
+    try:
+        data = load_yaml(read_text(file), rel)
+    except OSError as exc:
+        errors.add(rel, f"cannot read: {exc.strerror}")
+        return
+    except UnicodeDecodeError as exc:
+        errors.add(rel, f"not UTF-8 text ({exc.reason})")
+        return
+    except yaml.YAMLError as exc:
+        errors.add("", yaml_error(exc, rel))
+        return
+    if data is None:
+        return
+    if not isinstance(data, dict) or not ({"services", "resources"} & data.keys()):
+        errors.add(rel, "the top level must be a mapping with `services:` or `resources:`")
+        return
+    for key in data:
+        if key not in ("services", "resources"):
+            errors.add(f"{rel}: {clip(str(key), 80)}", "unknown top-level field")
+    if "services" in data:
+        file_errors = ErrorCollector()
+        for service in mesh.parse_services(data["services"], "services", file_errors):
+            if service.name in parsed.service_files:
+                file_errors.add(
+                    f"services.{service.name}",
+                    f"duplicate service (also in {parsed.service_files[service.name]})",
                 )
-            seen.add(key)
+            parsed.service_files[service.name] = rel
+            parsed.services.append(service)
+        errors.extend(_in_file(rel, file_errors.errors))
+    if "resources" in data:
+        parsed.raw.extend(_raw_resources(data["resources"], rel, errors))
 
 
 def _in_file(file: str, errors: list[ConfigError]) -> list[ConfigError]:
@@ -202,9 +230,15 @@ def _raw_resources(items: Any, file: str, errors: ErrorCollector) -> list[Messag
             )
             continue
         try:
-            out.append(unpack_any(packed, path))
+            message = unpack_any(packed, path)
         except ConfigError as exc:
             errors.extend([exc])
+            continue
+        if not types.resource_name(message):
+            field_name = "cluster_name" if types.type_url_of(message) == types.ENDPOINT else "name"
+            errors.add(f"{path}.{field_name}", "required: a resource is served by its name")
+            continue
+        out.append(message)
     return out
 
 
@@ -230,7 +264,19 @@ class Publisher:
 
     def publish(self, config: MeshConfig, label: str = "") -> list[str]:
         """Install `config`; returns the groups whose snapshot changed."""
-        snapshots = build_snapshots(config, label, self.registered())
+        return self.install(config, label, build_snapshots(config, label, self.registered()))
+
+    async def publish_async(self, config: MeshConfig, label: str = "") -> list[str]:
+        """`publish`, building the snapshots (seconds for a large mesh) off the event loop."""
+        registered = {name: tuple(eps) for name, eps in self.registered().items()}
+        snapshots = await asyncio.to_thread(build_snapshots, config, label, registered)
+        if registered != {name: tuple(eps) for name, eps in self.registered().items()}:
+            # An instance (de)registered meanwhile: its change must not be lost.
+            snapshots = build_snapshots(config, label, self.registered())
+        return self.install(config, label, snapshots)
+
+    def install(self, config: MeshConfig, label: str, snapshots: dict[str, Snapshot]) -> list[str]:
+        """Install snapshots already built from `config`; returns the groups that changed."""
         self.config, self.label = config, label
         changed = [
             group for group, snap in snapshots.items() if self.cache.set_snapshot(group, snap)
@@ -270,29 +316,62 @@ class DirectorySource:
         """The start-up load: raises `FirstLoadError` rather than logging, since nothing is
         served yet and the caller exits instead of serving an empty mesh."""
         try:
-            self._load()
+            self._install(parse_directory(self.directory))
         except SourceError as exc:
-            self.last_error = str(exc)
-            self.stats.source_errors += 1
+            self._rejected(exc)
             raise FirstLoadError(str(self.directory), [str(e) for e in exc.errors]) from None
 
     def apply(self) -> bool:
         """Load and install; returns False (keeping the old snapshots) if the directory is bad."""
         try:
-            self._load()
+            self._install(parse_directory(self.directory))
         except SourceError as exc:
-            self.last_error = str(exc)
-            self.stats.source_errors += 1
-            if self.publisher.config is None:
-                log.error("config rejected, nothing is served yet:\n%s", exc)
-            else:
-                log.error("config rejected, still serving the previous snapshot:\n%s", exc)
+            self._rejected(exc)
             return False
         return True
 
-    def _load(self) -> None:
-        config = parse_directory(self.directory)
-        changed = self.publisher.publish(config, self.label())
+    async def apply_async(self) -> bool:
+        """`apply`, with reading, parsing and building (the input-sized part) off the loop."""
+        try:
+            config = await asyncio.to_thread(parse_directory, self.directory)
+            await self._install_async(config)
+        except SourceError as exc:
+            self._rejected(exc)
+            return False
+        return True
+
+    def _rejected(self, exc: SourceError) -> None:
+        self.last_error = str(exc)
+        self.stats.source_errors += 1
+        if self.publisher.config is None:
+            log.error("config rejected, nothing is served yet:\n%s", exc)
+        else:
+            log.error("config rejected, still serving the previous snapshot:\n%s", exc)
+
+    def _install(self, config: MeshConfig) -> None:
+        """Publish; raises only `SourceError`, whatever building the snapshots ran into."""
+        try:
+            changed = self.publisher.publish(config, self.label())
+        except SourceError:
+            raise
+        except Exception as exc:  # a surprise must reject the load, not stop the watch
+            raise self._surprise(exc) from None
+        self._installed(config, changed)
+
+    async def _install_async(self, config: MeshConfig) -> None:
+        try:
+            changed = await self.publisher.publish_async(config, self.label())
+        except SourceError:
+            raise
+        except Exception as exc:  # as in `_install`
+            raise self._surprise(exc) from None
+        self._installed(config, changed)
+
+    def _surprise(self, exc: Exception) -> SourceError:
+        log.debug("unexpected failure publishing %s", self.directory, exc_info=exc)
+        return SourceError([ConfigError(str(self.directory), unexpected(exc))])
+
+    def _installed(self, config: MeshConfig, changed: list[str]) -> None:
         self.last_error = ""
         warn_if_empty(config, str(self.directory))
         if changed:
@@ -303,8 +382,19 @@ class DirectorySource:
         import watchfiles
 
         if self.publisher.config is None:  # not loaded yet by `load_first`
-            self.apply()
+            await self.apply_async()
         if ready is not None:
             ready.set()
-        async for _changes in watchfiles.awatch(self.directory, debounce=50, step=20):
-            self.apply()
+        failure = ""
+        while True:
+            try:
+                async for _changes in watchfiles.awatch(self.directory, debounce=50, step=20):
+                    await self.apply_async()
+                problem = "the watch ended"
+            except Exception as exc:  # say so and watch again, never go quiet
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem != failure:
+                log.error("watching %s: %s; retrying every second", self.directory, problem)
+                failure = problem
+            await asyncio.sleep(1.0)
+            await self.apply_async()

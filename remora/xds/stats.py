@@ -1,8 +1,29 @@
-"""Control-plane counters, rendered in the Prometheus text format for `/metrics`."""
+"""Control-plane counters, exposed in the Prometheus text format for `/metrics`.
+
+The text is written by prometheus-client, so escaping and the exposition grammar are the
+library's. Label values come from the type URLs clients send, so a type remora does not serve is
+counted under `type="other"`: a client can neither inject text nor grow the number of series.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from remora.xds import types
+
+OTHER = "other"
+_HELP = {"nack_requests": "Requests carrying error_detail (stale ones included)"}
+_LABELS = {url: url.rpartition(".")[2] for url in types.MESSAGES}
+
+
+def type_label(type_url: str) -> str:
+    """The `type` label of a request or response: a served type's short name, else `other`."""
+    return _LABELS.get(type_url, OTHER)
 
 
 class ControlPlaneStats:
@@ -13,25 +34,34 @@ class ControlPlaneStats:
         self.source_errors = 0
 
     def inc(self, metric: str, type_url: str = "", amount: int = 1) -> None:
-        self.counters[(metric, type_url.rpartition(".")[2])] += amount
+        self.counters[(metric, type_label(type_url))] += amount
 
     def render(self, nacks_total: int) -> str:
-        lines = [
-            "# TYPE remora_xds_streams_active gauge",
-            f"remora_xds_streams_active {self.streams_active}",
-            "# TYPE remora_xds_snapshots_applied_total counter",
-            f"remora_xds_snapshots_applied_total {self.snapshots_applied}",
-            "# TYPE remora_xds_source_errors_total counter",
-            f"remora_xds_source_errors_total {self.source_errors}",
-            "# TYPE remora_xds_nacks_total counter",
-            f"remora_xds_nacks_total {nacks_total}",
-        ]
-        seen: set[str] = set()
-        for (metric, type_label), value in sorted(self.counters.items()):
-            name = f"remora_xds_{metric}_total"
-            if name not in seen:
-                lines.append(f"# TYPE {name} counter")
-                seen.add(name)
-            label = f'{{type="{type_label}"}}' if type_label else ""
-            lines.append(f"{name}{label} {value}")
-        return "\n".join(lines) + "\n"
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self, nacks_total))
+        return generate_latest(registry).decode()
+
+
+class _Collector(Collector):
+    def __init__(self, stats: ControlPlaneStats, nacks_total: int) -> None:
+        self.stats = stats
+        self.nacks_total = nacks_total
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        yield GaugeMetricFamily("remora_xds_streams_active", "Open xDS streams.",
+                                value=stats.streams_active)  # fmt: skip
+        yield CounterMetricFamily("remora_xds_snapshots_applied", "Source loads that changed "
+                                  "a snapshot.", value=stats.snapshots_applied)  # fmt: skip
+        yield CounterMetricFamily("remora_xds_source_errors", "Source loads rejected.",
+                                  value=stats.source_errors)  # fmt: skip
+        yield CounterMetricFamily("remora_xds_nacks", "NACKs received.", value=self.nacks_total)
+        families: dict[str, CounterMetricFamily] = {}
+        for (metric, label), value in sorted(stats.counters.items()):
+            name = f"remora_xds_{metric}"
+            family = families.get(name)
+            if family is None:
+                help_text = _HELP.get(metric, metric.replace("_", " ")) + " by resource type."
+                family = families[name] = CounterMetricFamily(name, help_text, labels=["type"])
+            family.add_metric([label], value)
+        yield from families.values()

@@ -81,9 +81,30 @@ def test_nack_keeps_the_resource_out_until_it_changes() -> None:
     assert nacks.total == 1 and "bad timeout" in nacks.recent[0].reason
     assert stream.known(CDS)["a"] == good.resources(CDS)["a"].version  # the client kept it
     assert stream.on_snapshot(Snapshot.build([cluster("a", timeout="9s")])) == []
-    assert _stream(nacks).on_request(delta_request(CDS), bad) == []
     [fixed] = stream.on_snapshot(Snapshot.build([cluster("a", timeout="3s")]))
     assert [r.name for r in parse_delta(fixed.data).resources] == ["a"]
+
+
+def test_a_nack_holds_back_only_its_own_stream() -> None:
+    # Another client of the same group, a new sidecar, or this client reconnected: each is its
+    # own stream and gets the config (Istio's rule); one client cannot withhold it from others.
+    nacks = NackLog()
+    bad = Snapshot.build([cluster("a", timeout="9s")])
+    stream = _stream(nacks)
+    [pushed] = stream.on_request(delta_request(CDS), bad)
+    stream.on_request(delta_request(CDS, nonce=pushed.nonce, error="no"), bad)
+    assert stream.on_snapshot(Snapshot.build([cluster("a", timeout="9s")])) == []
+    [other] = DeltaStream("n2", "g", nacks).on_request(delta_request(CDS), bad)
+    assert [r.name for r in parse_delta(other.data).resources] == ["a"]
+    assert len(DeltaStream("n1", "g", nacks).on_request(delta_request(CDS), bad)) == 1
+
+
+def test_requests_for_unserved_types_are_ignored() -> None:
+    stream = _stream()
+    snap = Snapshot.build([cluster("a")])
+    for i in range(100):
+        assert stream.on_request(delta_request(f"type.googleapis.com/x.T{i}"), snap) == []
+    assert stream._types == {}
 
 
 def test_system_version_is_the_type_version() -> None:

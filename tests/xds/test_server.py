@@ -70,7 +70,7 @@ async def test_ads_sotw_push_ack_and_update(served) -> None:  # type: ignore[no-
     with pytest.raises(asyncio.TimeoutError):
         await client.recv(timeout=0.2)
     client.requests.put_nowait(None)
-    assert server.stats.counters[("nacks", "")] == 0
+    assert server.stats.counters[("nack_requests", "Cluster")] == 0
 
 
 async def test_ads_nack_is_recorded_and_not_resent(served) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +82,7 @@ async def test_ads_nack_is_recorded_and_not_resent(served) -> None:  # type: ign
     client.requests.put_nowait(request(CDS, nonce=first.nonce, error="field x is wrong"))
     await asyncio.sleep(0.1)
     assert cache.nacks.total == 1 and cache.nacks.recent[0].reason == "field x is wrong"
-    assert server.stats.counters[("nacks", "Cluster")] == 1
+    assert server.stats.counters[("nack_requests", "Cluster")] == 1
     with pytest.raises(asyncio.TimeoutError):
         await client.recv(timeout=0.2)
     client.requests.put_nowait(None)

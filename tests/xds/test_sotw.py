@@ -68,9 +68,8 @@ def test_nack_is_detected_by_error_detail_and_the_version_is_never_resent() -> N
     assert nacks.recent[0].version == pushed.version
     assert nacks.recent[0].last_good == first.version
     assert stream.acked(CDS) == first.version
-    # Re-setting the rejected config sends nothing, on this stream or a new one.
+    # Re-setting the rejected config sends nothing on this stream.
     assert stream.on_snapshot(Snapshot.build([cluster("a", timeout="9s")])) == []
-    assert _stream(nacks).on_request(request(CDS), bad) == []
     # A changed config is sent again.
     [fixed] = stream.on_snapshot(Snapshot.build([cluster("a", timeout="3s")]))
     assert fixed.version not in (pushed.version, first.version)
@@ -83,6 +82,41 @@ def test_nack_of_one_group_does_not_block_another() -> None:
     [first] = stream.on_request(request(CDS), snap)
     stream.on_request(request(CDS, nonce=first.nonce, error="no"), snap)
     assert len(SotwStream("n2", "g2", nacks).on_request(request(CDS), snap)) == 1
+
+
+def test_a_nack_holds_back_only_its_own_stream() -> None:
+    # A new sidecar in the same group, or this client reconnected, gets the config (Istio's
+    # rule): a client can keep config off itself, never off the others.
+    nacks = NackLog()
+    bad = Snapshot.build([cluster("a", timeout="9s")])
+    stream = SotwStream("n1", "g", nacks)
+    [first] = stream.on_request(request(CDS), bad)
+    assert stream.on_request(request(CDS, nonce=first.nonce, error="no"), bad) == []
+    assert stream.on_snapshot(Snapshot.build([cluster("a", timeout="9s")])) == []
+    [other] = SotwStream("n2", "g", nacks).on_request(request(CDS), bad)
+    assert other.version == first.version
+    assert len(SotwStream("n1", "g", nacks).on_request(request(CDS), bad)) == 1
+
+
+def test_nack_reasons_and_ids_are_clipped_and_the_log_is_bounded() -> None:
+    nacks = NackLog()
+    snap = Snapshot.build([cluster("a")])
+    for _ in range(300):
+        stream = SotwStream("n" * 100_000, "g", nacks)
+        [first] = stream.on_request(request(CDS), snap)
+        stream.on_request(request(CDS, nonce=first.nonce, error="x" * (1 << 20)), snap)
+    assert nacks.total == 300 and len(nacks.recent) == 256
+    kept = nacks.recent[-1]
+    assert len(kept.reason) < 1100 and kept.reason.endswith("more characters)")
+    assert len(kept.node_id) < 200
+
+
+def test_requests_for_unserved_types_are_ignored() -> None:
+    stream = _stream()
+    snap = Snapshot.build([cluster("a")])
+    for i in range(100):
+        assert stream.on_request(request(f"type.googleapis.com/x.T{i}"), snap) == []
+    assert stream._types == {}
 
 
 def test_eds_by_name_is_answered_as_soon_as_the_named_resources_exist() -> None:
