@@ -116,3 +116,81 @@ async def test_per_type_service_without_type_url(served) -> None:  # type: ignor
     assert names_in(await other.recv()) == ["everyone"]
     client.requests.put_nowait(None)
     other.requests.put_nowait(None)
+
+
+def _in_group(req: discovery_pb2.DiscoveryRequest, group: str) -> discovery_pb2.DiscoveryRequest:
+    req.node.metadata.fields["remora.group"].string_value = group
+    return req
+
+
+async def test_one_clients_nack_does_not_withhold_config_from_its_group(served) -> None:  # type: ignore[no-untyped-def]
+    cache, _server, channel = served
+    cache.set_snapshot("sidecar", Snapshot.build([cluster("a", timeout="9s")]))
+    stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+    hostile = _Client(stub.StreamAggregatedResources)
+    hostile.requests.put_nowait(_in_group(request(CDS, node_id="bad"), "sidecar"))
+    first = await hostile.recv()
+    hostile.requests.put_nowait(
+        _in_group(request(CDS, nonce=first.nonce, error="no", node_id="bad"), "sidecar")
+    )
+    await asyncio.sleep(0.1)
+    assert cache.nacks.total == 1
+    # A new, well-behaved sidecar of the same group still gets the very version NACKed.
+    newcomer = _Client(stub.StreamAggregatedResources)
+    newcomer.requests.put_nowait(_in_group(request(CDS, node_id="good"), "sidecar"))
+    response = await newcomer.recv()
+    assert names_in(response) == ["a"] and response.version_info == first.version_info
+    # The NACKing stream itself is not sent that version again.
+    with pytest.raises(asyncio.TimeoutError):
+        await hostile.recv(timeout=0.2)
+    hostile.requests.put_nowait(None)
+    newcomer.requests.put_nowait(None)
+
+
+async def test_client_chosen_type_urls_neither_inject_metrics_nor_grow_series(served) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cache, server, channel = served
+    cache.set_snapshot(DEFAULT, Snapshot.build([cluster("a")]))
+    client = _Client(ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources)
+    hostile = ['x.e"} 1\nremora_xds_streams_active 999\n#', "a\\", "\n", "é" * 300]
+    hostile += [f"type.googleapis.com/unknown.T{i}" for i in range(300)]
+    for type_url in hostile:
+        client.requests.put_nowait(request(type_url))
+    client.requests.put_nowait(request(CDS))
+    assert names_in(await client.recv()) == ["a"]  # unknown types are ignored, not answered
+    text = server.stats.render(cache.nacks.total)
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("remora_xds_streams_active", ())] == 1
+    assert samples[("remora_xds_requests_total", (("type", "other"),))] == len(hostile)
+    assert samples[("remora_xds_requests_total", (("type", "Cluster"),))] == 1
+    assert len(samples) < 20, sorted(samples)
+    client.requests.put_nowait(None)
+
+
+async def test_a_nack_flood_is_bounded_in_memory_and_in_the_admin_view(served) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from remora.xds.admin import ControlPlaneAdmin
+
+    cache, server, channel = served
+    cache.set_snapshot(DEFAULT, Snapshot.build([cluster("a")]))
+    stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+    for i in range(40):
+        client = _Client(stub.StreamAggregatedResources)
+        client.requests.put_nowait(request(CDS, node_id="n" * 200_000))
+        first = await client.recv()
+        client.requests.put_nowait(request(CDS, nonce=first.nonce, error=f"{i}" * (1 << 20)))
+        client.requests.put_nowait(None)
+    deadline = asyncio.get_running_loop().time() + 10
+    while cache.nacks.total < 40:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    status, _kind, body = ControlPlaneAdmin(cache, server, lambda: "").render("/nacks")
+    assert status == 200 and len(body) < 200_000
+    recent = json.loads(body)["recent"]
+    assert all(len(n["reason"]) < 1100 and len(n["node"]) < 200 for n in recent)
