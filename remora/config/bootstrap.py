@@ -16,7 +16,7 @@ from google.protobuf import json_format
 
 import remora.config.typeregistry  # noqa: F401  (registers typed_config types)
 from remora.config.errors import ConfigError, ConfigErrors
-from remora.config.parse_errors import find_errors
+from remora.config.parse_errors import PARSE_FAILURES, find_errors
 from remora.config.yamlload import load_yaml, read_text, yaml_error
 
 _NO_FIELD = re.compile(r'Message type "([^"]+)" has no field named "([^"]+)" at "([^"]+)"')
@@ -62,7 +62,7 @@ def parse_dict_lenient(
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
         return message, []
-    except json_format.ParseError:
+    except PARSE_FAILURES:  # protobuf raises more than ParseError for odd values (`@type: 3`)
         pass
     # The strict parse stops at the first problem; find them all (importing any Envoy type the
     # config names on the way), then parse what is left.
@@ -70,7 +70,7 @@ def parse_dict_lenient(
     message = bootstrap_pb2.Bootstrap()
     try:
         json_format.ParseDict(cleaned, message, ignore_unknown_fields=False)
-    except json_format.ParseError as exc:  # a case the walk does not know: report protobuf's
+    except PARSE_FAILURES as exc:  # a case the walk does not know: report protobuf's
         return bootstrap_pb2.Bootstrap(), [*errors, _from_parse_error(exc)]
     return message, errors
 
@@ -100,7 +100,7 @@ def _strip_root(path: str) -> str:
     return path.split(".", 1)[1] if "." in path else ""
 
 
-def _from_parse_error(exc: json_format.ParseError) -> ConfigError:
+def _from_parse_error(exc: Exception) -> ConfigError:
     # json_format nests messages as "Failed to parse X field: ..."; the innermost part is the cause.
     text = str(exc)
     match = _NO_FIELD.search(text)

@@ -19,6 +19,18 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from remora.config.errors import ConfigError
 from remora.config.typeregistry import find_type
 
+# What `json_format.ParseDict` raises for a bad value: ParseError mostly, but a well-known type
+# without its `value` is a KeyError, an `@type` that is no string an AttributeError, and an
+# infinite number an OverflowError.
+PARSE_FAILURES = (
+    json_format.ParseError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    OverflowError,
+)
+
 _DROP = object()  # the walk's "this value was wrong and is left out"
 
 _INTEGER_RANGES = {
@@ -69,7 +81,7 @@ def _join(path: str, name: str) -> str:
 def _parses(data: Any, descriptor: Descriptor) -> bool:
     try:
         json_format.ParseDict(data, message_factory.GetMessageClass(descriptor)())
-    except (json_format.ParseError, TypeError, ValueError, AttributeError):
+    except PARSE_FAILURES:
         return False
     return True
 

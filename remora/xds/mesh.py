@@ -58,6 +58,7 @@ _ROUTER = {
 }
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 _DURATION = re.compile(r"^\d+(\.\d+)?s$")
+_MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's bound, about 10,000 years
 _SERVICE_KEYS = {"listen_port", "listen_address", "endpoints", "localities", "routes", "policies"}
 _ENDPOINT_KEYS = {"address", "port", "weight", "locality"}
 _ROUTE_KEYS = {"prefix", "to", "timeout"}
@@ -146,6 +147,9 @@ def _int(value: Any, path: str, errors: ErrorCollector, low: int, high: int) -> 
 def _duration(value: Any, path: str, errors: ErrorCollector) -> str | None:
     if not isinstance(value, str) or not _DURATION.match(value):
         errors.add(path, f"must be a duration like '1.5s', got {value!r}")
+        return None
+    if int(value.split(".")[0].rstrip("s")) > _MAX_DURATION_SECONDS:
+        errors.add(path, f"must be at most {_MAX_DURATION_SECONDS}s (protobuf's Duration range)")
         return None
     return value
 

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 import remora.config.typeregistry  # noqa: F401  (registers typed_config types for Any parsing)
 from remora.config.errors import ConfigError, ErrorCollector
-from remora.config.parse_errors import find_errors
+from remora.config.parse_errors import PARSE_FAILURES, find_errors
 from remora.config.support import unpack_any
 from remora.config.typeregistry import find_type
 from remora.config.yamlload import LIMITS, load_yaml, read_text, yaml_error
@@ -212,11 +212,14 @@ def _raw_resources(items: Any, file: str, errors: ErrorCollector) -> list[Messag
         if not isinstance(item, dict) or "@type" not in item:
             errors.add(path, "each resource needs an '@type'")
             continue
+        if not isinstance(item["@type"], str):
+            errors.add(f"{path}.@type", "must be a type URL (a string)")
+            continue
         packed = any_pb2.Any()
-        find_type(str(item["@type"]).rpartition("/")[2])  # imports its generated module if needed
+        find_type(item["@type"].rpartition("/")[2])  # imports its generated module if needed
         try:
             json_format.ParseDict(item, packed)
-        except (json_format.ParseError, TypeError, ValueError):
+        except PARSE_FAILURES:
             # Protobuf's own text lists camelCase field names; name each problem by its path.
             _, problems = find_errors(item, any_pb2.Any.DESCRIPTOR, path)
             errors.extend(problems or [ConfigError(path, "cannot parse this resource")])

@@ -74,3 +74,15 @@ def test_the_proxy_bootstrap_is_held_to_the_limits(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as caught:
         load_file(config)
     assert str(caught.value.errors[0]).endswith("nested deeper than 128 levels")
+
+
+def test_protobuf_surprises_in_a_bootstrap_are_named_errors(tmp_path: Path) -> None:
+    config = tmp_path / "odd.yaml"
+    config.write_text(
+        "static_resources:\n  listeners:\n  - name: l\n"
+        "    address: {socket_address: {address: 127.0.0.1, port_value: 1}}\n"
+        "    filter_chains: [{filters: [{name: x, typed_config: {'@type': 3}}]}]\n"
+    )
+    with pytest.raises(ConfigErrors) as caught:
+        load_file(config)
+    assert "filters[0].typed_config" in str(caught.value)

@@ -49,6 +49,17 @@ HOSTILE: list[tuple[str, bytes, str]] = [
      "resources[0].name: required"),
     ("top.json", b'["not", "a", "mapping"]', "the top level must be a mapping"),
     ("tags.yaml", b"services: !!python/object:os.system x\n", "invalid YAML"),
+    ("typeint.yaml", b'resources:\n- {"@type": 3, name: c}\n', "resources[0].@type: must be"),
+    ("novalue.yaml", b'resources:\n- "@type": type.googleapis.com/google.protobuf.Duration\n',
+     "resources[0]"),
+    ("inf.yaml",
+     f'resources:\n- "@type": {CLUSTER}\n  name: c\n  per_connection_buffer_limit_bytes: .inf\n'
+     .encode(),
+     "resources[0].per_connection_buffer_limit_bytes"),
+    ("meshtimeout.yaml",
+     b"services:\n  w:\n    endpoints: [{address: 127.0.0.1, port: 1}]\n"
+     b"    routes: [{prefix: /, to: {w: 1}, timeout: 99999999999999999999s}]\n",
+     "services.w.routes[0].timeout: must be at most 315576000000s"),
 ]  # fmt: skip
 
 
