@@ -201,27 +201,51 @@ class GitSource:
             raise FirstLoadError(where, error.splitlines())
         self._installed(loaded, changed)
 
-    def _publish(self, loaded: _Loaded) -> tuple[list[str], str]:
-        """(groups changed, error) for installing `loaded`."""
+    def _label(self, commit: Commit) -> str:
+        return f"{self.branch}@{commit.short}"
+
+    def _publish(
+        self, loaded: _Loaded, published: list[str] | Exception | None = None
+    ) -> tuple[list[str], str]:
+        """(groups changed, error) for installing `loaded`; `published` is the outcome of a
+        publish already run off the loop (`install_async`), else it is run here."""
         commit = loaded.commit
         self.seen = commit.sha
         changed: list[str] = []
         error = loaded.error
         if loaded.config is not None and not error:
             try:
-                changed = self.publisher.publish(loaded.config, f"{self.branch}@{commit.short}")
+                if isinstance(published, Exception):
+                    raise published
+                changed = (
+                    self.publisher.publish(loaded.config, self._label(commit))
+                    if published is None
+                    else published
+                )
             except SourceError as exc:
                 error = str(exc)
             except Exception as exc:  # a surprise rejects the commit, no more
                 log.debug("unexpected failure publishing %s", commit.sha, exc_info=True)
                 error = unexpected(exc)
             else:
-                warn_if_empty(loaded.config, f"{self.branch}@{commit.short}")
+                warn_if_empty(loaded.config, self._label(commit))
         return changed, error
 
-    def install(self, loaded: _Loaded) -> bool:
+    async def install_async(self, loaded: _Loaded) -> bool:
+        """`install`, building the snapshots off the event loop."""
+        published: list[str] | Exception | None = None
+        if loaded.config is not None and not loaded.error:
+            try:
+                published = await self.publisher.publish_async(
+                    loaded.config, self._label(loaded.commit)
+                )
+            except Exception as exc:  # judged by `_publish`, as a synchronous failure would be
+                published = exc
+        return self.install(loaded, published)
+
+    def install(self, loaded: _Loaded, published: list[str] | Exception | None = None) -> bool:
         commit = loaded.commit
-        changed, error = self._publish(loaded)
+        changed, error = self._publish(loaded, published)
         if error:
             self.last_error = f"commit {commit.short} by {commit.author}: {error}"
             self.publisher.stats.source_errors += 1
@@ -268,7 +292,7 @@ class GitSource:
                     self.last_error = ""
                 failure = ""
                 if loaded is not None:
-                    self.install(loaded)
+                    await self.install_async(loaded)
             except Exception as exc:  # git failures, and any surprise, retry
                 problem = str(exc) if isinstance(exc, GitError) else unexpected(exc)
                 if problem != failure:

@@ -189,8 +189,12 @@ class RegistrationApi:
     def _publish(self) -> None:
         try:
             self.publisher.refresh()
-        except SourceError as exc:  # cannot happen for valid registrations; never crash on it
-            log.error("registered endpoints not published: %s", exc)
+        except Exception as exc:  # not expected for valid registrations; never stop on it
+            log.error(
+                "registered endpoints not published: %s",
+                exc,
+                exc_info=not isinstance(exc, SourceError),
+            )
 
     async def expire_forever(self, max_sleep: float = 1.0) -> None:
         """Drop registrations at their deadlines (to within a few ms), for ever."""
