@@ -55,6 +55,15 @@ def _set_key(changes: Sequence[tuple[str, str | None]]) -> str:
     return f"{len(changes)} changes@{digest}"
 
 
+# Names one stream may subscribe to per type: far beyond any mesh (each is a cluster or a
+# listener), and what keeps a client from growing the server's memory without end.
+MAX_SUBSCRIPTIONS = 100_000
+
+
+class StreamLimitError(Exception):
+    """The client went past a per-stream bound; the server ends the stream (RESOURCE_EXHAUSTED)."""
+
+
 class DeltaStream:
     def __init__(self, node_id: str, group: str, nacks: NackLog, fixed_type: str = "") -> None:
         self.node_id = node_id
@@ -98,6 +107,10 @@ class DeltaStream:
                 state.subscribed.discard(name)
                 if not state.wildcard:
                     state.known.pop(name, None)
+        if len(state.subscribed) > MAX_SUBSCRIPTIONS or len(state.known) > MAX_SUBSCRIPTIONS:
+            raise StreamLimitError(
+                f"more than {MAX_SUBSCRIPTIONS} resource names subscribed or known for {type_url}"
+            )
         return self._respond(type_url, state, snapshot)
 
     def on_snapshot(self, snapshot: Snapshot | None) -> list[DeltaResponse]:

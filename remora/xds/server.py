@@ -28,7 +28,7 @@ from envoy.service.route.v3 import rds_pb2
 from remora.xds import types
 from remora.xds.cache import SnapshotCache
 from remora.xds.clip import clip
-from remora.xds.delta import DeltaStream
+from remora.xds.delta import DeltaStream, StreamLimitError
 from remora.xds.nacks import ID_LIMIT
 from remora.xds.sotw import SotwStream
 from remora.xds.stats import ControlPlaneStats
@@ -202,7 +202,11 @@ class XdsServer:
                     responses = state.on_snapshot(snapshot)
                 else:
                     self._count_request(item, state)
-                    responses = state.on_request(item, snapshot)
+                    try:
+                        responses = state.on_request(item, snapshot)
+                    except StreamLimitError as exc:
+                        log.warning("stream %d (node %r) ended: %s", info.id, node_id, exc)
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
                 for response in responses:
                     info.sent[response.type_url] = getattr(response, "version", "") or getattr(
                         response, "system_version", ""

@@ -194,3 +194,27 @@ async def test_a_nack_flood_is_bounded_in_memory_and_in_the_admin_view(served) -
     assert status == 200 and len(body) < 200_000
     recent = json.loads(body)["recent"]
     assert all(len(n["reason"]) < 1100 and len(n["node"]) < 200 for n in recent)
+
+
+async def test_a_delta_stream_subscribing_without_end_is_ended(served) -> None:  # type: ignore[no-untyped-def]
+    from remora.xds.delta import MAX_SUBSCRIPTIONS
+
+    cache, server, channel = served
+    cache.set_snapshot(DEFAULT, Snapshot.build([cla("a", 1)]))
+    stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+    client = _Client(stub.DeltaAggregatedResources)
+    batch = 25_000
+    for start in range(0, MAX_SUBSCRIPTIONS + batch, batch):
+        names = [f"n{i}" for i in range(start, start + batch)]
+        client.requests.put_nowait(delta_request(EDS, names))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        while True:
+            await client.recv(timeout=10)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "more than 100000 resource names" in str(caught.value.details())
+    # The server goes on serving others.
+    other = _Client(stub.DeltaAggregatedResources)
+    other.requests.put_nowait(delta_request(EDS, ["a"]))
+    response = await other.recv()
+    assert [r.name for r in response.resources] == ["a"]
+    other.requests.put_nowait(None)
