@@ -199,7 +199,7 @@ async def test_a_nack_flood_is_bounded_in_memory_and_in_the_admin_view(served) -
 async def test_a_delta_stream_subscribing_without_end_is_ended(served) -> None:  # type: ignore[no-untyped-def]
     from remora.xds.delta import MAX_SUBSCRIPTIONS
 
-    cache, server, channel = served
+    cache, _server, channel = served
     cache.set_snapshot(DEFAULT, Snapshot.build([cla("a", 1)]))
     stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
     client = _Client(stub.DeltaAggregatedResources)

@@ -34,7 +34,7 @@ from remora.proxy.http.route.matchers import (
     compile_header_matcher,
     compile_query_matcher,
 )
-from remora.proxy.http.route.re2 import compile_regex_matcher
+from remora.proxy.http.route.re2 import Regex, compile_regex_matcher
 from remora.proxy.http.route.table import (
     EXACT,
     PREFIX,
@@ -92,7 +92,7 @@ class _Context:
 
 def _compile_path(
     match: rc_pb2.RouteMatch, path: str, errors: ErrorCollector
-) -> tuple[int, str, re.Pattern[str] | None] | None:
+) -> tuple[int, str, Regex | None] | None:
     case_sensitive = match.case_sensitive.value if match.HasField("case_sensitive") else True
     which = match.WhichOneof("path_specifier")
     if which is None:

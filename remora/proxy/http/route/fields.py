@@ -75,7 +75,7 @@ register(
     {"exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"},
 )
 register("envoy.type.matcher.v3.RegexMatcher", {"google_re2", "regex"})
-register("envoy.type.matcher.v3.RegexMatcher.GoogleRE2", ())
+register("envoy.type.matcher.v3.RegexMatcher.GoogleRE2", {"max_program_size"})
 register("envoy.type.matcher.v3.RegexMatchAndSubstitute", {"pattern", "substitution"})
 register(
     f"{_ROUTE}.RouteAction",

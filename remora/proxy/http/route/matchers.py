@@ -16,7 +16,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from remora.config.errors import ErrorCollector
-from remora.proxy.http.route.re2 import compile_regex_matcher
+from remora.proxy.http.route.re2 import Regex, compile_regex_matcher
 
 if TYPE_CHECKING:
     from remora.proxy.http.route.table import RouteRequest
@@ -34,13 +34,13 @@ class StringMatch:
     kind: int
     value: str  # lowercased when ignore_case
     ignore_case: bool
-    regex: re.Pattern[str] | None
+    regex: Regex | None
 
     def matches(self, text: str) -> bool:
         kind = self.kind
         if kind == REGEX:
             assert self.regex is not None
-            return self.regex.fullmatch(text) is not None
+            return self.regex.fullmatch(text)
         if kind == ANY:
             return True
         if self.ignore_case:

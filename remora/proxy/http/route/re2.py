@@ -1,309 +1,122 @@
-"""RE2 patterns and rewrite strings, run on Python's `re`.
+"""`safe_regex` on RE2 itself, as in Envoy: linear-time matching, whatever the pattern or input.
 
-Envoy evaluates every `safe_regex` with RE2. Python's `re` accepts a superset of RE2's syntax
-(backreferences, lookaround, possessive quantifiers...) and spells a few things differently
-(`\\z`, `(?<name>...)`, `\\Q...\\E`, POSIX classes). A pattern that Envoy would reject must be
-rejected here too, and one Envoy accepts must mean the same thing, so patterns go through a small
-translator instead of straight into `re.compile`. Patterns are compiled with `re.ASCII` because
-RE2's `\\d`, `\\w`, `\\s` and `\\b` are ASCII-only.
+Python's `re` backtracks, so a pattern such as `^(\\w+\\s?)*$` against a long path can hold the
+event loop for minutes. google-re2 binds the same C++ engine Envoy links, so a pattern means the
+same, is refused for the same reasons (with RE2's own messages), and matches in linear time.
+
+Envoy also refuses a regex whose compiled program is larger than 100 instructions (the runtime key
+`re2.max_program_size.error_level`) unless the deprecated `google_re2.max_program_size` raises the
+bound; both are honoured here, so a config that loads in one loads in the other.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Any
 
+import re2 as google_re2
 from envoy.type.matcher.v3 import regex_pb2
 
 from remora.config.errors import ErrorCollector
 
-# RE2 rejects counted repetitions above this bound.
-_MAX_REPEAT = 1000
-
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7f",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-
-# Escapes that mean the same in RE2 and Python's `re`.
-_SHARED_ESCAPES = frozenset("AbBdDsSwWfnrtva")
-_REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
-_FLAGS = re.compile(r"\(\?([a-zA-Z-]*)([:)])")
+# Envoy's default for `re2.max_program_size.error_level`.
+MAX_PROGRAM_SIZE = 100
 
 
 class Re2SyntaxError(ValueError):
-    """The pattern is not valid RE2, or uses RE2 syntax Python cannot express."""
+    """A rewrite string RE2 would not accept."""
 
 
-def translate(pattern: str) -> str:
-    """Return a Python `re` pattern equivalent to the RE2 `pattern`, or raise Re2SyntaxError."""
-    return _Translator(pattern).run()
+class Regex:
+    """A compiled RE2 pattern: a boolean full match (the route table's question) and `sub`.
+
+    The full match calls the engine's `Match` directly with the pattern anchored at both ends:
+    the module's `fullmatch` builds a match object and maps byte offsets back to characters,
+    five times the cost, for an answer the route table only needs as yes or no. Those internals
+    are google-re2's, pinned in pyproject.toml and covered by tests/proxy/http/route/test_re2.py.
+    """
+
+    __slots__ = ("_compiled", "_match")
+
+    def __init__(self, compiled: Any) -> None:
+        self._compiled = compiled
+        self._match = compiled._regexp.Match
+
+    @property
+    def pattern(self) -> str:
+        return str(self._compiled.pattern)
+
+    @property
+    def groups(self) -> int:
+        return int(self._compiled.groups)
+
+    @property
+    def program_size(self) -> int:
+        return int(self._compiled.programsize)
+
+    def fullmatch(self, text: str) -> bool:
+        """Whether all of `text` matches. Request text is held as latin-1 (one character per
+        byte off the wire), so its bytes are what RE2 sees, as in Envoy: a pattern `é` matches
+        the UTF-8 bytes of `é` in a path."""
+        try:
+            encoded = text.encode("latin-1")
+        except UnicodeEncodeError:  # not wire text (config or generated): its UTF-8 form
+            encoded = text.encode("utf-8", "surrogatepass")
+        return bool(self._match(_ANCHOR_BOTH, encoded, 0, len(encoded))[0] != _NO_MATCH)
+
+    def sub(self, template: str, text: str) -> str:
+        return str(self._compiled.sub(template, text))
 
 
-def _escape_code(code: int) -> str:
-    if code > 0x10FFFF:
-        raise Re2SyntaxError(f"character code {code:#x} is out of range")
-    return f"\\U{code:08x}" if code > 0xFF else f"\\x{code:02x}"
+_ANCHOR_BOTH = google_re2._Anchor.ANCHOR_BOTH
+_NO_MATCH = (-1, -1)
 
 
-class _Translator:
-    __slots__ = ("i", "in_class", "out", "pattern")
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        self.i = 0
-        self.in_class = False
-        self.out: list[str] = []
-
-    def run(self) -> str:
-        p = self.pattern
-        while self.i < len(p):
-            c = p[self.i]
-            if c == "\\":
-                self._escape()
-            elif self.in_class:
-                self._class_char(c)
-            elif c == "[":
-                self._open_class()
-            elif c == "(":
-                self._group()
-            elif c in "*+?":
-                self.out.append(c)
-                self.i += 1
-                self._after_quantifier()
-            elif c == "{":
-                self._brace()
-            else:
-                self.out.append(c)
-                self.i += 1
-        if self.in_class:
-            raise Re2SyntaxError("missing closing ]")
-        return "".join(self.out)
-
-    def _after_quantifier(self) -> None:
-        p = self.pattern
-        if self.i < len(p) and p[self.i] == "?":
-            self.out.append("?")
-            self.i += 1
-        elif self.i < len(p) and p[self.i] == "+":
-            raise Re2SyntaxError("possessive quantifiers are not supported by RE2")
-
-    def _brace(self) -> None:
-        match = _REPEAT.match(self.pattern, self.i)
-        if match is None:
-            # RE2, like Python, takes a brace that is not a repetition literally.
-            self.out.append("\\{")
-            self.i += 1
-            return
-        low = int(match.group(1))
-        high = match.group(3)
-        if low > _MAX_REPEAT or (high and int(high) > _MAX_REPEAT):
-            raise Re2SyntaxError(
-                f"bad repetition operator {match.group(0)} (RE2 allows at most 1000)"
-            )
-        if high and int(high) < low:
-            raise Re2SyntaxError(f"bad repetition operator {match.group(0)}")
-        self.out.append(match.group(0))
-        self.i = match.end()
-        self._after_quantifier()
-
-    def _group(self) -> None:
-        p = self.pattern
-        rest = p[self.i :]
-        if not rest.startswith("(?"):
-            self.out.append("(")
-            self.i += 1
-            return
-        if rest.startswith("(?:"):
-            self.out.append("(?:")
-            self.i += 3
-            return
-        if rest.startswith("(?P<"):
-            self.out.append("(?P<")
-            self.i += 4
-            return
-        if rest.startswith("(?P=") or rest.startswith("(?P>"):
-            raise Re2SyntaxError("backreferences are not supported by RE2")
-        if rest.startswith(("(?=", "(?!", "(?<=", "(?<!")):
-            raise Re2SyntaxError("lookaround assertions are not supported by RE2")
-        if rest.startswith("(?<"):
-            self.out.append("(?P<")
-            self.i += 3
-            return
-        if rest.startswith("(?>"):
-            raise Re2SyntaxError("atomic groups are not supported by RE2")
-        if rest.startswith("(?("):
-            raise Re2SyntaxError("conditional groups are not supported by RE2")
-        if rest.startswith("(?#"):
-            raise Re2SyntaxError("comment groups are not supported by RE2")
-        self._flags()
-
-    def _flags(self) -> None:
-        match = _FLAGS.match(self.pattern, self.i)
-        if match is None:
-            raise Re2SyntaxError(f"invalid group syntax at offset {self.i}")
-        flags, end = match.groups()
-        for flag in flags:
-            if flag == "U":
-                raise Re2SyntaxError("the ungreedy flag (?U) is not supported")
-            if flag not in "ims-":
-                raise Re2SyntaxError(f"invalid flag {flag!r} in {match.group(0)}")
-        if not flags.replace("-", "") or flags.endswith("-") or flags.count("-") > 1:
-            raise Re2SyntaxError(f"invalid flag group {match.group(0)}")
-        if end == ")" and (self.i != 0 or "-" in flags):
-            # Python only accepts global flags at the very start; RE2 scopes them to the
-            # enclosing group, which Python can only say as (?flags:...).
-            raise Re2SyntaxError(
-                f"inline flags {match.group(0)} are only supported at the start of the "
-                "pattern; use the scoped form (?flags:...)"
-            )
-        self.out.append(match.group(0))
-        self.i = match.end()
-
-    def _open_class(self) -> None:
-        p = self.pattern
-        self.out.append("[")
-        self.i += 1
-        self.in_class = True
-        if self.i < len(p) and p[self.i] == "^":
-            self.out.append("^")
-            self.i += 1
-        if self.i < len(p) and p[self.i] == "]":
-            self.out.append("\\]")
-            self.i += 1
-
-    def _class_char(self, c: str) -> None:
-        p = self.pattern
-        if c == "]":
-            self.in_class = False
-            self.out.append("]")
-            self.i += 1
-            return
-        if c == "[" and p.startswith("[:", self.i):
-            end = p.find(":]", self.i + 2)
-            if end < 0:
-                raise Re2SyntaxError("unterminated POSIX class")
-            name = p[self.i + 2 : end]
-            if name not in _POSIX_CLASSES:
-                raise Re2SyntaxError(f"unsupported POSIX class [:{name}:]")
-            self.out.append(_POSIX_CLASSES[name])
-            self.i = end + 2
-            return
-        if c == "[":
-            # Python warns about (and may one day give meaning to) nested sets; in RE2 a `[`
-            # inside a class is a plain character.
-            self.out.append("\\[")
-            self.i += 1
-            return
-        if c in "&~|-" and p[self.i + 1 : self.i + 2] == c:
-            # Same for doubled set operators.
-            self.out.append(c + "\\" + c)
-            self.i += 2
-            return
-        self.out.append(c)
-        self.i += 1
-
-    def _escape(self) -> None:
-        p = self.pattern
-        if self.i + 1 >= len(p):
-            raise Re2SyntaxError("trailing backslash at end of pattern")
-        d = p[self.i + 1]
-        if d == "Q":
-            end = p.find("\\E", self.i + 2)
-            literal = p[self.i + 2 :] if end < 0 else p[self.i + 2 : end]
-            self.out.append("".join(_escape_code(ord(ch)) for ch in literal))
-            self.i = len(p) if end < 0 else end + 2
-            return
-        if d.isdigit():
-            self._octal_or_backref(d)
-            return
-        if d == "z":
-            if self.in_class:
-                raise Re2SyntaxError("\\z is not allowed in a character class")
-            self.out.append("\\Z")
-        elif d == "x":
-            self._hex()
-            return
-        elif d in "pP":
-            raise Re2SyntaxError("Unicode classes (\\p, \\P) are not supported")
-        elif d in _SHARED_ESCAPES:
-            if d in "AbBz" and self.in_class:
-                raise Re2SyntaxError(f"\\{d} is not allowed in a character class")
-            self.out.append("\\" + d)
-        elif d.isascii() and not d.isalnum():
-            self.out.append("\\" + d)
-        else:
-            raise Re2SyntaxError(f"invalid escape sequence \\{d}")
-        self.i += 2
-
-    def _octal_or_backref(self, d: str) -> None:
-        p = self.pattern
-        j = self.i + 1
-        digits = ""
-        while j < len(p) and len(digits) < 3 and p[j] in "01234567":
-            digits += p[j]
-            j += 1
-        # RE2: a lone \1-\9 is a backreference (rejected); \0 or two or more octal digits is octal.
-        if d in "89" or (d != "0" and len(digits) < 2):
-            raise Re2SyntaxError(f"backreferences are not supported by RE2 (\\{d})")
-        self.out.append(_escape_code(int(digits, 8)))
-        self.i = j
-
-    def _hex(self) -> None:
-        p = self.pattern
-        start = self.i + 2
-        if start < len(p) and p[start] == "{":
-            end = p.find("}", start)
-            digits = p[start + 1 : end] if end > 0 else ""
-            if not digits or any(ch not in "0123456789abcdefABCDEF" for ch in digits):
-                raise Re2SyntaxError("invalid \\x{...} escape")
-            self.out.append(_escape_code(int(digits, 16)))
-            self.i = end + 1
-            return
-        digits = p[start : start + 2]
-        if len(digits) != 2 or any(ch not in "0123456789abcdefABCDEF" for ch in digits):
-            raise Re2SyntaxError("invalid \\x escape")
-        self.out.append("\\x" + digits)
-        self.i = start + 2
+def _options() -> google_re2.Options:
+    options = google_re2.Options()
+    options.log_errors = False  # the error goes to the operator with its field path instead
+    return options
 
 
-def compile_pattern(pattern: str, path: str, errors: ErrorCollector) -> re.Pattern[str] | None:
-    """Translate and compile an RE2 pattern; report a problem at `path` and return None."""
+_OPTIONS = _options()
+
+
+def compile_pattern(
+    pattern: str, path: str, errors: ErrorCollector, max_program_size: int = MAX_PROGRAM_SIZE
+) -> Regex | None:
+    """Compile an RE2 pattern; report a problem at `path` and return None."""
     try:
-        return re.compile(translate(pattern), re.ASCII)
-    except Re2SyntaxError as exc:
-        errors.add(path, f"invalid RE2 regex {pattern!r}: {exc}")
-    except re.error as exc:
-        errors.add(path, f"invalid regex {pattern!r}: {exc}")
-    except (OverflowError, RecursionError) as exc:
-        errors.add(path, f"regex {pattern!r} is too complex: {exc}")
-    return None
+        regex = Regex(google_re2.compile(pattern, _OPTIONS))
+    except google_re2.error as exc:
+        detail = exc.args[0].decode(errors="replace") if exc.args else str(exc)
+        errors.add(path, f"invalid RE2 regex {pattern!r}: {detail}")
+        return None
+    size = regex.program_size
+    if size > max_program_size:
+        errors.add(
+            path,
+            f"regex {pattern!r} has an RE2 program size of {size}, over the limit of "
+            f"{max_program_size} (raise google_re2.max_program_size, or simplify the regex)",
+        )
+        return None
+    return regex
 
 
 def compile_regex_matcher(
     matcher: regex_pb2.RegexMatcher, path: str, errors: ErrorCollector
-) -> re.Pattern[str] | None:
-    """Compile an `envoy.type.matcher.v3.RegexMatcher` (the engine is always RE2 semantics)."""
-    return compile_pattern(matcher.regex, f"{path}.regex", errors)
+) -> Regex | None:
+    """Compile an `envoy.type.matcher.v3.RegexMatcher` (the engine is always RE2)."""
+    limit = MAX_PROGRAM_SIZE
+    if matcher.HasField("google_re2") and matcher.google_re2.HasField("max_program_size"):
+        limit = matcher.google_re2.max_program_size.value
+    return compile_pattern(matcher.regex, f"{path}.regex", errors, limit)
 
 
 @dataclass(frozen=True, slots=True)
 class Substitution:
     """A compiled `RegexMatchAndSubstitute`: every match is replaced, as RE2::GlobalReplace does."""
 
-    pattern: re.Pattern[str]
+    pattern: Regex
     template: str
 
     def apply(self, value: str) -> str:

@@ -10,7 +10,6 @@ with query matchers is reached, and a plain single-cluster route builds its resu
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from remora.proxy.http.route.pathindex import (
     regex_literal_prefix,
     usable_prefix,
 )
+from remora.proxy.http.route.re2 import Regex
 
 # Path specifier kinds. The case-insensitive variants are the case-sensitive kind + 1, so the
 # match loop decides both "how" and "on which spelling of the path" with one integer test.
@@ -150,7 +150,7 @@ class CompiledRoute:
     virtual_host_name: str
     path_kind: int
     path_value: str  # lowercased for the _CI kinds
-    path_regex: re.Pattern[str] | None
+    path_regex: Regex | None
     headers: tuple[HeaderMatch, ...]
     query: tuple[QueryMatch, ...]
     grpc: bool
@@ -307,7 +307,7 @@ class RouteTable:
                     continue
             else:
                 assert route.path_regex is not None
-                if route.path_regex.fullmatch(path) is None:
+                if not route.path_regex.fullmatch(path):
                     continue
             if conditional:
                 if route.headers and not all(match.matches(request) for match in route.headers):

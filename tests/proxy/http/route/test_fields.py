@@ -159,7 +159,6 @@ def test_unimplemented_fields_are_rejected_with_their_path() -> None:
             f"{at}.require_tls",
             f"{at}.routes[0].match.runtime_fraction",
             f"{at}.routes[0].route.retry_policy",
-            f"{at}.routes[0].route.regex_rewrite.pattern.google_re2.max_program_size",
             f"{at}.routes[0].decorator",
             f"{at}.routes[1].direct_response.body.filename",
         ]
