@@ -431,3 +431,18 @@ async def test_access_log_reports_the_trusted_client_address(tmp_path: Path) -> 
         await client.get(url, headers={"x-forwarded-for": "203.0.113.7"})
         await client.get(url)
     assert log_path.read_text().splitlines() == ["203.0.113.7", "127.0.0.1"]
+
+
+async def test_a_backtracking_pathological_safe_regex_does_not_stall_the_proxy() -> None:
+    # On a backtracking engine this pattern against this path takes longer than the test runs.
+    routes = [
+        {"match": {"safe_regex": {"regex": r"(/(\w+-?)*)*"}}, "direct_response": {"status": 418}},
+        {"match": {"prefix": "/"}, "direct_response": {"status": 200}},
+    ]
+    async with running_proxy(bootstrap([http_listener(routes)], [])) as proxy:
+        port = proxy.listener_port("http")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            started = asyncio.get_running_loop().time()
+            assert (await client.get("/" + "a" * 3000 + "!")).status_code == 200
+            assert (await client.get("/" + "a-" * 3000)).status_code == 418
+            assert asyncio.get_running_loop().time() - started < 1.0
