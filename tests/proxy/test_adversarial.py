@@ -12,10 +12,18 @@ import contextlib
 import json
 import socket
 import struct
+from pathlib import Path
 from typing import Any
 
 from remora.proxy.server import ProxyServer
-from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
+from tests.proxy.harness import (
+    bootstrap,
+    cluster,
+    demo_upstreams,
+    file_access_log,
+    http_listener,
+    running_proxy,
+)
 from tests.proxy.rawclient import read_response
 from tests.proxy.scripted import blackhole, read_head, scripted_upstream
 
@@ -401,22 +409,36 @@ async def test_stream_idle_timeout_spares_a_response_that_keeps_flowing() -> Non
         assert _counter(proxy, "http.http.downstream_rq_idle_timeout") == 0
 
 
-async def test_stream_idle_timeout_before_the_response_is_408() -> None:
+async def test_stream_idle_timeout_waiting_on_the_upstream_is_504_and_flagged_si(
+    tmp_path: Path,
+) -> None:
+    # Envoy: 504 once the request is complete (the wait is the upstream's), 408 while it is
+    # still arriving; the stream idle timeout is the one timeout with a flag (SI).
+    log_path = tmp_path / "access.log"
+    access_log = file_access_log(log_path, "%RESPONSE_CODE% %RESPONSE_FLAGS%\n")
     async with (
         demo_upstreams(1) as ups,
         running_proxy(
             bootstrap(
-                [http_listener(stream_idle_timeout="0.2s")], [cluster("backend", [ups[0].port])]
+                [http_listener(stream_idle_timeout="0.2s", access_log=access_log)],
+                [cluster("backend", [ups[0].port])],
             )
         ) as proxy,
     ):
         reader, writer = await _open(proxy)
         writer.write(b"GET /delay/1000 HTTP/1.1\r\nhost: x\r\n\r\n")
         response = await read_response(reader)
+        assert (response.status, response.body) == (504, b"stream timeout")
+        writer.close()
+        reader, writer = await _open(proxy)
+        writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nabc")
+        response = await read_response(reader)
         assert (response.status, response.body) == (408, b"stream timeout")
         writer.close()
-        assert _counter(proxy, "http.http.downstream_rq_idle_timeout") == 1
+        assert _counter(proxy, "http.http.downstream_rq_idle_timeout") == 2
         await _settle(lambda: _busy_upstream_connections(proxy) == 0)
+    await _settle(lambda: log_path.exists() and len(log_path.read_text().splitlines()) == 2)
+    assert log_path.read_text().splitlines() == ["504 SI", "408 SI"]
 
 
 async def test_timeouts_of_a_pipelined_request_never_answer_the_one_in_flight() -> None:

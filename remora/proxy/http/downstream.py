@@ -19,6 +19,7 @@ from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.http.exchange import Exchange
 from remora.proxy.http.h1_codec import Headers, encode_response_head, unterminated_line
 from remora.proxy.http.request import Request
+from remora.proxy.response_flags import STREAM_IDLE_TIMEOUT
 
 if TYPE_CHECKING:
     from remora.proxy.http.listener import HttpListener
@@ -671,7 +672,9 @@ class DownstreamConnection(asyncio.Protocol):
         elif kind == "headers":
             stats.downstream_rq_header_timeout.inc()
             self.closing = True
-            self.send_simple(408, "request headers timeout", close=True, flag="SI")
+            # Envoy sets no response flag for the request and header timeouts; only the stream
+            # idle timeout is `SI`.
+            self.send_simple(408, "request header timeout", close=True, flag="")
             self.close()
         elif kind == "route":
             if self.active is not None:
@@ -679,15 +682,15 @@ class DownstreamConnection(asyncio.Protocol):
         elif kind == "request":
             stats.downstream_rq_timeout.inc()
             if self.active is not None:
-                self.active.on_timeout("request timeout", 408)
+                self.active.on_timeout("request timeout", "")
             else:
                 self.closing = True
-                self.send_simple(408, "request timeout", close=True, flag="SI")
+                self.send_simple(408, "request timeout", close=True, flag="")
                 self.close()
         else:  # stream idle
             stats.downstream_rq_idle_timeout.inc()
             if self.active is not None:
-                self.active.on_timeout("stream timeout", 408)
+                self.active.on_timeout("stream timeout", STREAM_IDLE_TIMEOUT)
             else:
                 self.close()
         if not self.closed:

@@ -633,9 +633,13 @@ class Exchange:
                 self.upstream_code = 504
         self._abandon(flags.UPSTREAM_REQUEST_TIMEOUT, 504, "upstream request timeout", close=False)
 
-    def on_timeout(self, body: str, status: int) -> None:
-        """A connection-manager timeout (request or stream idle) fired for this exchange."""
-        self._abandon(flags.STREAM_IDLE_TIMEOUT, status, body, close=True)
+    def on_timeout(self, body: str, flag: str) -> None:
+        """A connection-manager timeout (request or stream idle) fired for this exchange.
+
+        As in Envoy, the answer is 408 while the request is still arriving and 504 once it is
+        complete (the wait is then the upstream's); only the stream idle timeout sets a flag.
+        """
+        self._abandon(flag, 504 if self.request.complete else 408, body, close=True)
 
     def on_protocol_error(self, status: int, body: str) -> None:
         """The client's bytes stopped making sense mid-request: reset upstream, answer, close."""
@@ -646,7 +650,8 @@ class Exchange:
         client off, since a response already under way cannot be turned into an error."""
         if self.done:
             return
-        self._add_flag(flag)
+        if flag:
+            self._add_flag(flag)
         self._reset_upstream()
         if not self.head_sent:
             self.local_reply(status, body, close=close)
