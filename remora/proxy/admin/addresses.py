@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from envoy.config.core.v3 import address_pb2
 
+from remora.proxy.addresses import address_string
 
-def address_string(address: str, port: int) -> str:
-    """`host:port`, bracketing IPv6 as Envoy's `Address::asString()` does."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+__all__ = ["address_string", "socket_address"]
 
 
 def socket_address(address: str, port: int) -> address_pb2.Address:

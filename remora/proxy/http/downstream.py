@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from remora.proxy.accesslog import AccessLogRecord
+from remora.proxy.addresses import address_string
 from remora.proxy.http.exchange import Exchange
 from remora.proxy.http.h1_codec import Headers, encode_response_head, unterminated_line
 from remora.proxy.http.request import Request
@@ -140,9 +141,7 @@ class DownstreamConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.remote_ip = str(peer[0])
-            self.remote_address = (
-                f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
-            )
+            self.remote_address = address_string(str(peer[0]), int(peer[1]))
         self.listener.connections.add(self)
         stats = self.stats
         stats.downstream_cx_total.inc()

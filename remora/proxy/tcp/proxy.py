@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
+from remora.proxy.addresses import address_string
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
@@ -155,7 +156,7 @@ class TcpDownstream(asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.listener.buffer_limit)
         peer = transport.get_extra_info("peername")
         if peer:
-            self.remote_address = f"{peer[0]}:{peer[1]}"
+            self.remote_address = address_string(str(peer[0]), int(peer[1]))
         self.listener.connections.add(self)
         self.stats.downstream_cx_total.inc()
         self.listener.listener_stats.on_open()

@@ -8,6 +8,7 @@ import logging
 import socket
 from dataclasses import dataclass, field
 
+from remora.proxy.addresses import address_string
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
 from remora.proxy.stats.group import by_response_class, resolve_group
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
@@ -62,11 +63,7 @@ class Host:
         return (self.address, self.port)
 
     def __str__(self) -> str:
-        return (
-            f"[{self.address}]:{self.port}"
-            if ":" in self.address
-            else f"{self.address}:{self.port}"
-        )
+        return address_string(self.address, self.port)
 
 
 @dataclass(slots=True)
