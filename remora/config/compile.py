@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from remora.config import support
 from remora.config.common import SocketAddress, socket_address
 from remora.config.errors import ConfigError, ErrorCollector
-from remora.proxy.listener_config import ListenerConfig, compile_listener
+from remora.proxy.listener_config import ListenerConfig, check_listener_set, compile_listener
 from remora.proxy.upstream.config import ClusterConfig, compile_cluster
 from remora.xds.bootstrap import AdsConfig, compile_dynamic_resources
 
@@ -71,21 +71,14 @@ def compile_bootstrap(
         compiled = compile_cluster(cluster, path, errors)
         if compiled is not None:
             clusters[compiled.name] = compiled
-    listeners: list[ListenerConfig] = []
-    names: set[str] = set()
-    addresses: set[SocketAddress] = set()
+    compiled_listeners: list[tuple[str, ListenerConfig]] = []
     for i, listener in enumerate(bootstrap.static_resources.listeners):
         path = f"static_resources.listeners[{i}]"
         compiled_listener = compile_listener(listener, path, errors, known_clusters=defined)
-        if compiled_listener is None:
-            continue
-        if compiled_listener.name in names:
-            errors.add(f"{path}.name", f"duplicate listener name {compiled_listener.name!r}")
-        if compiled_listener.address in addresses and compiled_listener.address.port != 0:
-            errors.add(f"{path}.address", f"duplicate listener address {compiled_listener.address}")
-        names.add(compiled_listener.name)
-        addresses.add(compiled_listener.address)
-        listeners.append(compiled_listener)
+        if compiled_listener is not None:
+            compiled_listeners.append((path, compiled_listener))
+    check_listener_set(compiled_listeners, errors)
+    listeners = [listener for _path, listener in compiled_listeners]
     admin = None
     if bootstrap.HasField("admin"):
         admin = socket_address(bootstrap.admin.address, "admin.address", errors)

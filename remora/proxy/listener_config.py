@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from envoy.config.listener.v3 import listener_pb2
@@ -122,3 +122,27 @@ def _check_cluster_references(
                 )
     elif network_filter.cluster not in clusters:
         errors.add(f"{filter_path}.cluster", f"unknown cluster {network_filter.cluster!r}")
+
+
+def check_listener_set(
+    listeners: Sequence[tuple[str, ListenerConfig]],
+    errors: ErrorCollector,
+    taken: Mapping[SocketAddress, str] | None = None,
+) -> None:
+    """The cross-resource checks a listener set must pass, for a bootstrap and an xDS update
+    alike: unique names, and no two listeners on one address (`taken` holds addresses already
+    in use by others, such as the bootstrap's static listeners, with their names). Port 0 asks
+    the kernel for a free port, so it never clashes."""
+    names: set[str] = set()
+    addresses: dict[SocketAddress, str] = dict(taken or {})
+    for path, listener in listeners:
+        if listener.name in names:
+            errors.add(f"{path}.name", f"duplicate listener name {listener.name!r}")
+        names.add(listener.name)
+        other = addresses.get(listener.address)
+        if other is not None and listener.address.port != 0:
+            errors.add(
+                f"{path}.address",
+                f"duplicate listener address {listener.address} (listener {other!r} has it)",
+            )
+        addresses.setdefault(listener.address, listener.name)

@@ -168,23 +168,43 @@ class ProxyServer:
 
         A listener whose address and kind are unchanged keeps its socket: new connections get
         the new config, existing ones finish on the config they were accepted with. Others are
-        started, or stop accepting and drain."""
+        started, or stop accepting and drain.
+
+        All or nothing: new sockets are bound before anything changes, so a bind failure (an
+        address another process holds) raises OSError with every listener as it was."""
         wanted = {listener.name: listener for listener in configs}
+        current = {running.name: running for running in self.listeners}
+        keep = {
+            name
+            for name, running in current.items()
+            if name in wanted and _same_socket(running.config, wanted[name])
+        }
+        # A listener leaving an address that a new one takes (a rename) must let go of it
+        # first; that one step cannot be undone if a later bind fails.
+        leaving = [r for name, r in current.items() if name not in keep]
+        arriving = {wanted[name].address for name in wanted if name not in keep}
+        for running in leaving:
+            if running.config.address in arriving and running.config.address.port != 0:
+                running.server.close()
+        started: list[RunningListener] = []
+        try:
+            for name, listener in wanted.items():
+                if name not in keep:
+                    started.append(await self._start_listener(listener))
+        except OSError:
+            for running in started:
+                running.server.close()
+            raise
         kept: list[RunningListener] = []
         for running in self.listeners:
-            new = wanted.get(running.name)
-            if new is None or not _same_socket(running.config, new):
+            if running.name not in keep:
                 self._retire_listener(running)
-            elif new != running.config:
+                continue
+            new = wanted[running.name]
+            if new != running.config:
                 self._reconfigure(running, new)
-                kept.append(running)
-            else:
-                kept.append(running)
-        names = {running.name for running in kept}
-        for name, listener in wanted.items():
-            if name not in names:
-                kept.append(await self._start_listener(listener))
-        self.listeners = kept
+            kept.append(running)
+        self.listeners = kept + started
 
     def _reconfigure(self, running: RunningListener, new: ListenerConfig) -> None:
         runtime = running.runtime

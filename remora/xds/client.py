@@ -24,7 +24,7 @@ from remora.config.compile import ProxyConfig
 from remora.proxy.server import ProxyServer
 from remora.xds import types
 from remora.xds.client_delta import DeltaClientState
-from remora.xds.client_resources import ClientResources, TypeState
+from remora.xds.client_resources import ClientResources, SavedState, TypeState
 from remora.xds.client_state import ClientState
 
 log = logging.getLogger("remora.xds.client")
@@ -42,6 +42,10 @@ class _State(Protocol):
     def initial_requests(self) -> Sequence[Any]: ...
 
     def on_response(self, response: Any) -> tuple[bool, Sequence[Any]]: ...
+
+    def save(self) -> SavedState: ...
+
+    def reject(self, saved: SavedState, response: Any, reason: str) -> Sequence[Any]: ...
 
     def status(self) -> dict[str, Any]: ...
 
@@ -71,6 +75,7 @@ class AdsClient:
             self.state = DeltaClientState(node_of(config), lds, cds)
         else:
             self.state = ClientState(node_of(config), lds, cds)
+        self.state.resources = ClientResources(config.listeners, config.clusters)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.connected = False
@@ -130,9 +135,15 @@ class AdsClient:
                 got_response = True
                 self.connected = True
                 self.responses += 1
+                saved = self.state.save()
                 changed, replies = self.state.on_response(response)
+                self._log_warnings()
                 if changed:
-                    await self._apply()
+                    try:
+                        await self._apply()
+                    except OSError as exc:  # a bind failure: nothing of it was applied
+                        replies = self.state.reject(saved, response, str(exc))
+                        log.error("rejected an xDS update the proxy could not apply: %s", exc)
                 else:
                     log.warning(
                         "NACK %s version %s: %s",
@@ -143,6 +154,12 @@ class AdsClient:
                 for reply in replies:
                     queue.put_nowait(reply)
         return got_response
+
+    def _log_warnings(self) -> None:
+        resources = self.state.resources
+        for warning in resources.warnings:
+            log.warning("xDS: %s", warning)
+        resources.warnings.clear()
 
     async def _apply(self) -> None:
         config = self.server.config

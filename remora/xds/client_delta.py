@@ -23,7 +23,14 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from remora.config.errors import ErrorCollector
 from remora.xds import client_resources, types
-from remora.xds.client_resources import INVALID_ARGUMENT, ClientResources, NackInfo, TypeState
+from remora.xds.client_resources import (
+    INVALID_ARGUMENT,
+    ClientResources,
+    NackInfo,
+    SavedState,
+    TypeState,
+    save_state,
+)
 
 WILDCARD = "*"
 
@@ -93,14 +100,12 @@ class DeltaClientState:
             items.append((resource.name, resource.version, resource.resource))
         checked = self.resources.check(type_url, items, errors)
         compiled = self.resources.compile(type_url, checked, errors) if not errors.errors else {}
+        if not errors.errors:
+            self.resources.check_set(
+                type_url, compiled, checked, errors, False, response.removed_resources
+            )
         if errors.errors:
-            reason = "; ".join(str(e) for e in errors.errors)
-            version = response.system_version_info
-            state.last_nack = NackInfo(version, response.nonce, reason, time.time())
-            nack = self._request(type_url, response.nonce)
-            nack.error_detail.code = INVALID_ARGUMENT
-            nack.error_detail.message = reason
-            return False, [nack]
+            return False, [self._nack(response, "; ".join(str(e) for e in errors.errors))]
         self.resources.install(
             type_url, compiled, checked, replace=False, removed=response.removed_resources
         )
@@ -108,6 +113,29 @@ class DeltaClientState:
         requests = [self._request(type_url, response.nonce)]
         requests.extend(self._resubscribe())
         return True, requests
+
+    def _nack(
+        self, response: discovery_pb2.DeltaDiscoveryResponse, reason: str
+    ) -> discovery_pb2.DeltaDiscoveryRequest:
+        state = self.types[response.type_url]
+        state.nonce = response.nonce  # also after `reject` restored the state before it
+        version = response.system_version_info
+        state.last_nack = NackInfo(version, response.nonce, reason, time.time())
+        nack = self._request(response.type_url, response.nonce)
+        nack.error_detail.code = INVALID_ARGUMENT
+        nack.error_detail.message = reason
+        return nack
+
+    def save(self) -> SavedState:
+        return save_state(self.types, self.resources)
+
+    def reject(
+        self, saved: SavedState, response: discovery_pb2.DeltaDiscoveryResponse, reason: str
+    ) -> list[discovery_pb2.DeltaDiscoveryRequest]:
+        """Undo an accepted response that could not be applied, and NACK it instead."""
+        self.types = dict(saved.types)
+        self.resources.restore(saved.resources)
+        return [self._nack(response, reason)]
 
     def _resubscribe(self) -> list[discovery_pb2.DeltaDiscoveryRequest]:
         """Only the difference goes out, as a spontaneous (nonce-less) request."""

@@ -9,7 +9,7 @@ or changes plus `removed_resources`), so that is the one thing `install` is told
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from remora.config import support
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.route import compile_route_configuration
-from remora.proxy.listener_config import ListenerConfig, compile_listener
+from remora.proxy.listener_config import ListenerConfig, check_listener_set, compile_listener
 from remora.proxy.upstream.config import (
     ClusterConfig,
     DiscoveryType,
@@ -65,12 +65,40 @@ class Checked:
 Dumps = dict[str, tuple[str, dict[str, Any]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Saved:
+    stores: dict[str, dict[str, Any]]
+    dumps: dict[str, Dumps]
+    active_clusters: dict[str, ClusterConfig]
+    active_listeners: dict[str, ListenerConfig]
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """A client state before a response: restored when applying the response fails."""
+
+    types: dict[str, TypeState]
+    resources: Saved
+
+
+def save_state(type_states: Mapping[str, TypeState], resources: ClientResources) -> SavedState:
+    return SavedState({t: dataclasses.replace(s) for t, s in type_states.items()}, resources.save())
+
+
 class ClientResources:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        static_listeners: Sequence[ListenerConfig] = (),
+        static_clusters: Collection[str] = (),
+    ) -> None:
         self.stores: dict[str, dict[str, Any]] = {t: {} for t in types.ORDER}
         self.dumps: dict[str, Dumps] = {t: {} for t in types.ORDER}
         self._active_clusters: dict[str, ClusterConfig] = {}
         self._active_listeners: dict[str, ListenerConfig] = {}
+        # The bootstrap's own resources win over dynamic ones of the same name, as in Envoy.
+        self.static_listeners = {listener.name: listener for listener in static_listeners}
+        self.static_clusters = frozenset(static_clusters)
+        self.warnings: list[str] = []  # for the shell to log; cleared as it does
 
     @property
     def clusters(self) -> dict[str, ClusterConfig]:
@@ -116,8 +144,9 @@ class ClientResources:
             if declared and declared != name:
                 errors.add(path, f"declared as {declared!r} in the response")
             seen.add(name)
-            unsupported, _warnings = support.check(message, path)
+            unsupported, warnings = support.check(message, path)
             errors.extend(unsupported)
+            self.warnings.extend(f"{types.SHORT[type_url]} {w}" for w in warnings)
             checked.append(Checked(name, version, path, message))
         return checked
 
@@ -140,6 +169,44 @@ class ClientResources:
                 compiled[item.name] = result
         return compiled
 
+    def check_set(
+        self,
+        type_url: str,
+        compiled: dict[str, Any],
+        checked: Sequence[Checked],
+        errors: ErrorCollector,
+        replace: bool,
+        removed: Iterable[str] = (),
+    ) -> None:
+        """The checks that span resources, on the set the update would leave in place: a
+        dynamic listener or cluster named like a static one is dropped with a warning (the
+        bootstrap's wins), and listeners must not share a name or an address with each other
+        or with the static ones."""
+        static: Collection[str] = ()
+        if type_url == types.LISTENER:
+            static = self.static_listeners.keys()
+        elif type_url == types.CLUSTER:
+            static = self.static_clusters
+        for name in [n for n in compiled if n in static]:
+            del compiled[name]
+            kind = "listener" if type_url == types.LISTENER else "cluster"
+            self.warnings.append(
+                f"{types.SHORT[type_url]} {kind} {name!r} is defined statically: the "
+                "bootstrap's definition is kept and the dynamic one ignored"
+            )
+        if type_url != types.LISTENER:
+            return
+        paths = {item.name: item.path for item in checked}
+        gone = set(removed)
+        kept = {} if replace else {n: v for n, v in self.listeners.items() if n not in gone}
+        kept.update(compiled)
+        taken = {listener.address: name for name, listener in self.static_listeners.items()}
+        check_listener_set(
+            [(paths.get(name, f"({name})"), listener) for name, listener in sorted(kept.items())],
+            errors,
+            taken,
+        )
+
     def install(
         self,
         type_url: str,
@@ -160,6 +227,21 @@ class ClientResources:
         for item in checked:
             body = json_format.MessageToDict(item.message, preserving_proto_field_name=True)
             dumps[item.name] = (item.version, body)
+
+    def save(self) -> Saved:
+        """What `restore` needs to undo one install (the stores are replaced, not mutated)."""
+        return Saved(
+            {t: dict(store) for t, store in self.stores.items()},
+            {t: dict(dumps) for t, dumps in self.dumps.items()},
+            dict(self._active_clusters),
+            dict(self._active_listeners),
+        )
+
+    def restore(self, saved: Saved) -> None:
+        self.stores = {t: dict(store) for t, store in saved.stores.items()}
+        self.dumps = {t: dict(dumps) for t, dumps in saved.dumps.items()}
+        self._active_clusters = dict(saved.active_clusters)
+        self._active_listeners = dict(saved.active_listeners)
 
     # -- subscriptions -------------------------------------------------------------------------
     def wanted(self) -> dict[str, frozenset[str]]:

@@ -22,7 +22,14 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from remora.config.errors import ErrorCollector
 from remora.xds import client_resources, types
-from remora.xds.client_resources import INVALID_ARGUMENT, ClientResources, NackInfo, TypeState
+from remora.xds.client_resources import (
+    INVALID_ARGUMENT,
+    ClientResources,
+    NackInfo,
+    SavedState,
+    TypeState,
+    save_state,
+)
 
 
 class ClientState:
@@ -83,18 +90,38 @@ class ClientState:
             type_url, (("", version, item) for item in response.resources), errors
         )
         compiled = self.resources.compile(type_url, checked, errors) if not errors.errors else {}
+        if not errors.errors:
+            replace = type_url in types.FULL_STATE
+            self.resources.check_set(type_url, compiled, checked, errors, replace)
         if errors.errors:
-            reason = "; ".join(str(e) for e in errors.errors)
-            state.last_nack = NackInfo(version, response.nonce, reason, time.time())
-            nack = self._request(type_url, response.nonce)
-            nack.error_detail.code = INVALID_ARGUMENT
-            nack.error_detail.message = reason
-            return False, [nack]
+            return False, [self._nack(response, "; ".join(str(e) for e in errors.errors))]
         self.resources.install(type_url, compiled, checked, replace=type_url in types.FULL_STATE)
         state.version = version
         requests = [self._request(type_url, response.nonce)]
         requests.extend(self._resubscribe())
         return True, requests
+
+    def _nack(
+        self, response: discovery_pb2.DiscoveryResponse, reason: str
+    ) -> discovery_pb2.DiscoveryRequest:
+        state = self.types[response.type_url]
+        state.nonce = response.nonce  # also after `reject` restored the state before it
+        state.last_nack = NackInfo(response.version_info, response.nonce, reason, time.time())
+        nack = self._request(response.type_url, response.nonce)
+        nack.error_detail.code = INVALID_ARGUMENT
+        nack.error_detail.message = reason
+        return nack
+
+    def save(self) -> SavedState:
+        return save_state(self.types, self.resources)
+
+    def reject(
+        self, saved: SavedState, response: discovery_pb2.DiscoveryResponse, reason: str
+    ) -> list[discovery_pb2.DiscoveryRequest]:
+        """Undo an accepted response that could not be applied, and NACK it instead."""
+        self.types = dict(saved.types)
+        self.resources.restore(saved.resources)
+        return [self._nack(response, reason)]
 
     def _resubscribe(self) -> list[discovery_pb2.DiscoveryRequest]:
         """A SotW request restates the full name list whenever it changes."""
