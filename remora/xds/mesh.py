@@ -290,6 +290,9 @@ def _cluster(service: Service) -> Message:
         "type": "EDS",
         "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}},
         "lb_policy": "ROUND_ROBIN",
+        # The load assignment always carries locality weights; this makes Envoy (and remora)
+        # honour them, as gRPC's proxyless clients always do.
+        "common_lb_config": {"locality_weighted_lb_config": {}},
         "connect_timeout": service.policies.get("connect_timeout", "1s"),
     }
     thresholds = {

@@ -12,6 +12,7 @@ from remora.proxy.addresses import address_string
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
 from remora.proxy.stats.group import by_response_class, resolve_group
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
+from remora.proxy.upstream.lb import LocalityWeighted, WeightedRoundRobin
 from remora.proxy.upstream.pool import HostPool
 
 log = logging.getLogger("remora.upstream")
@@ -109,13 +110,18 @@ class Cluster:
         self.name = config.name
         self.stats = ClusterStats.create(store, config.name)
         self.hosts: list[Host] = []
-        self._schedule: list[Host] = []
-        self._next = 0
+        self._balancer: WeightedRoundRobin[Host] | LocalityWeighted[Host] = WeightedRoundRobin(
+            [], []
+        )
+        self._localities: list[tuple[int, int]] = []  # per host: (locality, locality weight)
         self.open_connections = 0
         self.pending_requests = 0
         self._dns_task: asyncio.Task[None] | None = None
         if config.discovery is not DiscoveryType.STRICT_DNS:
-            self._set_hosts([(e.host, e.port, e.weight, e.hostname) for e in config.endpoints])
+            self._set_hosts(
+                [(e.host, e.port, e.weight, e.hostname) for e in config.endpoints],
+                [(e.locality, e.locality_weight) for e in config.endpoints],
+            )
 
     async def start(self) -> None:
         if self.config.discovery is DiscoveryType.STRICT_DNS:
@@ -123,19 +129,17 @@ class Cluster:
             self._dns_task = asyncio.create_task(self._dns_loop(), name=f"dns:{self.name}")
 
     def pick(self) -> Host | None:
-        """Weighted round robin over a precomputed schedule (rebuilt only when hosts change)."""
-        schedule = self._schedule
-        if not schedule:
-            return None
-        index = self._next
-        self._next = index + 1 if index + 1 < len(schedule) else 0
-        return schedule[index]
+        """Envoy's ROUND_ROBIN (weighted; by locality first when the cluster asks), `lb.py`."""
+        return self._balancer.pick()
 
     def set_endpoints(self, config: ClusterConfig) -> None:
         """EDS: a new ClusterLoadAssignment. Hosts that stay keep their pools and counters;
         removed ones finish their requests in flight and close."""
         self.config = config
-        self._set_hosts([(e.host, e.port, e.weight, e.hostname) for e in config.endpoints])
+        self._set_hosts(
+            [(e.host, e.port, e.weight, e.hostname) for e in config.endpoints],
+            [(e.locality, e.locality_weight) for e in config.endpoints],
+        )
 
     def wake_one_waiter(self) -> None:
         for host in self.hosts:
@@ -160,7 +164,11 @@ class Cluster:
                 await self._dns_task
             self._dns_task = None
 
-    def _set_hosts(self, entries: list[tuple[str, int, int, str]]) -> None:
+    def _set_hosts(
+        self,
+        entries: list[tuple[str, int, int, str]],
+        localities: list[tuple[int, int]] | None = None,
+    ) -> None:
         existing = {h.key: h for h in self.hosts}
         hosts: list[Host] = []
         for address, port, weight, hostname in entries:
@@ -172,18 +180,19 @@ class Cluster:
         for gone in existing.values():
             gone.pool.retire()
         self.hosts = hosts
-        self._schedule = _interleave(hosts)
-        self._next = 0
+        self._balancer = _balancer(hosts, localities, self.config.locality_weighted)
         self.stats.membership_total.set(len(hosts))
         self.stats.membership_healthy.set(sum(1 for h in hosts if h.healthy))
 
     async def _resolve_once(self) -> None:
         entries: list[tuple[str, int, int, str]] = []
+        localities: list[tuple[int, int]] = []
         for endpoint in self.config.endpoints:
             addresses = await self._resolve(endpoint.host, endpoint.port)
             entries.extend((a, endpoint.port, endpoint.weight, endpoint.host) for a in addresses)
+            localities.extend((endpoint.locality, endpoint.locality_weight) for _ in addresses)
         if entries or not self.hosts:
-            self._set_hosts(entries)
+            self._set_hosts(entries, localities)
 
     async def _resolve(self, name: str, port: int) -> list[str]:
         loop = asyncio.get_running_loop()
@@ -205,17 +214,14 @@ class Cluster:
             await self._resolve_once()
 
 
-def _interleave(hosts: list[Host]) -> list[Host]:
-    """A smooth weighted round-robin order: weights 2:1 give a, b, a rather than a, a, b."""
-    if not hosts:
-        return []
-    total = sum(h.weight for h in hosts)
-    current = [0] * len(hosts)
-    order: list[Host] = []
-    for _ in range(total):
-        for i, host in enumerate(hosts):
-            current[i] += host.weight
-        best = max(range(len(hosts)), key=lambda i: current[i])
-        current[best] -= total
-        order.append(hosts[best])
-    return order
+def _balancer(
+    hosts: list[Host], localities: list[tuple[int, int]] | None, by_locality: bool
+) -> WeightedRoundRobin[Host] | LocalityWeighted[Host]:
+    if not by_locality or localities is None:
+        return WeightedRoundRobin(hosts, [h.weight for h in hosts])
+    groups: dict[int, tuple[int, list[Host]]] = {}
+    for host, (locality, weight) in zip(hosts, localities, strict=True):
+        groups.setdefault(locality, (weight, []))[1].append(host)
+    return LocalityWeighted(
+        [(weight, members, [h.weight for h in members]) for weight, members in groups.values()]
+    )

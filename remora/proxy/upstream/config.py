@@ -30,8 +30,11 @@ support.register(
         "max_requests_per_connection",
         "eds_cluster_config",
         "typed_extension_protocol_options",
+        "common_lb_config",
     },
 )
+support.register("envoy.config.cluster.v3.Cluster.CommonLbConfig", {"locality_weighted_lb_config"})
+support.register("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", set())
 _UPSTREAM_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 support.register(_UPSTREAM_HTTP_OPTIONS, {"common_http_protocol_options", "explicit_http_config"})
 support.register(
@@ -52,7 +55,8 @@ support.register(
 support.register_ignored(
     "envoy.config.endpoint.v3.LocalityLbEndpoints",
     "locality",
-    "locality-aware load balancing is not implemented; endpoints are balanced by their weights",
+    "a locality's name is not used: its load_balancing_weight is, under "
+    "common_lb_config.locality_weighted_lb_config",
 )
 support.register("envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"})
 support.register("envoy.config.endpoint.v3.Endpoint", {"address", "hostname"})
@@ -75,6 +79,10 @@ class EndpointConfig:
     port: int
     weight: int
     hostname: str
+    # Which LocalityLbEndpoints it came from, and that locality's weight (0 when unset, which
+    # gives it no traffic under locality-weighted balancing, as in Envoy).
+    locality: int = 0
+    locality_weight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,8 @@ class ClusterConfig:
     # Limits on upstream response heads (and trailer sections): Envoy's defaults.
     max_response_headers_bytes: int = 60 * 1024
     max_response_headers_count: int = 100
+    # common_lb_config.locality_weighted_lb_config: pick a locality by its weight, then a host.
+    locality_weighted: bool = False
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -193,6 +203,7 @@ def compile_cluster(
         max_response_headers_count=(
             common.max_headers_count.value if common.HasField("max_headers_count") else 100
         ),
+        locality_weighted=cluster.common_lb_config.HasField("locality_weighted_lb_config"),
     )
 
 
@@ -246,7 +257,19 @@ def compile_endpoints(
             )
             if weight < 1:
                 errors.add(f"{ep_path}.load_balancing_weight", "must be at least 1")
+            locality_weight = (
+                locality.load_balancing_weight.value
+                if locality.HasField("load_balancing_weight")
+                else 0
+            )
             endpoints.append(
-                EndpointConfig(address.host, address.port, weight, lb_endpoint.endpoint.hostname)
+                EndpointConfig(
+                    address.host,
+                    address.port,
+                    weight,
+                    lb_endpoint.endpoint.hostname,
+                    i,
+                    locality_weight,
+                )
             )
     return tuple(endpoints)
