@@ -17,6 +17,8 @@ from typing import Any
 
 EXIT_HOST_ERROR = 1
 EXIT_TRAPPED = 134
+# Kept in step with remora.wasm.limits (imported lazily there: wasmtime is slow to import).
+DEFAULT_MAX_TABLE_ELEMENTS = 10_000
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3}
@@ -44,13 +46,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fuel(text: str) -> int:
+    value = _positive_int(text)
+    if value >= 1 << 64:
+        raise argparse.ArgumentTypeError(f"at most 2**64 - 1, got {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
+    from remora.wasm.limits import check_timeout
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text}")
+    try:
+        check_timeout(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _wasm_stack(text: str) -> int:
+    from remora.wasm.engine import check_wasm_stack
+
+    value = parse_size(text)
+    try:
+        check_wasm_stack(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return value
 
 
@@ -141,20 +165,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="K=V",
         help="a variable for the guest's environment; repeatable (default: none)",
     )
-    run.add_argument("--fuel", type=_positive_int, metavar="N",
+    run.add_argument("--fuel", type=_fuel, metavar="N",
                      help="CPU budget in wasmtime fuel units, about one per instruction "
                      "(default: unlimited)")  # fmt: skip
     run.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                     help="wall-clock deadline in seconds (default: none)")  # fmt: skip
+                     help="wall-clock deadline in seconds, finite and at most 1e9 "
+                     "(default: none)")  # fmt: skip
     run.add_argument(
         "--max-memory",
         type=parse_size,
         metavar="SIZE",
         help="cap on linear memory, e.g. 16MiB (default: wasm's 4 GiB)",
     )
-    run.add_argument("--max-wasm-stack", type=parse_size, metavar="SIZE",
-                     help="cap on the guest's native stack, e.g. 512KiB (default: wasmtime's "
-                     "512KiB)")  # fmt: skip
+    run.add_argument("--max-wasm-stack", type=_wasm_stack, metavar="SIZE",
+                     help="cap on the guest's native stack, 1 byte to 2MiB, e.g. 256KiB "
+                     "(default: wasmtime's 512KiB)")  # fmt: skip
+    run.add_argument("--max-table-elements", type=_positive_int, metavar="N",
+                     default=DEFAULT_MAX_TABLE_ELEMENTS,
+                     help="cap on the elements of each table; table.grow past it returns -1, "
+                     "and each element also counts 8 bytes against --max-memory (default: "
+                     f"{DEFAULT_MAX_TABLE_ELEMENTS})")  # fmt: skip
     run.add_argument("--cache-dir", type=Path, metavar="DIR",
                      help="compiled-module cache (default: $XDG_CACHE_HOME/remora/wasm or "
                      "~/.cache/remora/wasm)")  # fmt: skip
@@ -208,6 +238,7 @@ def _run(args: argparse.Namespace) -> int:
             fuel=args.fuel,
             timeout=args.timeout,
             max_wasm_stack=args.max_wasm_stack,
+            max_table_elements=args.max_table_elements,
         )
         cache = None
         if not args.no_cache:
@@ -222,13 +253,24 @@ def _run(args: argparse.Namespace) -> int:
                 f"{args.module}: memory.grow was refused {result.memory_refusals} time(s) at the "
                 f"max_memory limit ({limits.max_memory})"
             )
+        _note_tables(args.module, result.tables_at_cap, limits)
         return result.exit_code
     except GuestTrap as exc:
         _error(f"{args.module}: {exc}")
+        _note_tables(args.module, exc.tables_at_cap, limits)
         return EXIT_TRAPPED
     except (WasmError, ValueError) as exc:
         _error(str(exc))
         return EXIT_HOST_ERROR
+
+
+def _note_tables(module: Path, names: Sequence[str], limits: Any) -> None:
+    for name in names:
+        _note(
+            f"{module}: table {name!r} is full at the table element limit "
+            f"({limits.table_element_cap}, from --max-table-elements and --max-memory); "
+            "table.grow past it returns -1"
+        )
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -21,6 +21,26 @@ WASMTIME_VERSION: str = importlib.metadata.version("wasmtime")
 # deadline error small without waking the (shared, 2-core) machine too often.
 EPOCH_TICK_SECONDS = 0.005
 
+# wasmtime's own default for the guest's stack.
+DEFAULT_MAX_WASM_STACK = 512 << 10
+# wasmtime requires max_wasm_stack <= its async stack size (2 MiB by default) and panics in the
+# engine constructor otherwise, as it does for 0. The ceiling is not raised (the C API has an
+# async_stack_size setter that wasmtime-py does not bind): the guest's stack is carved from the
+# calling thread's own native stack, so a larger cap could run past that thread's stack and turn
+# a clean STACK_OVERFLOW trap into a segfault of the whole host.
+MAX_WASM_STACK_CEILING = 2 << 20
+
+
+def check_wasm_stack(size: int) -> None:
+    """Raise ValueError unless wasmtime accepts `size` as max_wasm_stack without panicking."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ValueError(f"expected a size in bytes, got {size!r}")
+    if not 1 <= size <= MAX_WASM_STACK_CEILING:
+        raise ValueError(
+            f"expected 1 byte to 2MiB ({MAX_WASM_STACK_CEILING} bytes; the default is "
+            f"{DEFAULT_MAX_WASM_STACK // 1024}KiB), got {size}"
+        )
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -31,6 +51,10 @@ class EngineConfig:
     max_wasm_stack: int | None = None
     # Linear memories allocated by remora.wasm.memguard, so memory-cap refusals are observable.
     host_memory: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_wasm_stack is not None:
+            check_wasm_stack(self.max_wasm_stack)
 
     def fingerprint(self) -> str:
         canonical = json.dumps(

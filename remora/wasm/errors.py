@@ -64,6 +64,9 @@ class GuestTrap(WasmError):
         super().__init__(message)
         self.code = code
         self.frames = frames
+        # Exported tables found full at the element cap when the guest stopped: a table.grow
+        # refused there returned -1 without a trace, and may be why the guest then failed.
+        self.tables_at_cap: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         lines = [f"{self.args[0]} (trap code {self.code})"]
@@ -82,12 +85,16 @@ class WasmLimitError(GuestTrap):
         value: float | None,
         code: str | None = None,
         frames: tuple[TrapFrame, ...] = (),
+        default: bool = False,
     ) -> None:
         super().__init__(message, code, frames)
         self.value = value
+        # The caller set no bound and `value` is the engine's default that applied instead.
+        self.default = default
 
     def __str__(self) -> str:
-        head = f"{self.limit} limit ({self.value}) exceeded: {self.args[0]}"
+        bound = f"{self.value}, the default" if self.default else f"{self.value}"
+        head = f"{self.limit} limit ({bound}) exceeded: {self.args[0]}"
         return "\n".join([head, *(f"  at {frame}" for frame in self.frames)])
 
 

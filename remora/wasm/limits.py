@@ -4,15 +4,25 @@ Each limit uses the wasmtime mechanism made for it: the store limiter for table 
 instances; a host memory creator (`memguard`) for linear memory, so that refusals are counted;
 fuel for a deterministic CPU budget; epoch interruption (driven by the engine's ticker thread)
 for a wall-clock deadline; `max_wasm_stack` for recursion depth.
+
+Every bound is checked here, before wasmtime sees it: wasmtime's C API panics (aborting the
+process) on some values it rejects, such as a `max_wasm_stack` of 0 or above its async stack size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import wasmtime
 
-from remora.wasm.engine import EngineConfig, EngineHandle
+from remora.wasm.engine import (
+    DEFAULT_MAX_WASM_STACK,
+    MAX_WASM_STACK_CEILING,
+    EngineConfig,
+    EngineHandle,
+    check_wasm_stack,
+)
 from remora.wasm.errors import (
     DeadlineExceededError,
     FuelExhaustedError,
@@ -32,6 +42,35 @@ from remora.wasm.memguard import REFUSAL_MARKER, MemoryAccount
 WASM_PAGE = 65536
 # Relative epoch deadline meaning "never" for stores without a timeout on an epoch-enabled engine.
 _NO_DEADLINE = 1 << 62
+# The store limiter's default in wasmtime's own Rust API: tables are host memory the guest can
+# grow with one instruction, so they are capped even when the caller sets no limit.
+DEFAULT_MAX_TABLE_ELEMENTS = 10_000
+# Host bytes per table element (a funcref is a pointer; GC references are smaller), used to
+# charge tables against max_memory.
+TABLE_ELEMENT_BYTES = 8
+# Far below the ~2.3e16 s that epoch deadlines in 5 ms ticks can represent, and still 31 years.
+MAX_TIMEOUT_SECONDS = 1e9
+
+__all__ = [
+    "DEFAULT_MAX_TABLE_ELEMENTS",
+    "DEFAULT_MAX_WASM_STACK",
+    "MAX_TIMEOUT_SECONDS",
+    "MAX_WASM_STACK_CEILING",
+    "Limits",
+    "check_timeout",
+    "check_wasm_stack",
+    "translate",
+]
+
+
+def check_timeout(seconds: float) -> None:
+    """Raise ValueError unless `seconds` is a deadline epoch interruption can arm."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise ValueError(f"expected seconds, got {seconds!r}")
+    if not math.isfinite(seconds) or not seconds > 0:
+        raise ValueError(f"expected a finite number of seconds > 0, got {seconds!r}")
+    if seconds > MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"at most {MAX_TIMEOUT_SECONDS:g} seconds, got {seconds!r}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +79,8 @@ class Limits:
     fuel: int | None = None
     timeout: float | None = None
     max_wasm_stack: int | None = None
-    max_table_elements: int | None = None
+    # Per table; None lifts the cap (the table's own maximum still applies).
+    max_table_elements: int | None = DEFAULT_MAX_TABLE_ELEMENTS
     max_instances: int | None = None
 
     def __post_init__(self) -> None:
@@ -48,8 +88,27 @@ class Limits:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise ValueError(f"Limits.{name}: expected a non-negative int, got {value!r}")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"Limits.timeout: expected seconds > 0, got {self.timeout!r}")
+        if self.fuel is not None and self.fuel >= 1 << 64:
+            raise ValueError(f"Limits.fuel: at most 2**64 - 1, got {self.fuel}")
+        if self.max_wasm_stack is not None:
+            try:
+                check_wasm_stack(self.max_wasm_stack)
+            except ValueError as exc:
+                raise ValueError(f"Limits.max_wasm_stack: {exc}") from None
+        if self.timeout is not None:
+            try:
+                check_timeout(self.timeout)
+            except ValueError as exc:
+                raise ValueError(f"Limits.timeout: {exc}") from None
+
+    @property
+    def table_element_cap(self) -> int | None:
+        """Elements one table may hold: max_table_elements, and within max_memory's bytes."""
+        caps = [self.max_table_elements]
+        if self.max_memory is not None:
+            caps.append(self.max_memory // TABLE_ELEMENT_BYTES)
+        known = [cap for cap in caps if cap is not None]
+        return min(known) if known else None
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -68,7 +127,7 @@ class Limits:
             memory_cap = -1
         store.set_limits(
             memory_size=memory_cap,
-            table_elements=-1 if self.max_table_elements is None else self.max_table_elements,
+            table_elements=-1 if self.table_element_cap is None else self.table_element_cap,
             instances=-1 if self.max_instances is None else self.max_instances,
         )
         if self.fuel is not None:
@@ -104,6 +163,8 @@ def translate(
         if code == "INTERRUPT":
             return DeadlineExceededError(message, limits.timeout, code, frames)
         if code == "STACK_OVERFLOW":
+            if limits.max_wasm_stack is None:
+                return StackLimitError(message, DEFAULT_MAX_WASM_STACK, code, frames, default=True)
             return StackLimitError(message, limits.max_wasm_stack, code, frames)
         if memory is not None and memory.hit:
             return MemoryLimitError(_refused(message, memory), limits.max_memory, code, frames)
@@ -112,7 +173,7 @@ def translate(
     if "exceeds memory limits" in message or REFUSAL_MARKER in message:
         return MemoryLimitError(message, limits.max_memory)
     if "exceeds table limits" in message:
-        return TableLimitError(message, limits.max_table_elements)
+        return TableLimitError(message, limits.table_element_cap)
     if "instance count too high" in message:
         return InstanceLimitError(message, limits.max_instances)
     if during_call:

@@ -15,6 +15,7 @@ import wasmtime
 
 from remora.wasm.cache import compile_module
 from remora.wasm.errors import ModuleFormatError
+from remora.wasm.wasmtypes import module_types
 
 WASM_MAGIC = b"\0asm"
 CORE_VERSION = b"\x01\0\0\0"
@@ -110,33 +111,19 @@ def custom_sections(data: bytes) -> list[CustomSection]:
     return found
 
 
-def _describe(ty: Any) -> tuple[str, str]:
-    if isinstance(ty, wasmtime.FuncType):
-        params = ", ".join(str(p) for p in ty.params)
-        results = ", ".join(str(r) for r in ty.results)
-        return "func", f"({params}) -> ({results})"
-    if isinstance(ty, wasmtime.MemoryType):
-        lim = ty.limits
-        shape = "i64" if ty.is_64 else "i32"
-        return "memory", f"{shape} pages min={lim.min} max={lim.max}"
-    if isinstance(ty, wasmtime.TableType):
-        return "table", f"{ty.element} min={ty.limits.min} max={ty.limits.max}"
-    if isinstance(ty, wasmtime.GlobalType):
-        return "global", f"{'mut ' if ty.mutable else ''}{ty.content}"
-    return type(ty).__name__.lower(), ""
-
-
 def inspect_module(data: bytes, origin: str = "<bytes>") -> ModuleInfo:
     try:
         sections = custom_sections(data)
     except ModuleFormatError as exc:
         raise ModuleFormatError(f"{origin}: {exc}") from None
-    module = compile_module(wasmtime.Engine(), data, origin)
+    # Compiling validates; the description comes from the bytes, never from wasmtime's type
+    # objects (their names panic inside wasmtime for v128 and most reference types).
+    compile_module(wasmtime.Engine(), data, origin)
+    try:
+        types = module_types(data)
+    except ModuleFormatError as exc:
+        raise ModuleFormatError(f"{origin}: cannot describe the module: {exc}") from None
     info = ModuleInfo(size=len(data), custom_sections=sections)
-    for imp in module.imports:
-        kind, sig = _describe(imp.type)
-        info.imports.append(Extern(imp.module, imp.name or "", kind, sig))
-    for exp in module.exports:
-        kind, sig = _describe(exp.type)
-        info.exports.append(Extern(None, exp.name, kind, sig))
+    info.imports.extend(Extern(t.module, t.name, t.kind, t.signature) for t in types.imports)
+    info.exports.extend(Extern(None, t.name, t.kind, t.signature) for t in types.exports)
     return info

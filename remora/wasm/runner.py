@@ -63,6 +63,8 @@ class RunResult:
     stderr_truncated: bool = False
     # How often the guest's memory.grow was refused at Limits.max_memory (it saw -1 each time).
     memory_refusals: int = 0
+    # Exported tables that ended at the table element cap (see Guest.tables_at_cap).
+    tables_at_cap: tuple[str, ...] = ()
 
 
 class Guest:
@@ -143,6 +145,24 @@ class Guest:
             return int(exc.code)
         return 0
 
+    def tables_at_cap(self) -> tuple[str, ...]:
+        """Exported tables holding as many elements as the limits allow.
+
+        wasmtime's store limiter refuses a `table.grow` silently (the guest gets -1, as the spec
+        says), so a table found full at the cap is the host's only evidence that the cap may
+        have been what the guest ran into. Tables the module does not export are out of reach
+        through wasmtime-py and are not listed.
+        """
+        cap = self.limits.table_element_cap
+        if cap is None or self._closed:
+            return ()
+        exports = self.instance.exports(self.store)
+        return tuple(
+            name
+            for name in exports
+            if isinstance(table := exports[name], wasmtime.Table) and table.size(self.store) >= cap
+        )
+
     def close(self) -> None:
         if self._closed:
             return
@@ -210,7 +230,11 @@ class WasmHost:
     ) -> RunResult:
         """Run a WASI command to completion. Limit breaches and traps raise typed errors."""
         with self.instantiate(wasm, policy, limits, origin=origin) as guest:
-            code = guest.run_start()
+            try:
+                code = guest.run_start()
+            except GuestTrap as exc:
+                exc.tables_at_cap = guest.tables_at_cap()
+                raise
             return RunResult(
                 code,
                 guest.stdout.getvalue(),
@@ -218,6 +242,7 @@ class WasmHost:
                 guest.stdout.truncated,
                 guest.stderr.truncated,
                 guest.memory_account.refusals,
+                guest.tables_at_cap(),
             )
 
 
