@@ -54,9 +54,14 @@ def run_cli(
 ) -> ChildResult:
     """`python -m remora ARGV` (the installed entry's code path), watched for RSS and time.
 
-    The peak is the kernel's own (`wait4`'s ru_maxrss) once the child is gone; /proc sampling
-    only serves to kill a child that is running away before it takes the machine with it.
+    The peak is the kernel's own (`wait4`'s ru_maxrss) once the child is gone, unless that is
+    no more than this process's own peak: Linux carries the forking process's high-water mark
+    across exec, so late in a long test run a small child would report the runner's size. Then
+    the highest /proc sample stands in. The sampling also kills a child that is running away
+    before it takes the machine with it.
     """
+    inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sampled = 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMORA_TRACEBACK")}
     env["RUST_BACKTRACE"] = "0"
     start = time.monotonic()
@@ -73,7 +78,9 @@ def run_cli(
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            if _rss(proc.pid) > max_rss:
+            rss = _rss(proc.pid)
+            sampled = max(sampled, rss)
+            if rss > max_rss:
                 killed_for = "rss"
             elif time.monotonic() - start > wall:
                 killed_for = "time"
@@ -90,7 +97,7 @@ def run_cli(
             proc.returncode,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
-            usage.ru_maxrss * 1024,
+            usage.ru_maxrss * 1024 if usage.ru_maxrss * 1024 > inherited else sampled,
             time.monotonic() - start,
             killed_for,
         )
