@@ -136,8 +136,11 @@ def _constants(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str | Callable[[], str]) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(text if isinstance(text, str) else text())
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -145,7 +148,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from remora.bpf.inspect import render_text, summarize
 
     info = summarize(read_elf(args.obj))
-    _emit(args, info, render_text(info))
+    _emit(args, info, lambda: render_text(info))
     return 0
 
 

@@ -74,9 +74,13 @@ class VariableSpec:
             return False
         return not any(w in self.type_name.split() for w in ("struct", "union"))
 
-    def get(self) -> bytes:
-        data = self.map.initial_data or b""
-        return data[self.offset : self.offset + self.size]
+    def get(self, limit: int | None = None) -> bytes:
+        """The initial value, or its first `limit` bytes (inspect shows no more than that)."""
+        size = self.size if limit is None else min(self.size, limit)
+        data = self.map.initial_data
+        if data is None:  # .bss and other NOBITS sections: zeros, made only as far as asked
+            return bytes(size)
+        return data[self.offset : self.offset + size]
 
     def set(self, value: Any) -> None:
         if isinstance(value, bool | int) and not self.scalar:
@@ -371,9 +375,13 @@ class _Reader:
             if size == 0:
                 continue
             readonly = name.startswith(".rodata")
-            initial = self.elf.content(sec)  # zeros for NOBITS, size-checked
-            if len(initial) != size:
-                raise BPFLoadError(f"section {name}: data is truncated")
+            initial: bytes | None = None  # NOBITS: the kernel's array map starts zeroed
+            if sec.type == SHT_NOBITS:
+                self.elf.nobits_size(sec)
+            else:
+                initial = self.elf.content(sec)
+                if len(initial) != size:
+                    raise BPFLoadError(f"section {name}: data is truncated")
             spec = MapSpec(
                 name,
                 t.MapType.ARRAY,

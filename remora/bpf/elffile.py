@@ -96,11 +96,21 @@ class ElfFile:
         return self._by_name.get(name)
 
     def content(self, sec: Section) -> bytes:
+        """The section's bytes in the file. SHT_NOBITS has none: its zeros are never made here,
+        since a 100-byte object can declare gigabytes of `.bss`."""
         if sec.type == SHT_NOBITS:
-            if sec.size > _MAX_NOBITS:
-                raise BPFLoadError(f"section {sec.name!r} claims {sec.size} bytes")
-            return bytes(sec.size)
+            if sec.size:
+                raise BPFLoadError(f"section {sec.name!r} is SHT_NOBITS: it has no contents")
+            return b""
         return self.data[sec.offset : sec.offset + sec.size]
+
+    def nobits_size(self, sec: Section) -> int:
+        """The size a SHT_NOBITS section occupies once loaded, bounded so it stays sane."""
+        if sec.size > _MAX_NOBITS:
+            raise BPFLoadError(
+                f"section {sec.name!r} claims {sec.size} bytes of zeros (at most {_MAX_NOBITS})"
+            )
+        return sec.size
 
     def _symbols(self) -> list[Symbol]:
         tabs = [s for s in self.sections if s.type == SHT_SYMTAB]
@@ -108,7 +118,10 @@ class ElfFile:
             return []
         tab = tabs[0]
         if tab.entsize != _SYM.size or tab.size % _SYM.size:
-            raise BPFLoadError(f"symbol table entry size {tab.entsize} is not {_SYM.size}")
+            raise BPFLoadError(
+                f"symbol table: entry size {tab.entsize} and table size {tab.size} "
+                f"do not make whole {_SYM.size}-byte entries"
+            )
         if tab.link >= len(self.sections):
             raise BPFLoadError("symbol table names a missing string table")
         strtab = self.content(self.sections[tab.link])

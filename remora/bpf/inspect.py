@@ -1,18 +1,31 @@
-"""A plain-data summary of a `CollectionSpec`, shared by `remora bpf inspect` text and JSON."""
+"""A plain-data summary of a `CollectionSpec`, shared by `remora bpf inspect` text and JSON.
+
+What inspect prints is bounded by the object's size, not by what the object claims: a variable's
+value is shown up to `VALUE_LIMIT` bytes (a 100-byte object can declare a 256 MiB `.bss`), and
+names longer than `NAME_LIMIT` characters (one long BTF name can be shared by every variable)
+are cut, both marked so nobody mistakes a cut value for the whole.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from remora.bpf.elf import CollectionSpec
+from remora.bpf.elf import CollectionSpec, VariableSpec
 from remora.bpf.maps import MapSpec
+
+VALUE_LIMIT = 64
+NAME_LIMIT = 128
+
+
+def _clip(name: str) -> str:
+    return name if len(name) <= NAME_LIMIT else name[:NAME_LIMIT] + "..."
 
 
 def _btf_name(ref: Any) -> str:
     if ref is None:
         return ""
     btf, tid = ref
-    return str(btf.type_name(tid))
+    return _clip(str(btf.type_name(tid)))
 
 
 def _map_row(name: str, m: MapSpec) -> dict[str, Any]:
@@ -55,20 +68,23 @@ def summarize(spec: CollectionSpec) -> dict[str, Any]:
             for p in spec.programs.values()
         ],
         "maps": [_map_row(n, m) for n, m in spec.maps.items()],
-        "variables": [
-            {
-                "name": v.name,
-                "section": v.map_name,
-                "offset": v.offset,
-                "size": v.size,
-                "type": v.type_name,
-                "constant": v.constant,
-                "value": v.get().hex(),
-                # Ints show as numbers; arrays (strings) and structs stay bytes.
-                "int": int.from_bytes(v.get(), "little") if v.scalar else None,
-            }
-            for v in spec.variables.values()
-        ],
+        "variables": [_variable_row(v) for v in spec.variables.values()],
+    }
+
+
+def _variable_row(v: VariableSpec) -> dict[str, Any]:
+    value = v.get(VALUE_LIMIT)
+    return {
+        "name": v.name,
+        "section": v.map_name,
+        "offset": v.offset,
+        "size": v.size,
+        "type": _clip(v.type_name),
+        "constant": v.constant,
+        "value": value.hex(),  # the first VALUE_LIMIT bytes; value_truncated says if cut
+        "value_truncated": v.size > len(value),
+        # Ints show as numbers; arrays (strings) and structs stay bytes.
+        "int": int.from_bytes(value, "little") if v.scalar else None,
     }
 
 
@@ -103,6 +119,8 @@ def render_text(info: dict[str, Any]) -> str:
         for v in info["variables"]:
             kind = "const" if v["constant"] else "var"
             value = v["int"] if v["int"] is not None else "0x" + v["value"]
+            if v["value_truncated"]:
+                value = f"{value}... ({v['size']} bytes)"
             out.append(
                 f"  {v['name']:<24} {v['section']:<16} {v['offset']:>6} {v['size']:>4}"
                 f"  {kind:<5} {v['type']} = {value}"

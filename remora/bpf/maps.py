@@ -149,21 +149,24 @@ class Map(Pinnable, Closing):
     # construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, spec: MapSpec, btf_fd: int = 0, inner_fd: int = 0) -> Map:
-        attr = t.MapCreateAttr(
-            map_type=int(spec.type),
-            key_size=spec.key_size,
-            value_size=spec.value_size,
-            max_entries=spec.max_entries,
-            map_flags=spec.flags,
-            inner_map_fd=inner_fd,
-            numa_node=spec.numa_node,
-            map_name=_obj_name(spec.name),
-            map_extra=spec.map_extra,
-        )
-        if btf_fd and spec.btf_value_type_id:
-            attr.btf_fd = btf_fd
-            attr.btf_key_type_id = spec.btf_key_type_id
-            attr.btf_value_type_id = spec.btf_value_type_id
+        try:
+            attr = t.MapCreateAttr(
+                map_type=int(spec.type),
+                key_size=spec.key_size,
+                value_size=spec.value_size,
+                max_entries=spec.max_entries,
+                map_flags=spec.flags,
+                inner_map_fd=inner_fd,
+                numa_node=spec.numa_node,
+                map_name=_obj_name(spec.name),
+                map_extra=spec.map_extra,
+            )
+            if btf_fd and spec.btf_value_type_id:
+                attr.btf_fd = btf_fd
+                attr.btf_key_type_id = spec.btf_key_type_id
+                attr.btf_value_type_id = spec.btf_value_type_id
+        except BPFError as e:
+            raise BPFError(f"map {spec.name!r}: {e}") from None
         inner: Map | None = None
         if spec.type in (t.MapType.ARRAY_OF_MAPS, t.MapType.HASH_OF_MAPS) and not inner_fd:
             if spec.inner is None:
@@ -293,7 +296,7 @@ class Map(Pinnable, Closing):
             kbuf, vbuf, attr, addr, _, _ = fast
             with self._lock:
                 kbuf.value = key
-                attr.flags = 0
+                _SET_FLAGS(attr, 0)
                 if fast_syscall(NR_BPF, _LOOKUP, addr, _ELEM_SIZE) >= 0:
                     return vbuf.value
                 err = ctypes.get_errno()
@@ -323,12 +326,14 @@ class Map(Pinnable, Closing):
             and type(value) is int
             and 0 <= key < fast[4]
             and 0 <= value < fast[5]
+            and type(flags) is int
+            and 0 <= flags <= _U64_MAX
         ):
             kbuf, vbuf, attr, addr, _, _ = fast
             with self._lock:
                 kbuf.value = key
                 vbuf.value = value
-                attr.flags = flags
+                _SET_FLAGS(attr, flags)
                 if fast_syscall(NR_BPF, _UPDATE, addr, _ELEM_SIZE) >= 0:
                     return
                 err = ctypes.get_errno()
@@ -513,6 +518,10 @@ _MISSING: Any = object()
 _LOOKUP = CMD[t.Cmd.MAP_LOOKUP_ELEM]
 _UPDATE = CMD[t.Cmd.MAP_UPDATE_ELEM]
 _ELEM_SIZE = ctypes.c_long(ctypes.sizeof(t.MapElemAttr))
+# The field's own setter: the fast path's values are range-checked above, so it skips Attr's
+# checking __setattr__ (seven times the cost of the store itself).
+_SET_FLAGS = getattr(t.MapElemAttr, "flags").__set__  # noqa: B009 - ctypes fields are dynamic
+_U64_MAX = (1 << 64) - 1
 
 
 def _obj_name(name: str) -> bytes:

@@ -224,11 +224,20 @@ class Spec:
             self.types.append(t)
         count = len(self.types)
         for t in self.types:
-            for ref in (t.ref, t.elem, *(m.type for m in t.members), *(s.type for s in t.secinfo)):
+            refs = (t.ref, t.elem, t.index, *(m.type for m in t.members))
+            for ref in (*refs, *(s.type for s in t.secinfo)):
                 if ref >= count:
                     raise BPFLoadError(
                         f"BTF: type {t.id} ({t.kind.name} {t.name!r}) refers to missing type {ref}"
                     )
+            for _, ref in t.params:
+                if ref >= count:
+                    raise BPFLoadError(
+                        f"BTF: type {t.id} ({t.kind.name} {t.name!r}) refers to missing type {ref}"
+                    )
+        from remora.bpf.btf.cycles import check_acyclic
+
+        check_acyclic(self.types)
 
     # queries --------------------------------------------------------------------------------
     def type(self, tid: int) -> Type:
@@ -254,7 +263,7 @@ class Spec:
             if t.kind not in _MODIFIERS:
                 return t
             t = self.type(t.ref)
-        raise BPFLoadError(f"BTF: type {tid}: modifier chain too long (a loop?)")
+        raise BPFLoadError(f"BTF: type {tid}: more than {_MAX_DEPTH} modifiers in a row")
 
     def sizeof(self, tid: int) -> int:
         t = self.type(tid)
@@ -273,25 +282,39 @@ class Spec:
                 t = self.type(t.ref)
             else:
                 raise BPFLoadError(f"BTF: type {tid} ({t.kind.name}) has no size")
-        raise BPFLoadError(f"BTF: type {tid}: size chain too long (a loop?)")
+        raise BPFLoadError(f"BTF: type {tid}: nested more than {_MAX_DEPTH} deep")
 
     def type_name(self, tid: int) -> str:
-        """A C-ish spelling of a type, for inspect output and error messages."""
+        """A C-ish spelling of a type, for inspect output and error messages.
+
+        Iterative and bounded: pointer and array chains are spelled as suffixes on the innermost
+        named type, and a chain deeper than the kernel would resolve is cut short with "...".
+        """
         t = self.type(tid)
+        suffixes: list[str] = []
         for _ in range(_MAX_DEPTH):
             if t.kind == Kind.UNKN:
-                return "void"
-            if t.kind in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64):
+                base = "void"
+            elif t.kind in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64):
                 kw = {Kind.STRUCT: "struct", Kind.UNION: "union"}.get(t.kind, "enum")
-                return f"{kw} {t.name or '(anon)'}"
-            if t.kind == Kind.PTR:
-                return self.type_name(t.ref) + " *" if t.ref != tid else "void *"
-            if t.kind == Kind.ARRAY:
-                return f"{self.type_name(t.elem)}[{t.nelems}]"
-            if t.name:
-                return t.name
-            t = self.type(t.ref)
-        return "?"
+                base = f"{kw} {t.name or '(anon)'}"
+            elif t.kind == Kind.PTR:
+                suffixes.append(" *")
+                t = self.type(t.ref)
+                continue
+            elif t.kind == Kind.ARRAY:
+                suffixes.append(f"[{t.nelems}]")
+                t = self.type(t.elem)
+                continue
+            elif t.name or t.kind in (Kind.FUNC_PROTO, Kind.FWD):
+                base = t.name or "(function)"
+            else:
+                t = self.type(t.ref)
+                continue
+            break
+        else:
+            base = "..."
+        return base + "".join(reversed(suffixes))
 
     def iter_kind(self, kind: Kind) -> list[Type]:
         return [t for t in self.types if t.kind == kind]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ctypes
 import enum
 
+from remora.bpf.sys.attr import Attr
+
 u8 = ctypes.c_uint8
 u16 = ctypes.c_uint16
 u32 = ctypes.c_uint32
@@ -220,7 +222,7 @@ BPF_PSEUDO_CALL = 1
 BPF_PSEUDO_KFUNC_CALL = 2
 
 
-class MapCreateAttr(ctypes.Structure):
+class MapCreateAttr(Attr):
     """`union bpf_attr`, BPF_MAP_CREATE member."""
 
     _fields_ = [
@@ -241,7 +243,7 @@ class MapCreateAttr(ctypes.Structure):
     ]
 
 
-class MapElemAttr(ctypes.Structure):
+class MapElemAttr(Attr):
     """`union bpf_attr`, BPF_MAP_*_ELEM member (`value` doubles as `next_key`)."""
 
     _fields_ = [
@@ -252,7 +254,7 @@ class MapElemAttr(ctypes.Structure):
     ]
 
 
-class MapBatchAttr(ctypes.Structure):
+class MapBatchAttr(Attr):
     """`union bpf_attr`, `batch` member used by BPF_MAP_*_BATCH."""
 
     _fields_ = [
@@ -267,7 +269,7 @@ class MapBatchAttr(ctypes.Structure):
     ]
 
 
-class ProgLoadAttr(ctypes.Structure):
+class ProgLoadAttr(Attr):
     """`union bpf_attr`, BPF_PROG_LOAD member."""
 
     _fields_ = [
@@ -300,13 +302,13 @@ class ProgLoadAttr(ctypes.Structure):
     ]
 
 
-class ObjAttr(ctypes.Structure):
+class ObjAttr(Attr):
     """`union bpf_attr`, BPF_OBJ_PIN / BPF_OBJ_GET member."""
 
     _fields_ = [("pathname", u64), ("bpf_fd", u32), ("file_flags", u32)]
 
 
-class TestRunAttr(ctypes.Structure):
+class TestRunAttr(Attr):
     """`union bpf_attr`, `test` member used by BPF_PROG_TEST_RUN."""
 
     __test__ = False  # not a pytest class
@@ -329,13 +331,13 @@ class TestRunAttr(ctypes.Structure):
     ]
 
 
-class InfoAttr(ctypes.Structure):
+class InfoAttr(Attr):
     """`union bpf_attr`, `info` member used by BPF_OBJ_GET_INFO_BY_FD."""
 
     _fields_ = [("bpf_fd", u32), ("info_len", u32), ("info", u64)]
 
 
-class BtfLoadAttr(ctypes.Structure):
+class BtfLoadAttr(Attr):
     """`union bpf_attr`, BPF_BTF_LOAD member."""
 
     _fields_ = [

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
@@ -55,14 +56,71 @@ def test_hostile_btf_is_a_clean_error(blob: bytes, match: str) -> None:
         Spec(blob)
 
 
-def test_modifier_loop_is_detected() -> None:
-    # [1] typedef -> [2] const -> [1]: a loop that must not hang or recurse forever
-    types = struct.pack("<III", 0, 8 << 24, 2) + struct.pack("<III", 0, 10 << 24, 1)
+def _rec(kind: Kind, ref: int, vlen: int = 0) -> bytes:
+    return struct.pack("<III", 0, (kind << 24) | vlen, ref)
+
+
+_INT = struct.pack("<III", 0, Kind.INT << 24, 4) + struct.pack("<I", 32)
+
+
+@pytest.mark.parametrize(
+    ("types", "loop"),
+    [
+        # [1] typedef -> [2] const -> [1]
+        (_rec(Kind.TYPEDEF, 2) + _rec(Kind.CONST, 1), "1 (TYPEDEF) -> 2 (CONST) -> 1 (TYPEDEF)"),
+        (_rec(Kind.PTR, 1), "1 (PTR) -> 1 (PTR)"),
+        (_rec(Kind.PTR, 2) + _rec(Kind.PTR, 1), "2 (PTR) -> 1 (PTR) -> 2 (PTR)"),
+        # [2] int[4] whose element is [3] a pointer back to [2]; [1] is the index type
+        (
+            _INT + _rec(Kind.ARRAY, 0) + struct.pack("<III", 3, 1, 4) + _rec(Kind.PTR, 2),
+            "2 (ARRAY) -> 3 (PTR) -> 2 (ARRAY)",
+        ),
+        # a struct that contains itself by value
+        (_rec(Kind.STRUCT, 4, 1) + struct.pack("<III", 0, 1, 0), "1 (STRUCT) -> 1 (STRUCT)"),
+        # a DATASEC variable whose type is a pointer cycle
+        (
+            _rec(Kind.VAR, 2) + struct.pack("<I", 1) + _rec(Kind.PTR, 3) + _rec(Kind.PTR, 2)
+            + _rec(Kind.DATASEC, 8, 1) + struct.pack("<III", 1, 0, 8),
+            "3 (PTR) -> 2 (PTR) -> 3 (PTR)",
+        ),
+        # a function prototype returning a pointer to itself
+        (_rec(Kind.FUNC_PROTO, 2) + _rec(Kind.PTR, 1), "1 (FUNC_PROTO) -> 2 (PTR) -> 1"),
+    ],
+)  # fmt: skip
+def test_impossible_reference_cycles_are_refused_with_their_ids(types: bytes, loop: str) -> None:
+    with pytest.raises(BPFLoadError, match=re.escape(f"reference cycle {loop}")):
+        Spec(build_btf(types, b"\0"))
+
+
+def test_cycles_through_a_pointer_to_a_struct_are_normal_c() -> None:
+    # struct node { struct node *next; void (*cb)(struct node); }
+    types = (
+        _rec(Kind.STRUCT, 16, 2) + struct.pack("<III", 0, 2, 0) + struct.pack("<III", 0, 3, 64)
+        + _rec(Kind.PTR, 1) + _rec(Kind.PTR, 4)
+        + _rec(Kind.FUNC_PROTO, 0, 1) + struct.pack("<II", 0, 1)
+    )  # fmt: skip
     spec = Spec(build_btf(types, b"\0"))
-    with pytest.raises(BPFLoadError, match="loop"):
-        spec.sizeof(1)
-    with pytest.raises(BPFLoadError, match="loop"):
-        spec.skip_mods(1)
+    assert spec.type_name(2) == "struct (anon) *"
+    assert spec.type_name(3) == "(function) *"
+    assert spec.sizeof(1) == 16
+
+
+def test_long_acyclic_chains_are_spelled_without_recursion() -> None:
+    # 100,000 pointers deep: legal BTF, but no walk may recurse once per level
+    n = 100_000
+    types = _INT + b"".join(_rec(Kind.PTR, i) for i in range(1, n))
+    spec = Spec(build_btf(types, b"\0"))
+    name = spec.type_name(n)
+    assert name.startswith("...") and len(name) < 200
+    assert spec.sizeof(n) == 8
+    # 100 arrays of arrays: sizing stops at the kernel's own kind of depth limit, cleanly
+    arrays = _INT + b"".join(
+        _rec(Kind.ARRAY, 0) + struct.pack("<III", i, 1, 2) for i in range(1, 101)
+    )
+    spec = Spec(build_btf(arrays, b"\0"))
+    with pytest.raises(BPFLoadError, match="nested more than 64 deep"):
+        spec.sizeof(101)
+    assert spec.type_name(101).startswith("...[2][2]")
 
 
 def test_object_btf_ext_and_fixup(bpf_objs: dict[str, Path]) -> None:
