@@ -377,7 +377,7 @@ class _Reader:
             readonly = name.startswith(".rodata")
             initial: bytes | None = None  # NOBITS: the kernel's array map starts zeroed
             if sec.type == SHT_NOBITS:
-                self.elf.nobits_size(sec)
+                self.elf.check_nobits(sec)
             else:
                 initial = self.elf.content(sec)
                 if len(initial) != size:

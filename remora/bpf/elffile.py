@@ -104,13 +104,12 @@ class ElfFile:
             return b""
         return self.data[sec.offset : sec.offset + sec.size]
 
-    def nobits_size(self, sec: Section) -> int:
-        """The size a SHT_NOBITS section occupies once loaded, bounded so it stays sane."""
+    def check_nobits(self, sec: Section) -> None:
+        """Refuse a SHT_NOBITS section larger than any real program's zeroed data."""
         if sec.size > _MAX_NOBITS:
             raise BPFLoadError(
                 f"section {sec.name!r} claims {sec.size} bytes of zeros (at most {_MAX_NOBITS})"
             )
-        return sec.size
 
     def _symbols(self) -> list[Symbol]:
         tabs = [s for s in self.sections if s.type == SHT_SYMTAB]

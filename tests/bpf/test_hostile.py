@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from remora.bpf import cli
 from remora.bpf.elf import read_elf_bytes
 from remora.bpf.errors import BPFError
 from remora.bpf.inspect import render_text, summarize
@@ -122,4 +121,3 @@ def test_every_attr_field_refuses_values_it_cannot_hold(cls: type[ctypes.Structu
             with pytest.raises(BPFError, match=name):
                 setattr(obj, name, bad)
     assert len(ATTRS) >= 8
-    _ = cli

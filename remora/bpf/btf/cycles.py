@@ -23,7 +23,7 @@ from remora.bpf.errors import BPFLoadError
 
 _BY_VALUE = 0
 _BEHIND_POINTER = 1
-_UNSEEN, _ON_PATH, _DONE = 0, 1, 2
+_ON_PATH, _DONE = 1, 2  # 0: not reached yet
 
 
 def _edges(types: Sequence[Type], tid: int, mode: int) -> Iterator[tuple[int, int]]:

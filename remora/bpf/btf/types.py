@@ -224,18 +224,14 @@ class Spec:
             self.types.append(t)
         count = len(self.types)
         for t in self.types:
-            refs = (t.ref, t.elem, t.index, *(m.type for m in t.members))
-            for ref in (*refs, *(s.type for s in t.secinfo)):
+            members = (m.type for m in t.members)
+            listed = (*members, *(s.type for s in t.secinfo), *(p for _, p in t.params))
+            for ref in (t.ref, t.elem, t.index, *listed):
                 if ref >= count:
                     raise BPFLoadError(
                         f"BTF: type {t.id} ({t.kind.name} {t.name!r}) refers to missing type {ref}"
                     )
-            for _, ref in t.params:
-                if ref >= count:
-                    raise BPFLoadError(
-                        f"BTF: type {t.id} ({t.kind.name} {t.name!r}) refers to missing type {ref}"
-                    )
-        from remora.bpf.btf.cycles import check_acyclic
+        from remora.bpf.btf.cycles import check_acyclic  # cycles walks these Types: import late
 
         check_acyclic(self.types)
 
