@@ -44,3 +44,20 @@ def test_bad_fd_is_ebadf(bpf_root: None) -> None:
     with pytest.raises(BPFSyscallError) as ei:
         bpf(t.Cmd.MAP_FREEZE, attr)
     assert ei.value.errno == errno.EBADF
+
+
+def test_unknown_architecture_is_refused_not_defaulted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from remora.bpf.errors import BPFError
+    from remora.bpf.sys import syscall
+
+    assert syscall.syscall_number("x86_64") == 321
+    assert syscall.syscall_number("aarch64") == 280
+    with pytest.raises(BPFError, match=r"unknown CPU architecture 'mips64'.*known: aarch64"):
+        syscall.syscall_number("mips64")
+    # As on such a machine: no call reaches the kernel with a guessed number.
+    monkeypatch.setattr(syscall, "SYS_BPF", -1)
+    monkeypatch.setattr(syscall, "MACHINE", "sparc64")
+    attr = t.MapCreateAttr(map_type=int(t.MapType.HASH), key_size=4, value_size=4, max_entries=1)
+    for call in (syscall.bpf, syscall.bpf_raw):
+        with pytest.raises(BPFError, match="'sparc64'"):
+            call(t.Cmd.MAP_CREATE, attr)
