@@ -188,15 +188,14 @@ class Exchange:
         self.request_id = forwarding.request_id
         self.trusted_address = forwarding.trusted_client_address
         self.request_headers = headers
-        route = hcm.route_table.route(
-            RouteRequest(
-                method=request.method,
-                path=request.target,
-                authority=authority,
-                headers=headers,
-                scheme="http",
-            )
+        route_request = RouteRequest(
+            method=request.method,
+            path=request.target,
+            authority=authority,
+            headers=headers,
+            scheme="http",
         )
+        route = hcm.route_table.route(route_request)
         if route is None:
             stats.no_route.inc()
             self._add_flag(flags.NO_ROUTE)
@@ -220,7 +219,10 @@ class Exchange:
             self.local_reply(503, "no healthy upstream")
             return
         self.cluster = cluster
-        host = cluster.pick()
+        hash_key: int | None = None
+        if cluster.hashing and action.hash_policy is not None:
+            hash_key = action.hash_policy.key(route_request, downstream.remote_ip)
+        host = cluster.pick(hash_key)
         if host is None:
             self._add_flag(flags.NO_HEALTHY_UPSTREAM)
             self.local_reply(503, "no healthy upstream")

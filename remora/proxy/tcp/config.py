@@ -13,8 +13,10 @@ from remora.proxy.accesslog import AccessLogger, compile_access_logs
 
 support.register(
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-    {"stat_prefix", "cluster", "idle_timeout", "access_log", "max_connect_attempts"},
+    {"stat_prefix", "cluster", "idle_timeout", "access_log", "max_connect_attempts", "hash_policy"},
 )
+support.register("envoy.type.v3.HashPolicy", {"source_ip"})
+support.register("envoy.type.v3.HashPolicy.SourceIp", set())
 
 _DEFAULT_IDLE_TIMEOUT = 3600.0  # Envoy's default: one hour
 
@@ -25,6 +27,8 @@ class TcpProxyConfig:
     cluster: str
     idle_timeout: float | None
     access_logs: tuple[AccessLogger, ...]
+    # hash_policy source_ip: the key RING_HASH and MAGLEV clusters pick by is the client's IP.
+    hash_source_ip: bool = False
 
 
 def compile_tcp_proxy(
@@ -37,6 +41,8 @@ def compile_tcp_proxy(
         errors.add(f"{path}.cluster", "a cluster is required (weighted_clusters is not supported)")
     if config.HasField("max_connect_attempts") and config.max_connect_attempts.value != 1:
         errors.add(f"{path}.max_connect_attempts", "not supported: only 1 attempt")
+    if len(config.hash_policy) > 1:
+        errors.add(f"{path}.hash_policy", "at most one hash policy (as in Envoy)")
     access_logs = compile_access_logs(config.access_log, f"{path}.access_log", errors)
     if len(errors.errors) > before:
         return None
@@ -45,4 +51,5 @@ def compile_tcp_proxy(
         cluster=config.cluster,
         idle_timeout=optional_seconds(config, "idle_timeout", _DEFAULT_IDLE_TIMEOUT),
         access_logs=access_logs,
+        hash_source_ip=any(p.HasField("source_ip") for p in config.hash_policy),
     )

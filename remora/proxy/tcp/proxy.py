@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
+import xxhash
+
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.addresses import address_string
@@ -161,7 +163,12 @@ class TcpDownstream(asyncio.Protocol):
         self.stats.downstream_cx_total.inc()
         self.listener.listener_stats.on_open()
         cluster = self.listener.clusters.get(self.config.cluster)
-        host = cluster.pick() if cluster is not None else None
+        host = None
+        if cluster is not None:
+            hash_key = None
+            if cluster.hashing and self.config.hash_source_ip and peer:
+                hash_key = xxhash.xxh64_intdigest(str(peer[0]).encode())
+            host = cluster.pick(hash_key)
         if cluster is None or host is None:
             self.stats.downstream_cx_no_route.inc()
             self.flags.append(flags.NO_HEALTHY_UPSTREAM)

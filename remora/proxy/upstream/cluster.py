@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from remora.proxy.addresses import address_string
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
 from remora.proxy.stats.group import by_response_class, resolve_group
+from remora.proxy.upstream.balancer import build_balancer
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
-from remora.proxy.upstream.lb import LocalityWeighted, WeightedRoundRobin
+from remora.proxy.upstream.lb import Balancer, WeightedRoundRobin
 from remora.proxy.upstream.pool import HostPool
 
 log = logging.getLogger("remora.upstream")
@@ -110,9 +111,9 @@ class Cluster:
         self.name = config.name
         self.stats = ClusterStats.create(store, config.name)
         self.hosts: list[Host] = []
-        self._balancer: WeightedRoundRobin[Host] | LocalityWeighted[Host] = WeightedRoundRobin(
-            [], []
-        )
+        self._balancer: Balancer[Host] = WeightedRoundRobin([], [])
+        # Whether a pick reads the request's hash key: route hash policies run only then.
+        self.hashing = config.lb.policy.hashing
         self._localities: list[tuple[int, int]] = []  # per host: (locality, locality weight)
         self.open_connections = 0
         self.pending_requests = 0
@@ -128,14 +129,16 @@ class Cluster:
             await self._resolve_once()
             self._dns_task = asyncio.create_task(self._dns_loop(), name=f"dns:{self.name}")
 
-    def pick(self) -> Host | None:
-        """Envoy's ROUND_ROBIN (weighted; by locality first when the cluster asks), `lb.py`."""
-        return self._balancer.pick()
+    def pick(self, hash_key: int | None = None) -> Host | None:
+        """A host by the cluster's lb_policy (`balancer.py`); `hash_key` from the route's
+        hash_policy, read only by RING_HASH and MAGLEV."""
+        return self._balancer.pick(hash_key)
 
     def set_endpoints(self, config: ClusterConfig) -> None:
         """EDS: a new ClusterLoadAssignment. Hosts that stay keep their pools and counters;
         removed ones finish their requests in flight and close."""
         self.config = config
+        self.hashing = config.lb.policy.hashing
         self._set_hosts(
             [(e.host, e.port, e.weight, e.hostname) for e in config.endpoints],
             [(e.locality, e.locality_weight) for e in config.endpoints],
@@ -180,7 +183,9 @@ class Cluster:
         for gone in existing.values():
             gone.pool.retire()
         self.hosts = hosts
-        self._balancer = _balancer(hosts, localities, self.config.locality_weighted)
+        self._balancer = build_balancer(
+            self.config.lb, hosts, localities, self.config.locality_weighted
+        )
         self.stats.membership_total.set(len(hosts))
         self.stats.membership_healthy.set(sum(1 for h in hosts if h.healthy))
 
@@ -212,16 +217,3 @@ class Cluster:
         while True:
             await asyncio.sleep(self.config.dns_refresh_rate)
             await self._resolve_once()
-
-
-def _balancer(
-    hosts: list[Host], localities: list[tuple[int, int]] | None, by_locality: bool
-) -> WeightedRoundRobin[Host] | LocalityWeighted[Host]:
-    if not by_locality or localities is None:
-        return WeightedRoundRobin(hosts, [h.weight for h in hosts])
-    groups: dict[int, tuple[int, list[Host]]] = {}
-    for host, (locality, weight) in zip(hosts, localities, strict=True):
-        groups.setdefault(locality, (weight, []))[1].append(host)
-    return LocalityWeighted(
-        [(weight, members, [h.weight for h in members]) for weight, members in groups.values()]
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass
 from enum import Enum
@@ -14,6 +15,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from remora.config import support
 from remora.config.common import optional_seconds, socket_address
 from remora.config.errors import ErrorCollector
+from remora.proxy.upstream.lb_config import LbConfig, compile_lb
 
 support.register(
     "envoy.config.cluster.v3.Cluster",
@@ -105,6 +107,7 @@ class ClusterConfig:
     max_response_headers_count: int = 100
     # common_lb_config.locality_weighted_lb_config: pick a locality by its weight, then a host.
     locality_weighted: bool = False
+    lb: LbConfig = dataclasses.field(default_factory=LbConfig)
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -121,9 +124,7 @@ def compile_cluster(
     discovery_name = cluster_pb2.Cluster.DiscoveryType.Name(cluster.type)
     if discovery_name not in DiscoveryType.__members__:
         errors.add(f"{path}.type", f"not supported: {path}.type ({discovery_name})")
-    if cluster.lb_policy != cluster_pb2.Cluster.ROUND_ROBIN:
-        name = cluster_pb2.Cluster.LbPolicy.Name(cluster.lb_policy)
-        errors.add(f"{path}.lb_policy", f"not supported: {path}.lb_policy ({name})")
+    lb = compile_lb(cluster, path, errors)
     eds_service_name = ""
     if discovery_name == "EDS":
         eds = cluster.eds_cluster_config
@@ -204,6 +205,7 @@ def compile_cluster(
             common.max_headers_count.value if common.HasField("max_headers_count") else 100
         ),
         locality_weighted=cluster.common_lb_config.HasField("locality_weighted_lb_config"),
+        lb=lb,
     )
 
 

@@ -1,4 +1,4 @@
-"""Weighted round robin, and its locality-weighted form: which host a cluster hands out next.
+"""Weighted round robin, random choice, and the locality-weighted form of either.
 
 Envoy's ROUND_ROBIN is plain rotation when every weight is equal and an earliest-deadline-first
 schedule otherwise: each item's next turn is due `1/weight` after its last, so the cost of a
@@ -9,15 +9,25 @@ item, so 2:1 weights give a, a, b and equal ones a, b, a, b.
 With `common_lb_config.locality_weighted_lb_config` a cluster first picks a locality by its
 `load_balancing_weight` (the same schedule over localities), then a host inside it; a locality
 with weight 0 or no hosts is never picked, as in Envoy.
+
+Every balancer takes `pick(hash_key)`; only the consistent-hash ones read the key.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
-from typing import Generic, TypeVar
+import random
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Balancer(Protocol[T_co]):
+    def __len__(self) -> int: ...
+
+    def pick(self, hash_key: int | None = None) -> T_co | None: ...
 
 
 class WeightedRoundRobin(Generic[T]):
@@ -37,7 +47,7 @@ class WeightedRoundRobin(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def pick(self) -> T | None:
+    def pick(self, hash_key: int | None = None) -> T | None:
         items = self._items
         if not items:
             return None
@@ -51,24 +61,45 @@ class WeightedRoundRobin(Generic[T]):
         return items[index]
 
 
+class Random(Generic[T]):
+    """Envoy's RANDOM: any host, uniformly; like Envoy's, it does not read the weights."""
+
+    __slots__ = ("_items", "_random")
+
+    def __init__(self, items: Sequence[T], rng: random.Random | None = None) -> None:
+        self._items = list(items)
+        self._random = (rng or random.Random()).random
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def pick(self, hash_key: int | None = None) -> T | None:
+        items = self._items
+        return items[int(self._random() * len(items))] if items else None
+
+
 class LocalityWeighted(Generic[T]):
-    """A locality by its weight, then a host within it by the hosts' weights."""
+    """A locality by its weight, then a host within it by the cluster's own policy."""
 
     __slots__ = ("_localities",)
 
-    def __init__(self, localities: Sequence[tuple[int, Sequence[T], Sequence[int]]]) -> None:
+    def __init__(
+        self,
+        localities: Sequence[tuple[int, Sequence[T], Sequence[int]]],
+        inner: Callable[[Sequence[T], Sequence[int]], Balancer[T]] = WeightedRoundRobin,
+    ) -> None:
         usable = [
-            (weight, WeightedRoundRobin(hosts, host_weights))
+            (weight, inner(hosts, host_weights))
             for weight, hosts, host_weights in localities
             if weight > 0 and any(w > 0 for w in host_weights)
         ]
-        self._localities = WeightedRoundRobin(
-            [inner for _weight, inner in usable], [weight for weight, _inner in usable]
+        self._localities: WeightedRoundRobin[Balancer[T]] = WeightedRoundRobin(
+            [balancer for _weight, balancer in usable], [weight for weight, _ in usable]
         )
 
     def __len__(self) -> int:
         return len(self._localities)
 
-    def pick(self) -> T | None:
+    def pick(self, hash_key: int | None = None) -> T | None:
         inner = self._localities.pick()
         return inner.pick() if inner is not None else None

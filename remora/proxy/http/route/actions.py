@@ -17,6 +17,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from google.protobuf import duration_pb2
 
 from remora.config.errors import ErrorCollector
+from remora.proxy.http.route.hash_policy import HashPolicy, compile_hash_policy
 from remora.proxy.http.route.headers import HeaderMutation, MutationChain, chain, compile_mutation
 from remora.proxy.http.route.re2 import Substitution, compile_substitution
 
@@ -74,6 +75,7 @@ class ClusterAction:
     host_rewrite: str | None
     auto_host_rewrite: bool
     timeout: float | None
+    hash_policy: HashPolicy | None = None  # read only for RING_HASH and MAGLEV clusters
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -301,6 +303,7 @@ def compile_route_action(
     elif host_which is not None:
         errors.add(f"{path}.{host_which}", f"not supported: {path}.{host_which}")
         ok = False
+    hash_policy = compile_hash_policy(list(action.hash_policy), f"{path}.hash_policy", errors)
     targets = _compile_targets(action, path, errors, levels)
     if targets is None or not ok:
         return None
@@ -315,6 +318,7 @@ def compile_route_action(
         host_rewrite=host_rewrite,
         auto_host_rewrite=auto_host,
         timeout=timeout,
+        hash_policy=hash_policy,
     )
 
 

@@ -87,6 +87,7 @@ register(
         "host_rewrite_literal",
         "auto_host_rewrite",
         "timeout",
+        "hash_policy",
     },
 )
 register(f"{_ROUTE}.WeightedCluster", {"clusters", "total_weight", "header_name"})
