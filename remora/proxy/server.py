@@ -35,6 +35,7 @@ from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tcp.proxy import TcpListener, TcpStats
 from remora.proxy.upstream.cluster import Cluster
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
+from remora.proxy.upstream.health_flags import flag_names
 
 log = logging.getLogger("remora.server")
 
@@ -397,7 +398,9 @@ class AdminView:
                     HostStatus(
                         address=host.address,
                         port=host.port,
-                        healthy=host.healthy,
+                        healthy=host.available,
+                        health_flags=flag_names(host.health_flags),
+                        priority=host.priority,
                         cx_active=host.cx_active,
                         cx_total=host.cx_total,
                         rq_active=host.rq_active,
@@ -429,7 +432,10 @@ class AdminView:
 def _only_endpoints_differ(old: ClusterConfig, new: ClusterConfig) -> bool:
     return (
         old.discovery is DiscoveryType.EDS
-        and dataclasses.replace(old, endpoints=new.endpoints) == new
+        and dataclasses.replace(
+            old, endpoints=new.endpoints, overprovisioning_factor=new.overprovisioning_factor
+        )
+        == new
     )
 
 

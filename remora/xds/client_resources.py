@@ -274,12 +274,16 @@ class ClientResources:
         active: dict[str, ClusterConfig] = {}
         for name, cluster in self.clusters.items():
             if cluster.discovery is DiscoveryType.EDS:
-                endpoints = self.endpoints.get(cluster.eds_service_name)
-                if endpoints is None:  # warming: keep the serving version if there is one
+                assignment = self.endpoints.get(cluster.eds_service_name)
+                if assignment is None:  # warming: keep the serving version if there is one
                     if name in self._active_clusters:
                         active[name] = self._active_clusters[name]
                     continue
-                cluster = dataclasses.replace(cluster, endpoints=endpoints)
+                cluster = dataclasses.replace(
+                    cluster,
+                    endpoints=assignment.endpoints,
+                    overprovisioning_factor=assignment.overprovisioning_factor,
+                )
             active[name] = cluster
         self._active_clusters = active
         return dict(active)

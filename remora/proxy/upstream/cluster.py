@@ -1,9 +1,10 @@
-"""A cluster at run time: its hosts, round-robin choice, DNS refresh, pools and stats."""
+"""A cluster at run time: its hosts and their health, load balancing, DNS refresh, pools, stats."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from remora.proxy.addresses import address_string
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
 from remora.proxy.stats.group import by_response_class, resolve_group
 from remora.proxy.upstream.balancer import build_balancer
-from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
+from remora.proxy.upstream.config import ClusterConfig, DiscoveryType, EndpointConfig
+from remora.proxy.upstream.health_flags import FAILED_EDS_HEALTH, UNAVAILABLE
 from remora.proxy.upstream.lb import Balancer, WeightedRoundRobin
 from remora.proxy.upstream.pool import HostPool
 
@@ -27,10 +29,13 @@ class Host:
         "cx_active",
         "cx_connect_fail",
         "cx_total",
-        "healthy",
+        "health_flags",
         "hostname",
+        "locality",
+        "locality_weight",
         "pool",
         "port",
+        "priority",
         "rq_active",
         "rq_error",
         "rq_success",
@@ -39,14 +44,15 @@ class Host:
         "weight",
     )
 
-    def __init__(
-        self, cluster: Cluster, address: str, port: int, weight: int, hostname: str
-    ) -> None:
+    def __init__(self, cluster: Cluster, address: str, port: int, endpoint: EndpointConfig) -> None:
         self.address = address
         self.port = port
-        self.weight = weight
-        self.hostname = hostname
-        self.healthy = True
+        self.weight = endpoint.weight
+        self.hostname = endpoint.hostname
+        self.locality = endpoint.locality
+        self.locality_weight = endpoint.locality_weight
+        self.priority = endpoint.priority
+        self.health_flags = FAILED_EDS_HEALTH if endpoint.eds_unhealthy else 0
         self.cx_active = 0
         self.cx_total = 0
         self.rq_active = 0
@@ -63,6 +69,22 @@ class Host:
     @property
     def key(self) -> tuple[str, int]:
         return (self.address, self.port)
+
+    @property
+    def available(self) -> bool:
+        """Whether balancing may choose it (no health source has failed it)."""
+        return not self.health_flags & UNAVAILABLE
+
+    def update(self, endpoint: EndpointConfig) -> None:
+        """The endpoint's config again (EDS or DNS refresh); the host keeps its counters."""
+        self.weight = endpoint.weight
+        self.locality = endpoint.locality
+        self.locality_weight = endpoint.locality_weight
+        self.priority = endpoint.priority
+        if endpoint.eds_unhealthy:
+            self.health_flags |= FAILED_EDS_HEALTH
+        else:
+            self.health_flags &= ~FAILED_EDS_HEALTH
 
     def __str__(self) -> str:
         return address_string(self.address, self.port)
@@ -91,6 +113,7 @@ class ClusterStats:
     upstream_rq_time: Histogram
     membership_total: Gauge
     membership_healthy: Gauge
+    lb_healthy_panic: Counter
 
     by_class: tuple[Counter, ...] = field(init=False, default=())
 
@@ -114,15 +137,11 @@ class Cluster:
         self._balancer: Balancer[Host] = WeightedRoundRobin([], [])
         # Whether a pick reads the request's hash key: route hash policies run only then.
         self.hashing = config.lb.policy.hashing
-        self._localities: list[tuple[int, int]] = []  # per host: (locality, locality weight)
         self.open_connections = 0
         self.pending_requests = 0
         self._dns_task: asyncio.Task[None] | None = None
         if config.discovery is not DiscoveryType.STRICT_DNS:
-            self._set_hosts(
-                [(e.host, e.port, e.weight, e.hostname) for e in config.endpoints],
-                [(e.locality, e.locality_weight) for e in config.endpoints],
-            )
+            self._set_hosts([(e.host, e.port, e) for e in config.endpoints])
 
     async def start(self) -> None:
         if self.config.discovery is DiscoveryType.STRICT_DNS:
@@ -139,10 +158,11 @@ class Cluster:
         removed ones finish their requests in flight and close."""
         self.config = config
         self.hashing = config.lb.policy.hashing
-        self._set_hosts(
-            [(e.host, e.port, e.weight, e.hostname) for e in config.endpoints],
-            [(e.locality, e.locality_weight) for e in config.endpoints],
-        )
+        self._set_hosts([(e.host, e.port, e) for e in config.endpoints])
+
+    def health_changed(self) -> None:
+        """A host's health flags changed: rebalance over the hosts now available."""
+        self._rebalance()
 
     def wake_one_waiter(self) -> None:
         for host in self.hosts:
@@ -167,37 +187,43 @@ class Cluster:
                 await self._dns_task
             self._dns_task = None
 
-    def _set_hosts(
-        self,
-        entries: list[tuple[str, int, int, str]],
-        localities: list[tuple[int, int]] | None = None,
-    ) -> None:
+    def _set_hosts(self, entries: list[tuple[str, int, EndpointConfig]]) -> None:
+        """`entries`: (address, port, the endpoint it came from) — a STRICT_DNS endpoint gives
+        one entry per address its name resolves to."""
         existing = {h.key: h for h in self.hosts}
         hosts: list[Host] = []
-        for address, port, weight, hostname in entries:
+        for address, port, endpoint in entries:
             host = existing.pop((address, port), None)
             if host is None:
-                host = Host(self, address, port, weight, hostname)
-            host.weight = weight
+                host = Host(self, address, port, endpoint)
+            else:
+                host.update(endpoint)
             hosts.append(host)
         for gone in existing.values():
             gone.pool.retire()
         self.hosts = hosts
+        self._rebalance()
+
+    def _rebalance(self) -> None:
+        hosts = self.hosts
         self._balancer = build_balancer(
-            self.config.lb, hosts, localities, self.config.locality_weighted
+            self.config.lb,
+            hosts,
+            self.config.locality_weighted,
+            self.config.overprovisioning_factor,
+            self.stats.lb_healthy_panic,
         )
         self.stats.membership_total.set(len(hosts))
-        self.stats.membership_healthy.set(sum(1 for h in hosts if h.healthy))
+        self.stats.membership_healthy.set(sum(1 for h in hosts if h.available))
 
     async def _resolve_once(self) -> None:
-        entries: list[tuple[str, int, int, str]] = []
-        localities: list[tuple[int, int]] = []
+        entries: list[tuple[str, int, EndpointConfig]] = []
         for endpoint in self.config.endpoints:
             addresses = await self._resolve(endpoint.host, endpoint.port)
-            entries.extend((a, endpoint.port, endpoint.weight, endpoint.host) for a in addresses)
-            localities.extend((endpoint.locality, endpoint.locality_weight) for _ in addresses)
+            named = dataclasses.replace(endpoint, hostname=endpoint.host)
+            entries.extend((a, endpoint.port, named) for a in addresses)
         if entries or not self.hosts:
-            self._set_hosts(entries, localities)
+            self._set_hosts(entries)
 
     async def _resolve(self, name: str, port: int) -> list[str]:
         loop = asyncio.get_running_loop()

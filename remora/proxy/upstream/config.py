@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import protocol_pb2
+from envoy.config.core.v3 import health_check_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
@@ -50,9 +50,15 @@ _CLUSTER_COMMON_FIELDS = frozenset({"max_headers_count", "max_response_headers_k
 support.register("envoy.config.cluster.v3.Cluster.EdsClusterConfig", {"eds_config", "service_name"})
 support.register("envoy.config.core.v3.ConfigSource", {"ads", "resource_api_version"})
 support.register("envoy.config.core.v3.AggregatedConfigSource", set())
-support.register("envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints"})
 support.register(
-    "envoy.config.endpoint.v3.LocalityLbEndpoints", {"lb_endpoints", "load_balancing_weight"}
+    "envoy.config.endpoint.v3.ClusterLoadAssignment", {"cluster_name", "endpoints", "policy"}
+)
+support.register(
+    "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy", {"overprovisioning_factor"}
+)
+support.register(
+    "envoy.config.endpoint.v3.LocalityLbEndpoints",
+    {"lb_endpoints", "load_balancing_weight", "priority"},
 )
 support.register_ignored(
     "envoy.config.endpoint.v3.LocalityLbEndpoints",
@@ -60,7 +66,9 @@ support.register_ignored(
     "a locality's name is not used: its load_balancing_weight is, under "
     "common_lb_config.locality_weighted_lb_config",
 )
-support.register("envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight"})
+support.register(
+    "envoy.config.endpoint.v3.LbEndpoint", {"endpoint", "load_balancing_weight", "health_status"}
+)
 support.register("envoy.config.endpoint.v3.Endpoint", {"address", "hostname"})
 support.register("envoy.config.cluster.v3.CircuitBreakers", {"thresholds"})
 support.register(
@@ -85,6 +93,25 @@ class EndpointConfig:
     # gives it no traffic under locality-weighted balancing, as in Envoy).
     locality: int = 0
     locality_weight: int = 0
+    priority: int = 0  # LocalityLbEndpoints.priority: 0 is the highest
+    # LbEndpoint.health_status from the control plane: UNHEALTHY, DRAINING or TIMEOUT take the
+    # host out of balancing (Envoy's failed_eds_health).
+    eds_unhealthy: bool = False
+
+
+# Envoy's default ClusterLoadAssignment.Policy.overprovisioning_factor, in percent.
+DEFAULT_OVERPROVISIONING = 140
+_EDS_UNHEALTHY = frozenset(
+    {health_check_pb2.UNHEALTHY, health_check_pb2.DRAINING, health_check_pb2.TIMEOUT}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAssignment:
+    """A ClusterLoadAssignment compiled: from a cluster's `load_assignment` or from EDS."""
+
+    endpoints: tuple[EndpointConfig, ...]
+    overprovisioning_factor: int = DEFAULT_OVERPROVISIONING
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +135,7 @@ class ClusterConfig:
     # common_lb_config.locality_weighted_lb_config: pick a locality by its weight, then a host.
     locality_weighted: bool = False
     lb: LbConfig = dataclasses.field(default_factory=LbConfig)
+    overprovisioning_factor: int = DEFAULT_OVERPROVISIONING
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -139,7 +167,7 @@ def compile_cluster(
         eds_service_name = eds.service_name or cluster.name
     elif cluster.HasField("eds_cluster_config"):
         errors.add(f"{path}.eds_cluster_config", "only valid with type: EDS")
-    endpoints = compile_endpoints(
+    assignment = compile_endpoints(
         cluster.load_assignment,
         f"{path}.load_assignment",
         errors,
@@ -182,7 +210,8 @@ def compile_cluster(
     return ClusterConfig(
         name=cluster.name,
         discovery=DiscoveryType(discovery_name),
-        endpoints=endpoints,
+        endpoints=assignment.endpoints,
+        overprovisioning_factor=assignment.overprovisioning_factor,
         connect_timeout=connect_timeout or _DEFAULT_CONNECT_TIMEOUT,
         max_connections=max_connections,
         max_pending_requests=max_pending,
@@ -238,9 +267,13 @@ def compile_endpoints(
     path: str,
     errors: ErrorCollector,
     names_allowed: bool = False,
-) -> tuple[EndpointConfig, ...]:
-    """A load assignment's endpoints (from a cluster's `load_assignment` or from EDS)."""
+) -> LoadAssignment:
     endpoints: list[EndpointConfig] = []
+    overprovisioning = DEFAULT_OVERPROVISIONING
+    if la.policy.HasField("overprovisioning_factor"):
+        overprovisioning = la.policy.overprovisioning_factor.value
+        if overprovisioning < 1:
+            errors.add(f"{path}.policy.overprovisioning_factor", "must be at least 1")
     for i, locality in enumerate(la.endpoints):
         for j, lb_endpoint in enumerate(locality.lb_endpoints):
             ep_path = f"{path}.endpoints[{i}].lb_endpoints[{j}]"
@@ -259,6 +292,12 @@ def compile_endpoints(
             )
             if weight < 1:
                 errors.add(f"{ep_path}.load_balancing_weight", "must be at least 1")
+            if lb_endpoint.health_status == health_check_pb2.DEGRADED:
+                errors.add(
+                    f"{ep_path}.health_status",
+                    f"not supported: {ep_path}.health_status (DEGRADED; remora has no degraded "
+                    "host tier)",
+                )
             locality_weight = (
                 locality.load_balancing_weight.value
                 if locality.HasField("load_balancing_weight")
@@ -272,6 +311,8 @@ def compile_endpoints(
                     lb_endpoint.endpoint.hostname,
                     i,
                     locality_weight,
+                    locality.priority,
+                    lb_endpoint.health_status in _EDS_UNHEALTHY,
                 )
             )
-    return tuple(endpoints)
+    return LoadAssignment(tuple(endpoints), overprovisioning)

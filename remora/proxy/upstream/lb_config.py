@@ -24,10 +24,16 @@ support.register(
     f"{_CLUSTER}.RingHashLbConfig", {"minimum_ring_size", "maximum_ring_size", "hash_function"}
 )
 support.register("envoy.config.cluster.v3.Cluster.MaglevLbConfig", {"table_size"})
-support.register(f"{_CLUSTER}.CommonLbConfig", {"consistent_hashing_lb_config"})
+support.register(
+    f"{_CLUSTER}.CommonLbConfig", {"consistent_hashing_lb_config", "healthy_panic_threshold"}
+)
+support.register("envoy.type.v3.Percent", {"value"})
 support.register(
     f"{_CLUSTER}.CommonLbConfig.ConsistentHashingLbConfig", {"use_hostname_for_hashing"}
 )
+
+
+DEFAULT_PANIC_THRESHOLD = 50.0
 
 
 class LbPolicy(Enum):
@@ -52,6 +58,9 @@ class LbConfig:
     max_ring_size: int = ring_hash.DEFAULT_MAX_RING_SIZE
     table_size: int = maglev.DEFAULT_TABLE_SIZE
     use_hostname_for_hashing: bool = False
+    # common_lb_config.healthy_panic_threshold: below this percentage of available hosts a
+    # priority level balances over all of its hosts (Envoy's default 50; 0 disables panic).
+    panic_threshold: float = DEFAULT_PANIC_THRESHOLD
 
 
 _POLICY_CONFIG = {
@@ -114,8 +123,17 @@ def compile_lb(cluster: cluster_pb2.Cluster, path: str, errors: ErrorCollector) 
                 f"{path}.maglev_lb_config.table_size",
                 f"must be a prime number no larger than {maglev.MAX_TABLE_SIZE}, got {table_size}",
             )
+    panic_threshold = DEFAULT_PANIC_THRESHOLD
+    if cluster.common_lb_config.HasField("healthy_panic_threshold"):
+        panic_threshold = cluster.common_lb_config.healthy_panic_threshold.value
+        if not 0.0 <= panic_threshold <= 100.0:  # NaN fails both
+            errors.add(
+                f"{path}.common_lb_config.healthy_panic_threshold.value",
+                "must be a percentage from 0 to 100",
+            )
     return LbConfig(
         policy=policy,
+        panic_threshold=panic_threshold,
         choice_count=choice_count,
         active_request_bias=bias,
         min_ring_size=min_ring,
