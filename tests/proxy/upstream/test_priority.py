@@ -61,14 +61,7 @@ def test_rounding_leftover_goes_to_the_first_level_with_health() -> None:
 
 def _cluster(**extra: Any) -> Cluster:
     def level(priority: int, ports: list[int]) -> dict[str, Any]:
-        address = {"socket_address": {"address": "127.0.0.1", "port_value": 0}}
-        return {
-            "priority": priority,
-            "lb_endpoints": [
-                {"endpoint": {"address": {**address, "socket_address": {
-                    "address": "127.0.0.1", "port_value": p}}}} for p in ports
-            ],
-        }  # fmt: skip
+        return {"priority": priority, "lb_endpoints": [_endpoint(p) for p in ports]}
 
     cluster: dict[str, Any] = {
         "name": "c", "type": "STATIC", "connect_timeout": "1s",
@@ -78,6 +71,11 @@ def _cluster(**extra: Any) -> Cluster:
     }  # fmt: skip
     config = compile_bootstrap(parse_dict({"static_resources": {"clusters": [cluster]}}))
     return Cluster(config.clusters["c"], Store())
+
+
+def _endpoint(port: int, **extra: str) -> dict[str, Any]:
+    address = {"socket_address": {"address": "127.0.0.1", "port_value": port}}
+    return {"endpoint": {"address": address}, **extra}
 
 
 def _fail(cluster: Cluster, ports: set[int], flag: int = FAILED_ACTIVE_HC) -> None:
@@ -121,12 +119,8 @@ def test_panic_threshold_zero_means_no_host_rather_than_a_failed_one() -> None:
 
 
 def test_eds_health_status_takes_hosts_out() -> None:
-    def endpoint(port: int, status: str) -> dict[str, Any]:
-        return {"health_status": status, "endpoint": {"address": {
-            "socket_address": {"address": "127.0.0.1", "port_value": port}}}}  # fmt: skip
-
-    endpoints = [endpoint(1, "HEALTHY"), endpoint(2, "UNHEALTHY"), endpoint(3, "DRAINING"),
-                 endpoint(4, "UNKNOWN"), endpoint(5, "TIMEOUT")]  # fmt: skip
+    statuses = ["HEALTHY", "UNHEALTHY", "DRAINING", "UNKNOWN", "TIMEOUT"]
+    endpoints = [_endpoint(i, health_status=s) for i, s in enumerate(statuses, 1)]
     cluster: dict[str, Any] = {
         "name": "c", "type": "STATIC", "connect_timeout": "1s",
         "load_assignment": {"cluster_name": "c", "endpoints": [{"lb_endpoints": endpoints}]},
