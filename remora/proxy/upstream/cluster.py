@@ -14,6 +14,7 @@ from remora.proxy.stats import Counter, Gauge, Histogram, Store
 from remora.proxy.stats.group import by_response_class, resolve_group
 from remora.proxy.upstream.balancer import build_balancer
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType, EndpointConfig
+from remora.proxy.upstream.health_checker import HealthChecker
 from remora.proxy.upstream.health_flags import FAILED_EDS_HEALTH, UNAVAILABLE
 from remora.proxy.upstream.lb import Balancer, WeightedRoundRobin
 from remora.proxy.upstream.pool import HostPool
@@ -140,6 +141,9 @@ class Cluster:
         self.open_connections = 0
         self.pending_requests = 0
         self._dns_task: asyncio.Task[None] | None = None
+        self.health_checker = (
+            HealthChecker(self, config.health_check, store) if config.health_check else None
+        )
         if config.discovery is not DiscoveryType.STRICT_DNS:
             self._set_hosts([(e.host, e.port, e) for e in config.endpoints])
 
@@ -147,6 +151,8 @@ class Cluster:
         if self.config.discovery is DiscoveryType.STRICT_DNS:
             await self._resolve_once()
             self._dns_task = asyncio.create_task(self._dns_loop(), name=f"dns:{self.name}")
+        if self.health_checker is not None:
+            await self.health_checker.start()
 
     def pick(self, hash_key: int | None = None) -> Host | None:
         """A host by the cluster's lb_policy (`balancer.py`); `hash_key` from the route's
@@ -172,11 +178,15 @@ class Cluster:
     async def retire(self) -> None:
         """Replaced or removed by a config update: requests in flight finish undisturbed."""
         await self._stop_dns()
+        if self.health_checker is not None:
+            await self.health_checker.stop()
         for host in self.hosts:
             host.pool.retire()
 
     async def close(self) -> None:
         await self._stop_dns()
+        if self.health_checker is not None:
+            await self.health_checker.stop()
         for host in self.hosts:
             host.pool.close()
 
@@ -202,6 +212,8 @@ class Cluster:
         for gone in existing.values():
             gone.pool.retire()
         self.hosts = hosts
+        if self.health_checker is not None:
+            self.health_checker.sync(hosts)
         self._rebalance()
 
     def _rebalance(self) -> None:

@@ -15,6 +15,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from remora.config import support
 from remora.config.common import optional_seconds, socket_address
 from remora.config.errors import ErrorCollector
+from remora.proxy.upstream.health_check_config import HealthCheckConfig, compile_health_checks
 from remora.proxy.upstream.lb_config import LbConfig, compile_lb
 
 support.register(
@@ -136,6 +137,7 @@ class ClusterConfig:
     locality_weighted: bool = False
     lb: LbConfig = dataclasses.field(default_factory=LbConfig)
     overprovisioning_factor: int = DEFAULT_OVERPROVISIONING
+    health_check: HealthCheckConfig | None = None
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -153,6 +155,7 @@ def compile_cluster(
     if discovery_name not in DiscoveryType.__members__:
         errors.add(f"{path}.type", f"not supported: {path}.type ({discovery_name})")
     lb = compile_lb(cluster, path, errors)
+    health_check = compile_health_checks(cluster, path, errors)
     eds_service_name = ""
     if discovery_name == "EDS":
         eds = cluster.eds_cluster_config
@@ -235,6 +238,7 @@ def compile_cluster(
         ),
         locality_weighted=cluster.common_lb_config.HasField("locality_weighted_lb_config"),
         lb=lb,
+        health_check=health_check,
     )
 
 
