@@ -401,6 +401,10 @@ class AdminView:
                         healthy=host.available,
                         health_flags=flag_names(host.health_flags),
                         priority=host.priority,
+                        success_rate=host.outlier.success_rate if host.outlier else -1.0,
+                        local_origin_success_rate=(
+                            host.outlier.local_success_rate if host.outlier else -1.0
+                        ),
                         cx_active=host.cx_active,
                         cx_total=host.cx_total,
                         rq_active=host.rq_active,

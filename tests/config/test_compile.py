@@ -56,11 +56,16 @@ def test_every_error_is_reported_with_its_path() -> None:
 
 
 def test_unsupported_fields_are_rejected_by_path() -> None:
-    config = bootstrap([http_listener()], [cluster("backend", [8080], outlier_detection={})])
+    unsupported = {"always_eject_one_host": True}
+    config = bootstrap(
+        [http_listener()], [cluster("backend", [8080], outlier_detection=unsupported)]
+    )
     config["static_resources"]["listeners"][0]["listener_filters"] = [{"name": "x"}]  # type: ignore[index]
     errors = _errors(config)
     assert "not supported: static_resources.listeners[0].listener_filters" in errors
-    assert any("static_resources.clusters[0].outlier_detection" in e for e in errors)
+    assert any(
+        "static_resources.clusters[0].outlier_detection.always_eject_one_host" in e for e in errors
+    )
 
 
 def test_ignored_fields_warn() -> None:

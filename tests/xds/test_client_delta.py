@@ -145,19 +145,19 @@ def test_bad_resource_is_nacked_by_nonce_and_the_rest_kept() -> None:
     pair = _Pair(_mesh("a"))
     pair.connect()
     bad = cluster("b")
-    bad.outlier_detection.SetInParent()
+    bad.upstream_bind_config.SetInParent()
     pair.snapshot = Snapshot.build([cluster("a"), cla("a", 1), bad])
     [response] = [parse_delta(r.data) for r in pair.server.on_snapshot(pair.snapshot)]
     changed, [nack] = pair.client.on_response(response)
     assert not changed
     assert nack.response_nonce == response.nonce and nack.HasField("error_detail")
-    assert "resources[0](b).outlier_detection" in nack.error_detail.message
+    assert "resources[0](b).upstream_bind_config" in nack.error_detail.message
     assert set(pair.client.resources.clusters) == {"a"}
     status = pair.client.status()["CDS"]
     assert status["last_nack"]["rejected_version"] == response.system_version_info
     assert status["version_info"] != response.system_version_info  # still the last good one
     pair.send([nack])
-    assert pair.nacks.total == 1 and "outlier_detection" in pair.nacks.recent[0].reason
+    assert pair.nacks.total == 1 and "upstream_bind_config" in pair.nacks.recent[0].reason
     assert pair.push(pair.snapshot) == []  # the rejected version is not re-sent
 
 
@@ -165,7 +165,7 @@ def test_good_resource_rejected_alongside_a_bad_one_arrives_once_fixed() -> None
     pair = _Pair(Snapshot.build([cluster("a")]))
     pair.connect()
     bad = cluster("b")
-    bad.outlier_detection.SetInParent()
+    bad.upstream_bind_config.SetInParent()
     assert pair.push(Snapshot.build([cluster("a", timeout="2s"), bad])) == [False]
     assert pair.client.resources.clusters["a"].connect_timeout == 1.0
     assert pair.push(Snapshot.build([cluster("a", timeout="2s"), cluster("b")])) == [True]

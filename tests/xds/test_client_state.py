@@ -92,14 +92,14 @@ def test_bad_resource_is_nacked_naming_the_field_and_last_good_version() -> None
     good.resources.add().Pack(cluster("a"))
     state.on_response(good)
     bad_cluster = cluster("b")
-    bad_cluster.outlier_detection.SetInParent()
+    bad_cluster.upstream_bind_config.SetInParent()
     bad = discovery_pb2.DiscoveryResponse(type_url=CDS, version_info="v2", nonce="2")
     bad.resources.add().Pack(cluster("a"))
     bad.resources.add().Pack(bad_cluster)
     changed, [nack] = state.on_response(bad)
     assert not changed
     assert nack.version_info == "v1" and nack.response_nonce == "2"
-    assert "resources[1](b).outlier_detection" in nack.error_detail.message
+    assert "resources[1](b).upstream_bind_config" in nack.error_detail.message
     assert set(state.resources.clusters) == {"a"}  # the whole response is rejected
     assert state.status()["CDS"]["last_nack"]["rejected_version"] == "v2"
 

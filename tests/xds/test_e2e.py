@@ -134,14 +134,14 @@ async def test_changes_nacks_and_restarts_lose_no_request(tmp_path: Path, api_ty
                 (tmp_path / "raw.yaml").write_text(
                     "resources:\n"
                     "  - {'@type': type.googleapis.com/envoy.config.cluster.v3.Cluster,"
-                    " name: extra, connect_timeout: 1s, outlier_detection: {}}\n"
+                    " name: extra, connect_timeout: 1s, upstream_bind_config: {}}\n"
                 )
                 await _until(lambda: cache.nacks.total >= 2, timeout=3.0)
                 reasons = {n.reason for n in cache.nacks.recent}
-                assert any("outlier_detection" in r for r in reasons), reasons
+                assert any("upstream_bind_config" in r for r in reasons), reasons
                 dump = AdminView(p1).config_dump()["configs"]
                 status = next(c for c in dump if c["@type"].endswith("AdsClientStatus"))
-                assert "outlier_detection" in status["types"]["CDS"]["last_nack"]["reason"]
+                assert "upstream_bind_config" in status["types"]["CDS"]["last_nack"]["reason"]
                 assert status["types"]["CDS"]["version_info"]
                 count = len(traffic.seen)
                 await _until(lambda: len(traffic.seen) > count + 20)

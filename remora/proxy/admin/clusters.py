@@ -62,9 +62,15 @@ def clusters_text(clusters: Sequence[ClusterStatus]) -> str:
             lines.append(f"{prefix}::sub_zone::")
             lines.append(f"{prefix}::canary::false")
             lines.append(f"{prefix}::priority::{host.priority}")
-            lines.append(f"{prefix}::success_rate::-1")
-            lines.append(f"{prefix}::local_origin_success_rate::-1")
+            lines.append(f"{prefix}::success_rate::{_rate(host.success_rate)}")
+            lines.append(
+                f"{prefix}::local_origin_success_rate::{_rate(host.local_origin_success_rate)}"
+            )
     return "".join(line + "\n" for line in lines)
+
+
+def _rate(rate: float) -> str:
+    return "-1" if rate < 0 else f"{rate:g}"
 
 
 def _health_status(host: HostStatus) -> clusters_pb2.HostHealthStatus:
@@ -111,6 +117,10 @@ def clusters_message(clusters: Sequence[ClusterStatus]) -> clusters_pb2.Clusters
                 hostname=host.hostname,
                 priority=host.priority,
             )
+            if host.success_rate >= 0:
+                host_status.success_rate.value = host.success_rate
+            if host.local_origin_success_rate >= 0:
+                host_status.local_origin_success_rate.value = host.local_origin_success_rate
             counters, gauges = _host_stats(host)
             for stat, value in counters.items():
                 host_status.stats.add(name=stat, value=value, type=metrics_pb2.SimpleMetric.COUNTER)

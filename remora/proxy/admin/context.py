@@ -55,6 +55,9 @@ class HostStatus:
     hostname: str = ""
     priority: int = 0
     health_flags: tuple[str, ...] = ()
+    # Outlier detection's success rates from its last sweep, in percent; -1 when not computed.
+    success_rate: float = -1.0
+    local_origin_success_rate: float = -1.0
 
     def __post_init__(self) -> None:
         unknown = [flag for flag in self.health_flags if flag not in HEALTH_FLAGS]

@@ -257,6 +257,8 @@ class Exchange:
             return
         except ConnectFailure as exc:
             self.upstream_tried = True
+            if host.outlier is not None:
+                host.outlier.on_local_failure(exc.timed_out)
             self._add_flag(flags.UPSTREAM_CONNECTION_FAILURE)
             self._upstream_failed(
                 503,
@@ -391,6 +393,8 @@ class Exchange:
                 host.rq_error += 1
             else:
                 host.rq_success += 1
+            if host.outlier is not None:
+                host.outlier.on_status(status)
         upgrade = status == 101
         self.response_has_body = has_body = response_has_body(request.method, status)
         elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
@@ -592,6 +596,8 @@ class Exchange:
             return
         if not self.head_sent:
             self._add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
+            if self.host is not None and self.host.outlier is not None:
+                self.host.outlier.on_local_failure(False)
             self._upstream_failed(
                 503,
                 "upstream connect error or disconnect/reset before headers. "
@@ -633,6 +639,8 @@ class Exchange:
             if not self.head_sent:
                 host.rq_error += 1
                 self.upstream_code = 504
+                if host.outlier is not None:
+                    host.outlier.on_local_failure(True)
         self._abandon(flags.UPSTREAM_REQUEST_TIMEOUT, 504, "upstream request timeout", close=False)
 
     def on_timeout(self, body: str, flag: str) -> None:

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import socket
+import time
 from dataclasses import dataclass, field
 
 from remora.proxy.addresses import address_string
@@ -17,6 +19,7 @@ from remora.proxy.upstream.config import ClusterConfig, DiscoveryType, EndpointC
 from remora.proxy.upstream.health_checker import HealthChecker
 from remora.proxy.upstream.health_flags import FAILED_EDS_HEALTH, UNAVAILABLE
 from remora.proxy.upstream.lb import Balancer, WeightedRoundRobin
+from remora.proxy.upstream.outlier import HostOutlier, OutlierDetector, OutlierStats
 from remora.proxy.upstream.pool import HostPool
 
 log = logging.getLogger("remora.upstream")
@@ -34,6 +37,7 @@ class Host:
         "hostname",
         "locality",
         "locality_weight",
+        "outlier",
         "pool",
         "port",
         "priority",
@@ -54,6 +58,9 @@ class Host:
         self.locality_weight = endpoint.locality_weight
         self.priority = endpoint.priority
         self.health_flags = FAILED_EDS_HEALTH if endpoint.eds_unhealthy else 0
+        # Outlier detection's counters for this host; None when the cluster has none, so the
+        # data path's report is one attribute test.
+        self.outlier: HostOutlier | None = None
         self.cx_active = 0
         self.cx_total = 0
         self.rq_active = 0
@@ -144,6 +151,17 @@ class Cluster:
         self.health_checker = (
             HealthChecker(self, config.health_check, store) if config.health_check else None
         )
+        self.outlier_detector: OutlierDetector | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
+        if config.outlier_detection is not None:
+            self.outlier_detector = OutlierDetector(
+                config.outlier_detection,
+                OutlierStats.create(store, config.name),
+                config.name,
+                self.health_changed,
+                time.monotonic,
+                random.random,
+            )
         if config.discovery is not DiscoveryType.STRICT_DNS:
             self._set_hosts([(e.host, e.port, e) for e in config.endpoints])
 
@@ -153,6 +171,10 @@ class Cluster:
             self._dns_task = asyncio.create_task(self._dns_loop(), name=f"dns:{self.name}")
         if self.health_checker is not None:
             await self.health_checker.start()
+        if self.outlier_detector is not None:
+            self._sweep_task = asyncio.create_task(
+                self._sweep_loop(self.outlier_detector), name=f"outlier:{self.name}"
+            )
 
     def pick(self, hash_key: int | None = None) -> Host | None:
         """A host by the cluster's lb_policy (`balancer.py`); `hash_key` from the route's
@@ -177,25 +199,32 @@ class Cluster:
 
     async def retire(self) -> None:
         """Replaced or removed by a config update: requests in flight finish undisturbed."""
-        await self._stop_dns()
+        await self._stop_tasks()
         if self.health_checker is not None:
             await self.health_checker.stop()
         for host in self.hosts:
             host.pool.retire()
 
     async def close(self) -> None:
-        await self._stop_dns()
+        await self._stop_tasks()
         if self.health_checker is not None:
             await self.health_checker.stop()
         for host in self.hosts:
             host.pool.close()
 
-    async def _stop_dns(self) -> None:
-        if self._dns_task is not None:
-            self._dns_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dns_task
-            self._dns_task = None
+    async def _stop_tasks(self) -> None:
+        """Stop the background tasks: DNS refresh, and the outlier sweep."""
+        for task in (self._dns_task, self._sweep_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._dns_task = self._sweep_task = None
+
+    async def _sweep_loop(self, detector: OutlierDetector) -> None:
+        while True:
+            await asyncio.sleep(detector.config.interval)
+            detector.sweep()
 
     def _set_hosts(self, entries: list[tuple[str, int, EndpointConfig]]) -> None:
         """`entries`: (address, port, the endpoint it came from) — a STRICT_DNS endpoint gives
@@ -214,6 +243,8 @@ class Cluster:
         self.hosts = hosts
         if self.health_checker is not None:
             self.health_checker.sync(hosts)
+        if self.outlier_detector is not None:
+            self.outlier_detector.sync(hosts)
         self._rebalance()
 
     def _rebalance(self) -> None:

@@ -17,6 +17,7 @@ from remora.config.common import optional_seconds, socket_address
 from remora.config.errors import ErrorCollector
 from remora.proxy.upstream.health_check_config import HealthCheckConfig, compile_health_checks
 from remora.proxy.upstream.lb_config import LbConfig, compile_lb
+from remora.proxy.upstream.outlier_config import OutlierConfig, compile_outlier_detection
 
 support.register(
     "envoy.config.cluster.v3.Cluster",
@@ -138,6 +139,7 @@ class ClusterConfig:
     lb: LbConfig = dataclasses.field(default_factory=LbConfig)
     overprovisioning_factor: int = DEFAULT_OVERPROVISIONING
     health_check: HealthCheckConfig | None = None
+    outlier_detection: OutlierConfig | None = None
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -156,6 +158,7 @@ def compile_cluster(
         errors.add(f"{path}.type", f"not supported: {path}.type ({discovery_name})")
     lb = compile_lb(cluster, path, errors)
     health_check = compile_health_checks(cluster, path, errors)
+    outlier_detection = compile_outlier_detection(cluster, path, errors)
     eds_service_name = ""
     if discovery_name == "EDS":
         eds = cluster.eds_cluster_config
@@ -239,6 +242,7 @@ def compile_cluster(
         locality_weighted=cluster.common_lb_config.HasField("locality_weighted_lb_config"),
         lb=lb,
         health_check=health_check,
+        outlier_detection=outlier_detection,
     )
 
 

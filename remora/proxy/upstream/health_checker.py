@@ -223,6 +223,14 @@ class HealthChecker:
             log.info("health check: cluster %s host %s passed", self.cluster.name, host)
         changed = flags != host.health_flags
         host.health_flags = flags
+        detector = self.cluster.outlier_detector
+        if (
+            outcome is Outcome.PASS
+            and detector is not None
+            and detector.config.successful_active_health_check_uneject_host
+            and host.outlier is not None
+        ):
+            changed |= detector.uneject(host.outlier)
         self._first[host].set()
         if changed:
             self._count_healthy()
