@@ -146,7 +146,7 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     "make test": Elsewhere(".ci/run", "make test", "CI runs it on a clean clone"),
     "curl -s http://127.0.0.1:10000/hello": WithDemo(('"upstream": "demo-', '"path": "/hello"')),
     "curl -s http://127.0.0.1:9901/stats | grep upstream_rq_2xx": WithDemo(("upstream_rq_2xx",)),
-    "curl -s http://127.0.0.1:9901/stats/prometheus | grep envoy_cluster_upstream_rq_total": WithDemo(
+    "curl -s http://127.0.0.1:9901/stats/prometheus | grep rq_total": WithDemo(
         ("envoy_cluster_upstream_rq_total",)
     ),
     # README: your own config
