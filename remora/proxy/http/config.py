@@ -56,7 +56,13 @@ support.register(
 support.register("envoy.extensions.filters.http.router.v3.Router", set())
 support.register(
     "envoy.config.core.v3.HttpProtocolOptions",
-    {"idle_timeout", "max_headers_count", "max_requests_per_connection"},
+    {
+        "idle_timeout",
+        "max_headers_count",
+        "max_requests_per_connection",
+        "max_connection_duration",
+        "max_stream_duration",
+    },
 )
 support.register(
     "envoy.config.core.v3.Http1ProtocolOptions", {"accept_http_10", "default_host_for_http_10"}
@@ -101,6 +107,11 @@ class HcmConfig:
     # RDS over ADS: the RouteConfiguration to fetch. Until it arrives `route_table` is empty and
     # the listener is warming (the ADS client supplies the table with `dataclasses.replace`).
     rds_name: str = ""
+    # common_http_protocol_options: a connection is drained this long after it opened (closed
+    # at once when idle, else after its response); a request is answered 408/504 (`DT`) this
+    # long after it began. None: no limit, Envoy's default.
+    max_connection_duration: float | None = None
+    max_stream_duration: float | None = None
 
 
 def compile_hcm(
@@ -160,6 +171,8 @@ def compile_hcm(
             common.max_headers_count.value if common.HasField("max_headers_count") else 100
         ),
         idle_timeout=optional_seconds(common, "idle_timeout", 3600.0),
+        max_connection_duration=optional_seconds(common, "max_connection_duration", None),
+        max_stream_duration=optional_seconds(common, "max_stream_duration", None),
         stream_idle_timeout=optional_seconds(config, "stream_idle_timeout", 300.0),
         request_timeout=optional_seconds(config, "request_timeout", None),
         request_headers_timeout=optional_seconds(config, "request_headers_timeout", None),

@@ -20,7 +20,7 @@ from remora.proxy.addresses import address_string
 from remora.proxy.http.exchange import Exchange
 from remora.proxy.http.h1_codec import Headers, encode_response_head, unterminated_line
 from remora.proxy.http.request import Request
-from remora.proxy.response_flags import STREAM_IDLE_TIMEOUT
+from remora.proxy.response_flags import DURATION_TIMEOUT, STREAM_IDLE_TIMEOUT
 
 if TYPE_CHECKING:
     from remora.proxy.http.listener import HttpListener
@@ -53,6 +53,7 @@ _NO_SECTION, _HEAD, _TRAILERS, _CHUNK_LINE = range(4)
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "_aged",
         "_began_in_read",
         "_chunk_header_in_read",
         "_chunk_line_anchored",
@@ -79,6 +80,7 @@ class DownstreamConnection(asyncio.Protocol):
         "last_activity",
         "listener",
         "loop",
+        "opened_at",
         "parser",
         "parsing",
         "queue",
@@ -129,7 +131,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._chunk_line_anchored = False  # a size line began in this read
         self._idle_bytes = 0  # empty lines read since the last message, before the next begins
         self._url = bytearray()
-        self.last_activity = time.monotonic()
+        self.last_activity = self.opened_at = time.monotonic()
+        self._aged = False  # max_connection_duration has passed: no request after this one
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
@@ -462,6 +465,7 @@ class DownstreamConnection(asyncio.Protocol):
             not keep_alive
             or self.tunnel_mode
             or self.listener.draining
+            or self._aged
             or (max_requests is not None and self.requests_started >= max_requests)
         ):
             self.close()
@@ -487,6 +491,7 @@ class DownstreamConnection(asyncio.Protocol):
             not request.keep_alive
             or (self.closing and not self.queue and self._error_reply is None)
             or self.listener.draining
+            or self._aged
             or (max_requests is not None and self.requests_started >= max_requests)
         )
 
@@ -629,8 +634,14 @@ class DownstreamConnection(asyncio.Protocol):
                 candidates.append((self.last_activity + hcm.stream_idle_timeout, "stream_idle"))
             if active.route_deadline is not None:
                 candidates.append((active.route_deadline, "route"))
+            if hcm.max_stream_duration is not None and not self.tunnel_mode:
+                candidates.append(
+                    (active.request.started_at + hcm.max_stream_duration, "stream_duration")
+                )
         elif not self.queue and not self.tunnel_mode and hcm.idle_timeout is not None:
             candidates.append((self.last_activity + hcm.idle_timeout, "idle"))
+        if hcm.max_connection_duration is not None and not self._aged:
+            candidates.append((self.opened_at + hcm.max_connection_duration, "max_duration"))
         return min(candidates) if candidates else None
 
     def deadline_added(self, at: float) -> None:
@@ -678,6 +689,17 @@ class DownstreamConnection(asyncio.Protocol):
         elif kind == "route":
             if self.active is not None:
                 self.active.on_route_timeout()
+        elif kind == "max_duration":
+            # Envoy's drain for HTTP/1.1: an idle connection closes now, a busy one after the
+            # response it is on (which says `connection: close`).
+            stats.downstream_cx_max_duration_reached.inc()
+            self._aged = True
+            if self.active is None and not self.queue and self.parsing is None:
+                self.close()
+        elif kind == "stream_duration":
+            stats.downstream_rq_max_duration_reached.inc()
+            if self.active is not None:
+                self.active.on_timeout("downstream duration timeout", DURATION_TIMEOUT)
         elif kind == "request":
             stats.downstream_rq_timeout.inc()
             if self.active is not None:

@@ -21,6 +21,7 @@ class HcmStats:
     downstream_cx_upgrades_total: Counter
     downstream_cx_upgrades_active: Gauge
     downstream_cx_drain_close: Counter
+    downstream_cx_max_duration_reached: Counter
     downstream_rq_total: Counter
     downstream_rq_http1_total: Counter
     downstream_rq_active: Gauge
@@ -33,6 +34,7 @@ class HcmStats:
     downstream_rq_timeout: Counter
     downstream_rq_idle_timeout: Counter
     downstream_rq_header_timeout: Counter
+    downstream_rq_max_duration_reached: Counter
     downstream_rq_rx_reset: Counter
     downstream_rq_tx_reset: Counter
     downstream_rq_too_large: Counter

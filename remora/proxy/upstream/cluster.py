@@ -105,6 +105,8 @@ class ClusterStats:
     upstream_cx_connect_fail: Counter
     upstream_cx_connect_timeout: Counter
     upstream_cx_overflow: Counter
+    upstream_cx_idle_timeout: Counter
+    upstream_cx_max_duration_reached: Counter
     upstream_cx_rx_bytes_total: Counter
     upstream_cx_tx_bytes_total: Counter
     upstream_rq_total: Counter

@@ -48,7 +48,15 @@ support.register(
 # The core message is shared with the connection manager, whose compiler refuses this field.
 support.register("envoy.config.core.v3.HttpProtocolOptions", {"max_response_headers_kb"})
 # Of the core HttpProtocolOptions, what a cluster implements (the rest are refused by path).
-_CLUSTER_COMMON_FIELDS = frozenset({"max_headers_count", "max_response_headers_kb"})
+_CLUSTER_COMMON_FIELDS = frozenset(
+    {
+        "max_headers_count",
+        "max_response_headers_kb",
+        "idle_timeout",
+        "max_connection_duration",
+        "max_requests_per_connection",
+    }
+)
 support.register("envoy.config.cluster.v3.Cluster.EdsClusterConfig", {"eds_config", "service_name"})
 support.register("envoy.config.core.v3.ConfigSource", {"ads", "resource_api_version"})
 support.register("envoy.config.core.v3.AggregatedConfigSource", set())
@@ -140,6 +148,10 @@ class ClusterConfig:
     overprovisioning_factor: int = DEFAULT_OVERPROVISIONING
     health_check: HealthCheckConfig | None = None
     outlier_detection: OutlierConfig | None = None
+    # common_http_protocol_options: an idle pooled connection closes after idle_timeout
+    # (Envoy's default 1 h); a connection is not reused past max_connection_duration.
+    idle_timeout: float | None = 3600.0
+    max_connection_duration: float | None = None
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
@@ -230,10 +242,14 @@ def compile_cluster(
             else _DEFAULT_BUFFER_LIMIT
         ),
         max_requests_per_connection=(
-            cluster.max_requests_per_connection.value or None
+            common.max_requests_per_connection.value or None
+            if common.HasField("max_requests_per_connection")
+            else cluster.max_requests_per_connection.value or None
             if cluster.HasField("max_requests_per_connection")
             else None
         ),
+        idle_timeout=optional_seconds(common, "idle_timeout", 3600.0),
+        max_connection_duration=optional_seconds(common, "max_connection_duration", None),
         eds_service_name=eds_service_name,
         max_response_headers_bytes=max_kb * 1024,
         max_response_headers_count=(

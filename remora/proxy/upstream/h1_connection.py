@@ -50,6 +50,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_status",
         "closed",
         "connected",
+        "expired",
+        "idle_since",
         "keep_alive",
         "pool",
         "requests",
@@ -74,6 +76,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.upgraded = False
         self.writable = True
         self.requests = 0
+        self.expired = False  # past the cluster's max_connection_duration: not reused
+        self.idle_since = 0.0  # when it last went back to the pool
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Response header limits (Envoy's max_response_headers_kb and max_headers_count), and
         # the count of a head or trailer section as it arrives, as on the downstream side.

@@ -7,6 +7,7 @@ cluster, so the pool asks its cluster before opening a connection or queueing a 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,16 @@ class ConnectFailure(Exception):
 
 
 class HostPool:
-    __slots__ = ("_idle", "_waiters", "buffer_limit", "cluster", "connections", "host", "retired")
+    __slots__ = (
+        "_idle",
+        "_idle_timer",
+        "_waiters",
+        "buffer_limit",
+        "cluster",
+        "connections",
+        "host",
+        "retired",
+    )
 
     def __init__(self, cluster: Cluster, host: Host) -> None:
         self.cluster = cluster
@@ -39,6 +49,9 @@ class HostPool:
         self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
         self.connections: set[UpstreamConnection] = set()
         self.retired = False
+        # One timer for the pool's idle_timeout, set for its longest-idle connection: the
+        # idle list is a stack, so that one is at the bottom.
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def take_idle(self) -> UpstreamConnection | None:
         """The hot path: reuse an idle keep-alive connection without awaiting anything."""
@@ -120,7 +133,21 @@ class HostPool:
             raise
         self.host.cx_total += 1
         self.host.cx_active += 1
+        duration = cluster.config.max_connection_duration
+        if duration is not None:
+            loop.call_later(duration, self._expire, conn)
         return conn
+
+    def _expire(self, conn: UpstreamConnection) -> None:
+        """max_connection_duration: an idle connection closes now, a busy one after its
+        exchange (Envoy drains it the same way)."""
+        if conn.closed:
+            return
+        self.cluster.stats.upstream_cx_max_duration_reached.inc()
+        conn.expired = True
+        if conn in self._idle:
+            self._idle.remove(conn)
+            conn.close()
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection after a complete exchange; reuse it when both sides allow."""
@@ -130,6 +157,7 @@ class HostPool:
             or conn.closed
             or not conn.keep_alive
             or conn.upgraded
+            or conn.expired
             or (limit is not None and conn.requests >= limit)
         ):
             conn.close()
@@ -139,7 +167,29 @@ class HostPool:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
+        conn.idle_since = time.monotonic()
         self._idle.append(conn)
+        if self._idle_timer is None and self.cluster.config.idle_timeout is not None:
+            self._arm_idle_timer(self.cluster.config.idle_timeout)
+
+    def _arm_idle_timer(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = self._idle[0].idle_since + timeout - time.monotonic()
+        self._idle_timer = loop.call_at(loop.time() + max(0.0, due), self._on_idle_timer)
+
+    def _on_idle_timer(self) -> None:
+        self._idle_timer = None
+        timeout = self.cluster.config.idle_timeout
+        if timeout is None:
+            return
+        now = time.monotonic()
+        expired = [conn for conn in self._idle if now - conn.idle_since >= timeout]
+        for conn in expired:
+            self._idle.remove(conn)
+            self.cluster.stats.upstream_cx_idle_timeout.inc()
+            conn.close()
+        if self._idle:
+            self._arm_idle_timer(timeout)
 
     def on_connection_closed(self, conn: UpstreamConnection) -> None:
         if conn not in self.connections:
@@ -168,11 +218,18 @@ class HostPool:
     def retire(self) -> None:
         """Stop reuse: idle connections close now, busy ones when their exchange ends."""
         self.retired = True
+        self._stop_idle_timer()
         for conn in self._idle:
             conn.close()
         self._idle.clear()
 
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
     def close(self) -> None:
+        self._stop_idle_timer()
         for conn in list(self.connections):
             conn.close()
         self._idle.clear()
