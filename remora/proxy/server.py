@@ -68,6 +68,9 @@ class ProxyServer:
         self._flush_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Held while the listener and cluster sets change (`apply`): an xDS update and a reload
+        # each compute the whole set from what they know, so they must not interleave.
+        self.update_lock = asyncio.Lock()
         # Set by the ADS client: extra /config_dump entries (versions, last NACK reason).
         self.xds_status: Callable[[], list[dict[str, Any]]] | None = None
         self._server_state = self.store.gauge("server.state")
@@ -139,7 +142,31 @@ class ProxyServer:
             listener.name, runtime, server, str(bound[0]), int(bound[1]), listener
         )
 
-    # -- dynamic updates (xDS) -------------------------------------------------------------
+    # -- dynamic updates (xDS, reloads) ----------------------------------------------------
+    async def apply_static(self, config: ProxyConfig) -> None:
+        """Serve a reloaded bootstrap's listeners and clusters (a proxy without ADS)."""
+        async with self.update_lock:
+            await self.apply(config.clusters, config.listeners)
+            self.config = config
+
+    async def apply(
+        self, clusters: Mapping[str, ClusterConfig], listeners: Sequence[ListenerConfig]
+    ) -> None:
+        """Make `clusters` and `listeners` the running sets, all or nothing; hold `update_lock`.
+
+        Clusters arrive before the listeners that route to them and leave only after the
+        listeners that routed to them, so no new request finds its cluster missing midway. When a
+        listener cannot bind, the clusters go back to what they were and the OSError propagates."""
+        assert self.update_lock.locked(), "apply() runs under update_lock"
+        before = {name: cluster.config for name, cluster in self.clusters.items()}
+        await self.update_clusters({**before, **clusters})
+        try:
+            await self.update_listeners(listeners)
+        except OSError:
+            await self.update_clusters(before)
+            raise
+        await self.update_clusters(clusters)
+
     async def update_clusters(self, configs: Mapping[str, ClusterConfig]) -> None:
         """Make `configs` the cluster set. Requests in flight keep the cluster they started
         with; a removed or replaced cluster stops handing out connections and closes the
