@@ -15,6 +15,7 @@ listener change behind a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -257,8 +258,9 @@ class Reloader:
             self.stats.restart_required.inc()
             for note in plan.needs_restart:
                 log.warning(
-                    "reload (%s): %s changed, which needs a restart; it runs as before", reason, note
-                )
+                    "reload (%s): %s changed, which needs a restart; it runs as before",
+                    reason, note,
+                )  # fmt: skip
         if plan.changed:
             try:
                 await self._apply(plan.config)
@@ -340,10 +342,8 @@ class Reloader:
         for task in (self._watch_task, self._task):
             if task is not None:
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
         self._watch_task = self._task = None
 
 
