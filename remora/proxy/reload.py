@@ -267,7 +267,10 @@ class Reloader:
             except OSError as exc:  # a bind failure: nothing of the reload was applied
                 _close(unused_loggers(new, old.listeners))
                 self.stats.rejected.inc()
-                log.error("reload (%s) refused, the running config is kept: %s", reason, exc)
+                log.error(
+                    "reload (%s) refused, the running config is kept: %s",
+                    reason, exc.strerror or exc,
+                )  # fmt: skip
                 return False
         _close(unused_loggers(new, plan.config.listeners))
         self.stats.success.inc()
