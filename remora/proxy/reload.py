@@ -315,6 +315,8 @@ class Reloader:
         import watchfiles
 
         file = Path(self.path).absolute()
+        # Its "1 change detected" per event says less than the reload line that follows.
+        logging.getLogger("watchfiles").setLevel(max(log.getEffectiveLevel(), logging.WARNING))
 
         def concerns_file(_change: watchfiles.Change, path: str) -> bool:
             return Path(path).name == file.name or file.is_symlink()
