@@ -172,7 +172,7 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
         try:
             await server.serve_forever()
         finally:
-            loop.remove_signal_handler(signal.SIGHUP)
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no reload while closing
             if reloader is not None:
                 await reloader.close()
             if client is not None:
