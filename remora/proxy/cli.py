@@ -10,6 +10,19 @@ from typing import Any
 
 from remora.config.errors import ConfigErrors
 
+_DESCRIPTION = """\
+Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.
+
+SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open
+requests finish within the drain timeout, then the process exits 0.
+
+SIGHUP reloads the file (so does every change to it, with --watch). Static
+listeners and clusters that were added, removed or changed are applied without
+dropping a connection. An invalid file is logged with every error, and the
+running config keeps serving. The admin address, dynamic_resources and node
+need a restart: a reload logs that and applies the rest.
+"""
+
 _EXAMPLES = """\
 examples:
   remora proxy -c examples/front-proxy.yaml
@@ -23,14 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "proxy",
         help="run the proxy from an Envoy v3 bootstrap (YAML or JSON)",
-        description="Run the proxy from an Envoy v3 bootstrap, or validate it with --validate. "
-        "SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open "
-        "requests finish within the drain timeout, then the process exits 0. "
-        "SIGHUP reloads the file (so does every change to it, with --watch): static listeners "
-        "and clusters that were added, removed or changed are applied without dropping a "
-        "connection; an invalid file is logged with every error and the running config keeps "
-        "serving. The admin address, dynamic_resources and node need a restart: a reload "
-        "logs that and applies the rest.",
+        description=_DESCRIPTION,
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -338,7 +338,11 @@ async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> Non
 def test_help_describes_reloads_and_watch_refuses_validate(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "remora", "proxy"]
     shown = subprocess.run([*run, "--help"], capture_output=True, text=True, timeout=60)
-    assert "SIGHUP reloads the file" in shown.stdout and "--watch" in shown.stdout
+    assert (
+        "SIGHUP reloads the file" in shown.stdout
+        and "need a restart" in shown.stdout
+        and "--watch" in shown.stdout
+    )
     path = tmp_path / "b.json"
     path.write_text(json.dumps(bootstrap([http_listener(routes=_direct("x"))], [])))
     both = subprocess.run(
