@@ -247,7 +247,7 @@ async def _until_body(port: int, body: str, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_watch_applies_an_edit_and_an_atomic_replace(tmp_path: Path) -> None:
+async def test_watch_applies_edits_atomic_replaces_and_symlink_swaps(tmp_path: Path) -> None:
     config = bootstrap([http_listener(routes=_direct("v1"))], [])
     async with _proxy(config, tmp_path, "--watch") as (_process, ports, lines):
         await lines.wait_for("watching")
@@ -271,6 +271,23 @@ async def test_watch_applies_an_edit_and_an_atomic_replace(tmp_path: Path) -> No
         _write(tmp_path, config)
         await _until_body(ports["http"], "again")
         assert len(await lines.wait_for("reload (file changed) of")) == 3
+
+        # Kubernetes mounts a ConfigMap as FILE -> ..data/FILE and swaps the `..data` symlink.
+        for version in ("k1", "k2"):
+            (tmp_path / version).mkdir()
+            _set_routes(config, _direct(version))
+            (tmp_path / version / "bootstrap.json").write_text(json.dumps(config))
+        (tmp_path / "..data").symlink_to("k1")
+        os.replace(_symlink(tmp_path, "..data/bootstrap.json"), bootstrap_path(tmp_path))
+        await _until_body(ports["http"], "k1")
+        os.replace(_symlink(tmp_path, "k2"), tmp_path / "..data")
+        await _until_body(ports["http"], "k2")
+
+
+def _symlink(directory: Path, target: str) -> Path:
+    link = directory / ".staging-link"
+    link.symlink_to(target)
+    return link
 
 
 async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> None:
