@@ -103,12 +103,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load(args.config)
     except ConfigErrors as exc:
-        print(f"error: invalid configuration {args.config!r}:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        count = len(exc.errors)
-        if count > 1:
-            print(f"{count} errors", file=sys.stderr)
+        heading, *rest = exc.listing(args.config)
+        print(f"error: {heading}", *rest, sep="\n", file=sys.stderr)
         return 1
     for warning in config.warnings:
         logging.getLogger("remora.config").warning("%s", warning)

@@ -248,7 +248,7 @@ class Reloader:
         # Parsing and compiling a large bootstrap takes a while; the data path keeps running.
         self._digest, new = await asyncio.to_thread(self._read, self.path)
         if isinstance(new, ConfigErrors):
-            self._rejected(reason, new.errors)
+            self._rejected(reason, new)
             return False
         old = self._running()
         plan = plan_reload(old, new)
@@ -291,16 +291,12 @@ class Reloader:
             return digest, ConfigErrors([ConfigError("", message)])
         return digest, config
 
-    def _rejected(self, reason: str, errors: Sequence[ConfigError]) -> None:
+    def _rejected(self, reason: str, errors: ConfigErrors) -> None:
         self.stats.rejected.inc()
-        log.error(
-            "reload (%s) refused, the running config is kept: invalid configuration %r:",
-            reason, self.path,
-        )  # fmt: skip
-        for error in errors:
-            log.error("  %s", error)
-        if len(errors) > 1:
-            log.error("%d errors", len(errors))
+        heading, *rest = errors.listing(self.path)
+        log.error("reload (%s) refused, the running config is kept: %s", reason, heading)
+        for line in rest:
+            log.error("%s", line)
 
     # -- --watch ---------------------------------------------------------------------------------
     def start_watching(self) -> None:

@@ -300,6 +300,7 @@ async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> Non
             stop = asyncio.Event()
             failures: list[str] = []
             samples: list[tuple[float, str]] = []  # new connections: (started at, upstream)
+            answered: list[float] = []  # kept-alive connections: when each response came
 
             async def keep_alive_client() -> int:
                 done = 0
@@ -312,6 +313,7 @@ async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> Non
                             continue
                         if response.status_code != 200:
                             failures.append(f"{response.status_code} {response.text[:80]}")
+                        answered.append(time.monotonic())
                         done += 1
                 return done
 
@@ -345,9 +347,11 @@ async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> Non
             stop.set()
             counts = await asyncio.gather(*clients)
             assert failures == [], failures[:10]
-            assert min(counts) > 0 and sum(counts) > 200, counts
-            # A connection opened after a reload was logged went where that reload routed it.
+            assert min(counts) > 0, counts
+            # Traffic ran between every two reloads (so across each one), and a connection
+            # opened after a reload was logged went where that reload routed it.
             for start, end, expected in windows:
+                assert any(start <= at < end for at in answered), (start, end)
                 got = {name for at, name in samples if start <= at < end - 0.05}
                 assert got == {expected}, (start, end, expected, got)
 
