@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -100,6 +101,10 @@ def settle_heap() -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
+    if not args.validate:
+        # Before the loop takes SIGHUP over: the file is about to be read, so a signal saying it
+        # changed needs nothing more, and must not end the process (the default).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         config = load(args.config)
     except ConfigErrors as exc:
@@ -134,7 +139,6 @@ def _warn_stale_native() -> None:
 def run_config(config: Any, path: str | None = None, watch: bool = False) -> int:
     """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it."""
     import asyncio
-    import signal
 
     import uvloop
 
@@ -148,8 +152,10 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.request_shutdown, sig.name)
-        # Until the reloader is in place a SIGHUP is ignored rather than fatal (its default).
-        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        # A SIGHUP that comes while the listeners bind (the file was read already) is kept for
+        # the reloader; its default would kill the process.
+        early: list[str] = []
+        loop.add_signal_handler(signal.SIGHUP, early.append, "SIGHUP")
         await server.start()
         settle_heap()
         client = None
@@ -169,6 +175,8 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
                 accepting=lambda: server.state == "LIVE",
             )
             loop.add_signal_handler(signal.SIGHUP, reloader.request, "SIGHUP")
+            if early:
+                reloader.request("SIGHUP during start-up")
             if watch:
                 reloader.start_watching()
         try:
