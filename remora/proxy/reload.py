@@ -34,8 +34,10 @@ from remora.proxy.stats import Counter, Gauge, Store
 
 log = logging.getLogger("remora.reload")
 
-# Bootstrap parts that a running process cannot change; a reload keeps the running ones.
-RESTART_ONLY = ("admin", "dynamic_resources", "node")
+# Bootstrap parts that a running process cannot change; a reload keeps the running ones. The
+# node identity counts only with ADS (the stream was opened with it); a static proxy ignores it.
+RESTART_ONLY = ("admin", "dynamic_resources")
+RESTART_ONLY_WITH_ADS = (*RESTART_ONLY, "node")
 
 T = TypeVar("T")
 
@@ -97,16 +99,18 @@ def plan_reload(old: ProxyConfig, new: ProxyConfig) -> ReloadPlan:
         _sources(new.source, "clusters"),
     )
     needs_restart = _restart_only_changes(old, new)
-    source = {k: v for k, v in new.source.items() if k not in RESTART_ONLY}
-    source.update({k: v for k, v in old.source.items() if k in RESTART_ONLY})
+    kept = RESTART_ONLY_WITH_ADS if old.ads is not None else RESTART_ONLY
+    source = {k: v for k, v in new.source.items() if k not in kept}
+    source.update({k: v for k, v in old.source.items() if k in kept})
+    node = old if old.ads is not None else new
     config = dataclasses.replace(
         new,
         listeners=tuple(listeners.values()),
         clusters=clusters,
         admin=old.admin,
         source=source,
-        node_id=old.node_id,
-        node_cluster=old.node_cluster,
+        node_id=node.node_id,
+        node_cluster=node.node_cluster,
         ads=old.ads,
     )
     return ReloadPlan(config, listener_changes, cluster_changes, needs_restart)

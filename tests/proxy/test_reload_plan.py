@@ -62,9 +62,11 @@ def test_admin_dynamic_resources_and_node_are_kept_until_a_restart() -> None:
     assert plan.config.source["admin"] == old.source["admin"]  # /config_dump shows what runs
     assert plan.config.source["static_resources"] == new.source["static_resources"]
 
-    # Without ADS the node identity is unused, so changing it needs nothing.
+    # Without ADS the node identity is unused, so a change to it needs nothing and is taken.
     new_dict["node"] = {"id": "renamed"}
-    assert "node" not in " ".join(plan_reload(old, _compiled(new_dict)).needs_restart)
+    renamed = plan_reload(old, _compiled(new_dict))
+    assert "node" not in " ".join(renamed.needs_restart)
+    assert renamed.config.node_id == "renamed" and renamed.config.source["node"]["id"] == "renamed"
 
 
 def test_loggers_of_the_compiled_file_that_nothing_serves_with_are_found(tmp_path: Any) -> None:

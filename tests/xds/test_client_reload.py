@@ -4,7 +4,7 @@ A proxy with a static listener takes LDS from an in-process control plane, one d
 named like the static one (shadowed) and one of its own. A reload that drops the static listener
 serves the shadowed dynamic one at once, without a new push; one whose new static listener takes
 a dynamic listener's address keeps the static one and says so, and later pushes are checked
-against the reloaded static set. A change to dynamic_resources is kept out until a restart.
+against the reloaded static set. A change to dynamic_resources or the node is kept out until a restart.
 """
 
 from __future__ import annotations
@@ -98,12 +98,16 @@ async def test_a_reload_merges_with_dynamic_listeners_static_first(
         # dynamic_resources cannot change under a running ADS stream: kept, and logged.
         moved = copy.deepcopy(first)
         moved["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+        moved["node"]["id"] = "p2"
         path.write_text(json.dumps(moved))
         caplog.clear()
         assert await reloader.reload("test")
         assert any("dynamic_resources changed, which needs a restart" in r.message
                    for r in caplog.records)  # fmt: skip
+        assert any("node (the identity the ADS stream was opened with) changed" in r.message
+                   for r in caplog.records)  # fmt: skip
         assert caplog.records[-1].message.endswith(": no change")
+        assert proxy.config.node_id == "p1"
         assert proxy.config.source["dynamic_resources"] == first["dynamic_resources"]
         assert cache.nacks.total == 1
     finally:
