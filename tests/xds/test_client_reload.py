@@ -4,7 +4,8 @@ A proxy with a static listener takes LDS from an in-process control plane, one d
 named like the static one (shadowed) and one of its own. A reload that drops the static listener
 serves the shadowed dynamic one at once, without a new push; one whose new static listener takes
 a dynamic listener's address keeps the static one and says so, and later pushes are checked
-against the reloaded static set. A change to dynamic_resources or the node is kept out until a restart.
+against the reloaded static set. A change to dynamic_resources or the node is kept out until a
+restart.
 """
 
 from __future__ import annotations
