@@ -194,29 +194,27 @@ class ProxyServer:
         """Make `configs` the listener set without dropping connections.
 
         A listener whose address and kind are unchanged keeps its socket: new connections get
-        the new config, existing ones finish on the config they were accepted with. Others are
-        started, or stop accepting and drain.
+        the new config, existing ones finish on the config they were accepted with. So does one
+        renamed on the same address, kind unchanged. Others are started, or stop accepting and
+        drain.
 
         All or nothing: new sockets are bound before anything changes, so a bind failure (an
         address another process holds) raises OSError with every listener as it was."""
         wanted = {listener.name: listener for listener in configs}
         current = {running.name: running for running in self.listeners}
-        keep = {
-            name
-            for name, running in current.items()
-            if name in wanted and _same_socket(running.config, wanted[name])
-        }
-        # A listener leaving an address that a new one takes (a rename) must let go of it
-        # first; that one step cannot be undone if a later bind fails.
-        leaving = [r for name, r in current.items() if name not in keep]
-        arriving = {wanted[name].address for name in wanted if name not in keep}
+        successor = _successors(current, wanted)  # running name -> the wanted name it becomes
+        # A listener leaving an address that a new one takes (a change of kind) must let go of
+        # it first; that one step cannot be undone if a later bind fails.
+        leaving = [r for name, r in current.items() if name not in successor]
+        taking_over = set(successor.values())
+        arriving = {wanted[name].address for name in wanted if name not in taking_over}
         for running in leaving:
             if running.config.address in arriving and running.config.address.port != 0:
                 running.server.close()
         started: list[RunningListener] = []
         try:
             for name, listener in wanted.items():
-                if name not in keep:
+                if name not in taking_over:
                     started.append(await self._start_listener(listener))
         except OSError:
             for running in started:
@@ -224,10 +222,13 @@ class ProxyServer:
             raise
         kept: list[RunningListener] = []
         for running in self.listeners:
-            if running.name not in keep:
+            if running.name not in successor:
                 self._retire_listener(running)
                 continue
-            new = wanted[running.name]
+            new = wanted[successor[running.name]]
+            if new.name != running.name:
+                log.info("listener %s is now %s, on the same socket", running.name, new.name)
+                running.name = new.name
             if new != running.config:
                 self._reconfigure(running, new)
             kept.append(running)
@@ -458,6 +459,29 @@ def _only_endpoints_differ(old: ClusterConfig, new: ClusterConfig) -> bool:
         old.discovery is DiscoveryType.EDS
         and dataclasses.replace(old, endpoints=new.endpoints) == new
     )
+
+
+def _successors(
+    current: Mapping[str, RunningListener], wanted: Mapping[str, ListenerConfig]
+) -> dict[str, str]:
+    """Which running listeners keep their socket, and under which name."""
+    successor = {
+        name: name
+        for name, running in current.items()
+        if name in wanted and _same_socket(running.config, wanted[name])
+    }
+    vacated = {
+        running.config.address: name
+        for name, running in current.items()
+        if name not in wanted and running.config.address.port != 0
+    }
+    for name, listener in wanted.items():
+        if name in current:
+            continue
+        old = vacated.pop(listener.address, None)
+        if old is not None and _same_socket(current[old].config, listener):
+            successor[old] = name
+    return successor
 
 
 def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:
