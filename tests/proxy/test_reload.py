@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -217,7 +218,7 @@ async def test_listeners_added_and_removed_and_the_admin_needs_a_restart(tmp_pat
 async def test_a_listener_that_cannot_bind_leaves_everything_as_it_was(tmp_path: Path) -> None:
     config = bootstrap([http_listener(routes=_direct("v1"))], [])
     async with _proxy(config, tmp_path) as (process, ports, lines):
-        taken = socket_held()
+        taken = _held_port()
         try:
             _set_routes(config, _direct("v2"))
             blocked = http_listener(routes=_direct("x"), name="blocked")
@@ -231,9 +232,8 @@ async def test_a_listener_that_cannot_bind_leaves_everything_as_it_was(tmp_path:
             taken.close()
 
 
-def socket_held() -> Any:
-    import socket
-
+def _held_port() -> socket.socket:
+    """A port another process (this test) listens on, so the proxy cannot bind it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
