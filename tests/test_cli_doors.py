@@ -54,6 +54,8 @@ def _doors(tmp: Path) -> dict[str, list[str]]:
         "proxy typo": ["proxy", "-c", str(tmp / "typo.yaml"), "--validate"],
         "proxy a directory": ["proxy", "-c", str(tmp)],
         "proxy bad log level": ["proxy", "-c", str(tmp / "typo.yaml"), "--log-level", "loud"],
+        "proxy watch with validate": ["proxy", "-c", str(tmp / "typo.yaml"), "--watch",
+                                      "--validate"],
         "demo port out of range": ["demo", "--http-port", "99999"],
         "demo port not a number": ["demo", "--admin-port", "ninety"],
         "demo one upstream port": ["demo", "--upstream-ports", "18081"],

@@ -154,6 +154,7 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     ".venv/bin/remora proxy --config examples/front-proxy.yaml --validate": Run(
         expect=("configuration 'examples/front-proxy.yaml' OK",)
     ),
+    ".venv/bin/remora proxy --config examples/front-proxy.yaml --watch": Serve(10000, (9901,)),
     # README and docs/xds.md: the control plane
     ".venv/bin/remora control-plane --config-dir examples/mesh --validate": Run(
         expect=("configuration 'examples/mesh' OK: 3 services",)

@@ -88,6 +88,12 @@ def compile_bootstrap(
         warnings = [
             w for w in warnings if not w.startswith(("ignored: node.id", "ignored: node.cl"))
         ]
+    if errors.errors:
+        # A refused config serves nothing: the log files its listeners opened are closed now,
+        # not leaked once per rejected reload of a running proxy.
+        for listener in listeners:
+            for logger in listener.network_filter.access_logs:
+                logger.close()
     errors.raise_if_any()
     return ProxyConfig(
         listeners=tuple(listeners),

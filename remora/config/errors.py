@@ -23,6 +23,14 @@ class ConfigErrors(Exception):
         self.errors = list(errors)
         super().__init__("\n".join(str(e) for e in self.errors))
 
+    def listing(self, source: str) -> list[str]:
+        """The report as lines, the same at start-up (printed) and on a reload (logged), so an
+        operator who learnt to read one can read the other."""
+        lines = [f"invalid configuration {source!r}:", *(f"  {e}" for e in self.errors)]
+        if len(self.errors) > 1:
+            lines.append(f"{len(self.errors)} errors")
+        return lines
+
 
 class ErrorCollector:
     """Accumulates errors while compiling, so one pass reports every problem."""

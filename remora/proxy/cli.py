@@ -5,15 +5,30 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import signal
 import sys
 from typing import Any
 
 from remora.config.errors import ConfigErrors
 
+_DESCRIPTION = """\
+Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.
+
+SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open
+requests finish within the drain timeout, then the process exits 0.
+
+SIGHUP reloads the file (so does every change to it, with --watch). Static
+listeners and clusters that were added, removed or changed are applied without
+dropping a connection. An invalid file is logged with every error, and the
+running config keeps serving. The admin address, dynamic_resources and node
+need a restart: a reload logs that and applies the rest.
+"""
+
 _EXAMPLES = """\
 examples:
   remora proxy -c examples/front-proxy.yaml
   remora proxy -c examples/front-proxy.yaml --validate
+  remora proxy -c examples/front-proxy.yaml --watch     # or: kill -HUP <pid> after an edit
   remora demo --print-config > demo.json && remora proxy -c demo.json -l debug
 """
 
@@ -22,9 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "proxy",
         help="run the proxy from an Envoy v3 bootstrap (YAML or JSON)",
-        description="Run the proxy from an Envoy v3 bootstrap, or validate it with --validate. "
-        "SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open "
-        "requests finish within the drain timeout, then the process exits 0.",
+        description=_DESCRIPTION,
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -32,10 +45,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--config", "-c", required=True, metavar="FILE",
         help="the Envoy v3 bootstrap, YAML or JSON (static_resources and/or dynamic_resources)",
     )  # fmt: skip
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--validate",
         action="store_true",
         help="check the config like `envoy --mode validate`: exit 0, or 1 listing every error",
+    )
+    mode.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the config whenever the file changes, as on SIGHUP (a running proxy only)",
     )
     add_log_level(parser)
     parser.set_defaults(handler=run)
@@ -82,15 +101,15 @@ def settle_heap() -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
+    if not args.validate:
+        # Before the loop takes SIGHUP over: the file is about to be read, so a signal saying it
+        # changed needs nothing more, and must not end the process (the default).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         config = load(args.config)
     except ConfigErrors as exc:
-        print(f"error: invalid configuration {args.config!r}:", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        count = len(exc.errors)
-        if count > 1:
-            print(f"{count} errors", file=sys.stderr)
+        heading, *rest = exc.listing(args.config)
+        print(f"error: {heading}", *rest, sep="\n", file=sys.stderr)
         return 1
     for warning in config.warnings:
         logging.getLogger("remora.config").warning("%s", warning)
@@ -103,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.validate:
         print(f"configuration '{args.config}' OK")
         return 0
-    return run_config(config)
+    return run_config(config, args.config, watch=args.watch)
 
 
 def _warn_stale_native() -> None:
@@ -117,12 +136,13 @@ def _warn_stale_native() -> None:
         )
 
 
-def run_config(config: Any) -> int:
+def run_config(config: Any, path: str | None = None, watch: bool = False) -> int:
+    """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it."""
     import asyncio
-    import signal
 
     import uvloop
 
+    from remora.proxy.reload import Reloader
     from remora.proxy.server import ProxyServer
 
     async def main() -> None:
@@ -132,6 +152,10 @@ def run_config(config: Any) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.request_shutdown, sig.name)
+        # A SIGHUP that comes while the listeners bind (the file was read already) is kept for
+        # the reloader; its default would kill the process.
+        early: list[str] = []
+        loop.add_signal_handler(signal.SIGHUP, early.append, "SIGHUP")
         await server.start()
         settle_heap()
         client = None
@@ -140,9 +164,27 @@ def run_config(config: Any) -> int:
 
             client = AdsClient(server, config.ads.target)
             client.start()
+        reloader = None
+        if path is not None:
+            reloader = Reloader(
+                path,
+                running=lambda: server.config,
+                apply=client.apply_static if client is not None else server.apply_static,
+                store=server.store,
+                load=load,
+                accepting=lambda: server.state == "LIVE",
+            )
+            loop.add_signal_handler(signal.SIGHUP, reloader.request, "SIGHUP")
+            if early:
+                reloader.request("SIGHUP during start-up")
+            if watch:
+                reloader.start_watching()
         try:
             await server.serve_forever()
         finally:
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no reload while closing
+            if reloader is not None:
+                await reloader.close()
             if client is not None:
                 await client.stop()
 

@@ -69,6 +69,9 @@ class ProxyServer:
         self._flush_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Held while the listener and cluster sets change (`apply`): an xDS update and a reload
+        # each compute the whole set from what they know, so they must not interleave.
+        self.update_lock = asyncio.Lock()
         # Set by the ADS client: extra /config_dump entries (versions, last NACK reason).
         self.xds_status: Callable[[], list[dict[str, Any]]] | None = None
         self._server_state = self.store.gauge("server.state")
@@ -140,7 +143,31 @@ class ProxyServer:
             listener.name, runtime, server, str(bound[0]), int(bound[1]), listener
         )
 
-    # -- dynamic updates (xDS) -------------------------------------------------------------
+    # -- dynamic updates (xDS, reloads) ----------------------------------------------------
+    async def apply_static(self, config: ProxyConfig) -> None:
+        """Serve a reloaded bootstrap's listeners and clusters (a proxy without ADS)."""
+        async with self.update_lock:
+            await self.apply(config.clusters, config.listeners)
+            self.config = config
+
+    async def apply(
+        self, clusters: Mapping[str, ClusterConfig], listeners: Sequence[ListenerConfig]
+    ) -> None:
+        """Make `clusters` and `listeners` the running sets, all or nothing; hold `update_lock`.
+
+        Clusters arrive before the listeners that route to them and leave only after the
+        listeners that routed to them, so no new request finds its cluster missing midway. When a
+        listener cannot bind, the clusters go back to what they were and the OSError propagates."""
+        assert self.update_lock.locked(), "apply() runs under update_lock"
+        before = {name: cluster.config for name, cluster in self.clusters.items()}
+        await self.update_clusters({**before, **clusters})
+        try:
+            await self.update_listeners(listeners)
+        except OSError:
+            await self.update_clusters(before)
+            raise
+        await self.update_clusters(clusters)
+
     async def update_clusters(self, configs: Mapping[str, ClusterConfig]) -> None:
         """Make `configs` the cluster set. Requests in flight keep the cluster they started
         with; a removed or replaced cluster stops handing out connections and closes the
@@ -168,29 +195,27 @@ class ProxyServer:
         """Make `configs` the listener set without dropping connections.
 
         A listener whose address and kind are unchanged keeps its socket: new connections get
-        the new config, existing ones finish on the config they were accepted with. Others are
-        started, or stop accepting and drain.
+        the new config, existing ones finish on the config they were accepted with. So does one
+        renamed on the same address, kind unchanged. Others are started, or stop accepting and
+        drain.
 
         All or nothing: new sockets are bound before anything changes, so a bind failure (an
         address another process holds) raises OSError with every listener as it was."""
         wanted = {listener.name: listener for listener in configs}
         current = {running.name: running for running in self.listeners}
-        keep = {
-            name
-            for name, running in current.items()
-            if name in wanted and _same_socket(running.config, wanted[name])
-        }
-        # A listener leaving an address that a new one takes (a rename) must let go of it
-        # first; that one step cannot be undone if a later bind fails.
-        leaving = [r for name, r in current.items() if name not in keep]
-        arriving = {wanted[name].address for name in wanted if name not in keep}
+        successor = _successors(current, wanted)  # running name -> the wanted name it becomes
+        # A listener leaving an address that a new one takes (a change of kind) must let go of
+        # it first; that one step cannot be undone if a later bind fails.
+        leaving = [r for name, r in current.items() if name not in successor]
+        taking_over = set(successor.values())
+        arriving = {wanted[name].address for name in wanted if name not in taking_over}
         for running in leaving:
             if running.config.address in arriving and running.config.address.port != 0:
                 running.server.close()
         started: list[RunningListener] = []
         try:
             for name, listener in wanted.items():
-                if name not in keep:
+                if name not in taking_over:
                     started.append(await self._start_listener(listener))
         except OSError:
             for running in started:
@@ -198,10 +223,13 @@ class ProxyServer:
             raise
         kept: list[RunningListener] = []
         for running in self.listeners:
-            if running.name not in keep:
+            if running.name not in successor:
                 self._retire_listener(running)
                 continue
-            new = wanted[running.name]
+            new = wanted[successor[running.name]]
+            if new.name != running.name:
+                log.info("listener %s is now %s, on the same socket", running.name, new.name)
+                running.name = new.name
             if new != running.config:
                 self._reconfigure(running, new)
             kept.append(running)
@@ -441,6 +469,29 @@ def _only_endpoints_differ(old: ClusterConfig, new: ClusterConfig) -> bool:
         )
         == new
     )
+
+
+def _successors(
+    current: Mapping[str, RunningListener], wanted: Mapping[str, ListenerConfig]
+) -> dict[str, str]:
+    """Which running listeners keep their socket, and under which name."""
+    successor = {
+        name: name
+        for name, running in current.items()
+        if name in wanted and _same_socket(running.config, wanted[name])
+    }
+    vacated = {
+        running.config.address: name
+        for name, running in current.items()
+        if name not in wanted and running.config.address.port != 0
+    }
+    for name, listener in wanted.items():
+        if name in current:
+            continue
+        old = vacated.pop(listener.address, None)
+        if old is not None and _same_socket(current[old].config, listener):
+            successor[old] = name
+    return successor
 
 
 def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:

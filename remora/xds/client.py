@@ -162,12 +162,29 @@ class AdsClient:
         resources.warnings.clear()
 
     async def _apply(self) -> None:
-        config = self.server.config
-        resources = self.state.resources
-        clusters = {**resources.desired_clusters(), **config.clusters}
-        await self.server.update_clusters(clusters)
-        listeners = [*config.listeners, *resources.desired_listeners()]
-        await self.server.update_listeners(listeners)
+        async with self.server.update_lock:
+            await self._apply_locked(self.server.config)
+
+    async def _apply_locked(self, config: ProxyConfig) -> None:
+        clusters, listeners = self.state.resources.merged(config.clusters)
+        self._log_warnings()
+        await self.server.apply(clusters, listeners)
+
+    async def apply_static(self, config: ProxyConfig) -> None:
+        """Serve a reloaded bootstrap's listeners and clusters beside what ADS serves.
+
+        The bootstrap's resources still win over dynamic ones of the same name; a dynamic one
+        that a removed static resource shadowed is served from now on, without waiting for the
+        control plane to send it again. A bind failure leaves everything as it was."""
+        async with self.server.update_lock:
+            resources = self.state.resources
+            previous = resources.set_static(config.listeners, config.clusters)
+            try:
+                await self._apply_locked(config)
+            except OSError:
+                resources.set_static(list(previous[0].values()), previous[1])
+                raise
+            self.server.config = config
 
     def config_dump(self) -> list[dict[str, Any]]:
         dumps: list[dict[str, Any]] = []

@@ -188,7 +188,6 @@ class ClientResources:
         elif type_url == types.CLUSTER:
             static = self.static_clusters
         for name in [n for n in compiled if n in static]:
-            del compiled[name]
             kind = "listener" if type_url == types.LISTENER else "cluster"
             self.warnings.append(
                 f"{types.SHORT[type_url]} {kind} {name!r} is defined statically: the "
@@ -200,6 +199,9 @@ class ClientResources:
         gone = set(removed)
         kept = {} if replace else {n: v for n, v in self.listeners.items() if n not in gone}
         kept.update(compiled)
+        # A shadowed listener is stored, not served: it takes over if a reload drops the static
+        # one of its name (`merged`), so only the served ones are checked against each other.
+        kept = {n: v for n, v in kept.items() if n not in static}
         taken = {listener.address: name for name, listener in self.static_listeners.items()}
         check_listener_set(
             [(paths.get(name, f"({name})"), listener) for name, listener in sorted(kept.items())],
@@ -270,6 +272,40 @@ class ClientResources:
         return {name: version for name, (version, _body) in self.dumps[type_url].items()}
 
     # -- what the proxy should run -------------------------------------------------------------
+    def set_static(
+        self, listeners: Sequence[ListenerConfig], clusters: Collection[str]
+    ) -> tuple[dict[str, ListenerConfig], frozenset[str]]:
+        """Take a reloaded bootstrap's resources; returns the previous ones for a rollback."""
+        previous = self.static_listeners, self.static_clusters
+        self.static_listeners = {listener.name: listener for listener in listeners}
+        self.static_clusters = frozenset(clusters)
+        return previous
+
+    def merged(
+        self, static_clusters: Mapping[str, ClusterConfig]
+    ) -> tuple[dict[str, ClusterConfig], list[ListenerConfig]]:
+        """The sets the proxy should run: the bootstrap's resources and the accepted dynamic ones,
+        the bootstrap's winning a name, or (for listeners) an address, that both claim.
+
+        An address clash can only come from a reload (an xDS update that makes one is NACKed),
+        when a new static listener takes the address of a dynamic one that was serving."""
+        clusters = {**self.desired_clusters(), **static_clusters}
+        static = self.static_listeners
+        addresses = {listener.address: name for name, listener in static.items()}
+        listeners = list(static.values())
+        for listener in self.desired_listeners():
+            if listener.name in static:
+                continue
+            holder = addresses.get(listener.address)
+            if holder is not None and listener.address.port != 0:
+                self.warnings.append(
+                    f"LDS listener {listener.name!r} is on {listener.address}, which static "
+                    f"listener {holder!r} now holds: it is not served until one of them moves"
+                )
+                continue
+            listeners.append(listener)
+        return clusters, listeners
+
     def desired_clusters(self) -> dict[str, ClusterConfig]:
         active: dict[str, ClusterConfig] = {}
         for name, cluster in self.clusters.items():

@@ -1,5 +1,8 @@
 """Whole-bootstrap compilation: defaults, cross references, and every error reported at once."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from remora.config import support
@@ -9,7 +12,13 @@ from remora.config.errors import ConfigErrors
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.upstream.config import DiscoveryType
-from tests.proxy.harness import bootstrap, cluster, http_listener, tcp_listener
+from tests.proxy.harness import (
+    bootstrap,
+    cluster,
+    file_access_log,
+    http_listener,
+    tcp_listener,
+)
 
 
 def _errors(config: dict[str, object]) -> list[str]:
@@ -160,3 +169,29 @@ def test_an_unimplemented_envoy_http_filter_is_refused_once_by_path() -> None:
         "not supported: static_resources.listeners[0].filter_chains[0].filters[0].typed_config"
         ".http_filters[0].typed_config (@type envoy.extensions.filters.http.cors.v3.Cors)"
     ]
+
+
+def test_a_refused_bootstrap_leaves_no_access_log_file_open(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    config = bootstrap(
+        [
+            http_listener(access_log=file_access_log(log, "%RESPONSE_CODE%\n")),
+            tcp_listener("nosuch"),
+        ],
+        [cluster("backend", [8080])],
+    )
+
+    def open_on_log() -> int:
+        fds = os.listdir("/proc/self/fd")
+        return sum(1 for fd in fds if _readlink(f"/proc/self/fd/{fd}") == str(log))
+
+    for _ in range(3):  # as a watched file that stays broken is reloaded again and again
+        assert "nosuch" in " ".join(_errors(config))
+    assert log.exists() and open_on_log() == 0
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""

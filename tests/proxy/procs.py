@@ -31,11 +31,16 @@ def set_ports(config: dict[str, Any]) -> dict[str, int]:
     return ports
 
 
+def bootstrap_path(tmp_path: Path) -> Path:
+    """Where `start_proxy_process` writes the bootstrap (a reload test rewrites it)."""
+    return tmp_path / "bootstrap.json"
+
+
 async def start_proxy_process(
-    config: dict[str, Any], tmp_path: Path, log_level: str = "warning"
+    config: dict[str, Any], tmp_path: Path, log_level: str = "warning", *extra: str
 ) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
     ports = set_ports(config)
-    path = tmp_path / "bootstrap.json"
+    path = bootstrap_path(tmp_path)
     path.write_text(json.dumps(config))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -46,6 +51,7 @@ async def start_proxy_process(
         str(path),
         "--log-level",
         log_level,
+        *extra,
         stderr=asyncio.subprocess.PIPE,
     )
     for _ in range(200):
@@ -56,6 +62,42 @@ async def start_proxy_process(
         except OSError:
             await asyncio.sleep(0.05)
     return process, ports
+
+
+class StderrLines:
+    """A process's stderr read as it comes, so a test can wait for a line while it runs (and
+    the pipe never fills and stalls the process)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        self.lines: list[str] = []
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._read(process.stderr))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        async for line in stream:
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+            self._changed.set()
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_for(self, fragment: str, count: int = 1, timeout: float = 10.0) -> list[str]:
+        """The lines containing `fragment`, once there are `count` of them."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    found = [line for line in self.lines if fragment in line]
+                    if len(found) >= count:
+                        return found
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"no {count} x {fragment!r} in:\n{self.text}") from None
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self._task, 10)
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -9,6 +9,7 @@ import httpx
 from remora.config.bootstrap import parse_dict
 from remora.config.compile import compile_bootstrap
 from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
+from tests.proxy.procs import free_port
 
 
 def _compiled(routes_to: str, ports: dict[str, int], prefix: str = "http"):  # type: ignore[no-untyped-def]
@@ -56,3 +57,30 @@ async def test_listener_and_cluster_updates_keep_connections() -> None:
             raise AssertionError("listener should be gone")
         except OSError:
             pass
+
+
+async def test_a_listener_renamed_on_its_address_keeps_its_socket() -> None:
+    port = free_port()
+    listener = http_listener()
+    listener["address"]["socket_address"]["port_value"] = port
+    async with (
+        demo_upstreams(1) as (a,),
+        running_proxy(bootstrap([listener], [cluster("backend", [a.port])])) as proxy,
+    ):
+        original = proxy.listeners[0].server
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/")).status_code == 200
+            renamed = http_listener(name="ingress")
+            renamed["address"]["socket_address"]["port_value"] = port
+            config = compile_bootstrap(
+                parse_dict(bootstrap([renamed], [cluster("backend", [a.port])]))
+            )
+            await proxy.update_listeners(config.listeners)
+            # The same listening socket under the new name: nothing was closed and re-bound.
+            assert [r.name for r in proxy.listeners] == ["ingress"]
+            assert proxy.listeners[0].server is original and original.is_serving()
+            assert (await client.get("/")).status_code == 200  # the kept-alive connection
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/")).status_code == 200
+        assert proxy.store.counter("http.ingress.downstream_rq_total").value == 1

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -9,7 +14,11 @@ from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
+from remora.proxy.server import ProxyServer
 from remora.xds import types
+from remora.xds.snapshot import Snapshot
+
+TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
 
 def cluster(name: str, timeout: str = "1s") -> cluster_pb2.Cluster:
@@ -123,3 +132,31 @@ def names_in(response: discovery_pb2.DiscoveryResponse) -> list[str]:
         item.Unpack(message)
         out.append(types.resource_name(message))
     return out
+
+
+def tcp_listener_dict(name: str, port: int, prefix: str = "") -> dict[str, Any]:
+    """A tcp_proxy listener to `backend`, as bootstrap JSON (static) or LDS (dynamic) spell it."""
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {"@type": TCP_PROXY, "stat_prefix": prefix or name,
+                             "cluster": "backend"},
+        }]}],
+    }  # fmt: skip
+
+
+def listener_snapshot(*listeners: dict[str, Any]) -> Snapshot:
+    return Snapshot.build([json_format.ParseDict(ls, listener_pb2.Listener()) for ls in listeners])
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        await asyncio.sleep(0.02)
+
+
+def bound(proxy: ProxyServer) -> dict[str, int]:
+    return {running.name: running.port for running in proxy.listeners}

@@ -9,16 +9,10 @@ warning, as in Envoy.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from envoy.config.listener.v3 import listener_pb2
-from google.protobuf import json_format
 
 from remora.config.bootstrap import parse_dict
 from remora.config.compile import compile_bootstrap
@@ -26,42 +20,11 @@ from remora.proxy.server import ProxyServer
 from remora.xds.cache import DEFAULT, SnapshotCache
 from remora.xds.client import AdsClient
 from remora.xds.server import XdsServer
-from remora.xds.snapshot import Snapshot
-
-TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listener(name: str, port: int, prefix: str = "") -> dict[str, Any]:
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {"@type": TCP_PROXY, "stat_prefix": prefix or name,
-                             "cluster": "backend"},
-        }]}],
-    }  # fmt: skip
-
-
-def _snapshot(*listeners: dict[str, Any]) -> Snapshot:
-    return Snapshot.build([json_format.ParseDict(ls, listener_pb2.Listener()) for ls in listeners])
-
-
-async def _until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.02)
-
-
-def _bound(proxy: ProxyServer) -> dict[str, int]:
-    return {running.name: running.port for running in proxy.listeners}
+from tests.proxy.procs import free_port
+from tests.xds.helpers import bound as _bound
+from tests.xds.helpers import listener_snapshot as _snapshot
+from tests.xds.helpers import tcp_listener_dict as _listener
+from tests.xds.helpers import until as _until
 
 
 @pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
@@ -71,7 +34,7 @@ async def test_listener_updates_are_checked_and_applied_all_or_nothing(
     cache = SnapshotCache()
     xds = XdsServer(cache)
     xds_port = await xds.start("127.0.0.1", 0)
-    static_port, port_a, port_c = _free_port(), _free_port(), _free_port()
+    static_port, port_a, port_c = free_port(), free_port(), free_port()
     config = {
         "node": {"id": "p1"},
         "static_resources": {
