@@ -155,6 +155,9 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
         expect=("configuration 'examples/front-proxy.yaml' OK",)
     ),
     ".venv/bin/remora proxy --config examples/front-proxy.yaml --watch": Serve(10000, (9901,)),
+    ".venv/bin/remora proxy --config examples/front-proxy.yaml --concurrency 2": Serve(
+        10000, (9901,)
+    ),
     # README and docs/xds.md: the control plane
     ".venv/bin/remora control-plane --config-dir examples/mesh --validate": Run(
         expect=("configuration 'examples/mesh' OK: 3 services",)

@@ -7,9 +7,12 @@ import gc
 import logging
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remora.config.errors import ConfigErrors
+
+if TYPE_CHECKING:
+    from remora.proxy.workers import WorkerLink
 
 _DESCRIPTION = """\
 Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.
@@ -56,8 +59,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="reload the config whenever the file changes, as on SIGHUP (a running proxy only)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the listeners through SO_REUSEPORT, with one admin that "
+        "sums their stats (default 1: a single process)",
+    )
     add_log_level(parser)
     parser.set_defaults(handler=run)
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be 1 to 256, got {value}")
+    return value
 
 
 def add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +143,14 @@ def run(args: argparse.Namespace) -> int:
     if args.validate:
         print(f"configuration '{args.config}' OK")
         return 0
+    if args.concurrency > 1:
+        from remora.proxy.workers import run_workers
+
+        return run_workers(
+            config,
+            args.concurrency,
+            lambda pinned, link: run_config(pinned, args.config, watch=args.watch, worker=link),
+        )
     return run_config(config, args.config, watch=args.watch)
 
 
@@ -136,17 +165,20 @@ def _warn_stale_native() -> None:
         )
 
 
-def run_config(config: Any, path: str | None = None, watch: bool = False) -> int:
-    """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it."""
+def run_config(
+    config: Any, path: str | None = None, watch: bool = False, worker: WorkerLink | None = None
+) -> int:
+    """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it.
+    As one of `--concurrency` workers, `worker` links it to the supervisor."""
     import asyncio
 
     import uvloop
 
     from remora.proxy.reload import Reloader
-    from remora.proxy.server import ProxyServer
+    from remora.proxy.server import AdminView, ProxyServer
 
     async def main() -> None:
-        server = ProxyServer(config)
+        server = ProxyServer(config, reuse_port=worker is not None)
         # From the moment a listener is bound, SIGTERM must drain rather than kill: a supervisor
         # may stop the proxy as soon as its port answers. serve_forever takes these over.
         loop = asyncio.get_running_loop()
@@ -157,6 +189,9 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
         early: list[str] = []
         loop.add_signal_handler(signal.SIGHUP, early.append, "SIGHUP")
         await server.start()
+        if worker is not None:
+            worker.announce("up")
+            worker.serve(loop, AdminView(server))
         settle_heap()
         client = None
         if config.ads is not None:  # dynamic_resources: listeners and clusters over ADS
@@ -171,7 +206,7 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
                 running=lambda: server.config,
                 apply=client.apply_static if client is not None else server.apply_static,
                 store=server.store,
-                load=load,
+                load=load if worker is None else lambda file: worker.pin(load(file)),
                 accepting=lambda: server.state == "LIVE",
             )
             loop.add_signal_handler(signal.SIGHUP, reloader.request, "SIGHUP")

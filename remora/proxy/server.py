@@ -53,8 +53,12 @@ class RunningListener:
 
 
 class ProxyServer:
-    def __init__(self, config: ProxyConfig, drain_timeout: float | None = None) -> None:
+    def __init__(
+        self, config: ProxyConfig, drain_timeout: float | None = None, reuse_port: bool = False
+    ) -> None:
         self.config = config
+        # Workers (`--concurrency`) each bind every listener with SO_REUSEPORT on one port.
+        self.reuse_port = reuse_port
         self.store = Store()
         self.clusters: dict[str, Cluster] = {
             name: Cluster(cluster, self.store) for name, cluster in config.clusters.items()
@@ -132,6 +136,7 @@ class ProxyServer:
                 family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
                 backlog=listener.backlog,
                 reuse_address=True,
+                reuse_port=self.reuse_port or None,
             )
         except OSError as exc:
             raise OSError(

@@ -108,6 +108,18 @@ class Histogram:
     def used(self) -> bool:
         return self.count != 0
 
+    def merge(self, other: HistogramSnapshot) -> None:
+        """Add another histogram's samples (same bounds): how `--concurrency` sums workers."""
+        if other.bounds != self.bounds:
+            raise InvalidHistogramBounds(self.name, "cannot merge histograms with other bounds")
+        for i, count in enumerate(other.counts):
+            self.counts[i] += count
+        self.count += other.count
+        self.sum += other.sum
+        if other.count:
+            self.min = min(self.min, other.low)
+            self.max = max(self.max, other.high)
+
     def snapshot(self) -> HistogramSnapshot:
         """Everything recorded since the histogram was created."""
         empty = self.count == 0

@@ -27,5 +27,8 @@ _NAMES = (
 )
 
 
+NAMES = tuple(name for _bit, name in _NAMES)
+
+
 def flag_names(flags: int) -> tuple[str, ...]:
     return tuple(name for bit, name in _NAMES if flags & bit)
