@@ -35,19 +35,19 @@ from remora.proxy.http.h1_codec import (
     strip_hop_by_hop,
     transfer_codings,
 )
-from remora.proxy.http.retry import (
-    CONNECT_FAILED,
-    RESET_BEFORE_RESPONSE,
-    RetryState,
-    merge_headers,
-    split_retry_headers,
-)
+from remora.proxy.http.retry import RetryState
 from remora.proxy.http.route import (
     ClusterAction,
     DirectResponseAction,
     RedirectAction,
     RouteRequest,
     RouteResult,
+)
+from remora.proxy.http.route.retry_rules import (
+    CONNECT_FAILED,
+    RESET_BEFORE_RESPONSE,
+    merge_headers,
+    split_retry_headers,
 )
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow

@@ -14,7 +14,6 @@ from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 
 from remora.config.errors import ErrorCollector
-from remora.proxy.http.retry import RetryPolicy
 from remora.proxy.http.route.actions import (
     DEFAULT_MAX_DIRECT_RESPONSE_BODY,
     Action,
@@ -37,6 +36,7 @@ from remora.proxy.http.route.matchers import (
 )
 from remora.proxy.http.route.re2 import Regex, compile_regex_matcher
 from remora.proxy.http.route.retry_policy import compile_retry_policy
+from remora.proxy.http.route.retry_rules import RetryPolicy
 from remora.proxy.http.route.table import (
     EXACT,
     PREFIX,

@@ -15,15 +15,15 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 
 from remora.config import support
 from remora.config.errors import ErrorCollector
-from remora.proxy.http.retry import (
+from remora.proxy.http.route.actions import duration_seconds
+from remora.proxy.http.route.matchers import HeaderMatch, compile_header_matcher
+from remora.proxy.http.route.retry_rules import (
     DEFAULT_BASE_INTERVAL,
     ENVOY_ONLY_TOKENS,
     RetryPolicy,
     parse_retry_on,
     present_matcher,
 )
-from remora.proxy.http.route.actions import duration_seconds
-from remora.proxy.http.route.matchers import HeaderMatch, compile_header_matcher
 
 _ROUTE = "envoy.config.route.v3"
 _PREVIOUS_HOSTS = previous_hosts_pb2.PreviousHostsPredicate.DESCRIPTOR.full_name

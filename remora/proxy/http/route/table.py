@@ -32,7 +32,7 @@ from remora.proxy.http.route.pathindex import (
 from remora.proxy.http.route.re2 import Regex
 
 if TYPE_CHECKING:
-    from remora.proxy.http.retry import RetryPolicy
+    from remora.proxy.http.route.retry_rules import RetryPolicy
 
 # Path specifier kinds. The case-insensitive variants are the case-sensitive kind + 1, so the
 # match loop decides both "how" and "on which spelling of the path" with one integer test.
