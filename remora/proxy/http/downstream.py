@@ -629,6 +629,9 @@ class DownstreamConnection(asyncio.Protocol):
                 candidates.append((self.last_activity + hcm.stream_idle_timeout, "stream_idle"))
             if active.route_deadline is not None:
                 candidates.append((active.route_deadline, "route"))
+            retry = active.retry
+            if retry is not None and retry.try_deadline is not None:
+                candidates.append((retry.try_deadline, "per_try"))
         elif not self.queue and not self.tunnel_mode and hcm.idle_timeout is not None:
             candidates.append((self.last_activity + hcm.idle_timeout, "idle"))
         return min(candidates) if candidates else None
@@ -678,6 +681,9 @@ class DownstreamConnection(asyncio.Protocol):
         elif kind == "route":
             if self.active is not None:
                 self.active.on_route_timeout()
+        elif kind == "per_try":
+            if self.active is not None and self.active.retry is not None:
+                self.active.retry.on_per_try_timeout()
         elif kind == "request":
             stats.downstream_rq_timeout.inc()
             if self.active is not None:

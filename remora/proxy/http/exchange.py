@@ -269,7 +269,7 @@ class Exchange:
         host.rq_total += 1
         host.rq_active += 1
         if self.retry is not None:
-            self.retry.attempt_started(host)
+            self.retry.attempt_started(host, now)
         pool = host.pool
         idle = pool.take_idle()
         if idle is not None:

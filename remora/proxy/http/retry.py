@@ -43,7 +43,6 @@ class RetryState:
     __slots__ = (
         "_backoff",
         "_chunks",
-        "_per_try",
         "_rng",
         "buffered",
         "cluster",
@@ -57,6 +56,7 @@ class RetryState:
         "retries",
         "sink",
         "tried",
+        "try_deadline",
     )
 
     def __init__(
@@ -82,17 +82,20 @@ class RetryState:
         self.sink: Callable[[bytes], None] | None = None
         self.holds_slot = False
         self.flags_at_attempt = ""
-        self._per_try: asyncio.TimerHandle | None = None
+        # When the current try times out (monotonic seconds), watched by the connection's one lazy
+        # timer as the route timeout is: a try costs a float, not a timer of its own.
+        self.try_deadline: float | None = None
         self._backoff: asyncio.TimerHandle | None = None
 
     # -- attempts --------------------------------------------------------------------------
-    def attempt_started(self, host: Host) -> None:
+    def attempt_started(self, host: Host, now: float) -> None:
         self.tried.append(host)
-        self.flags_at_attempt = self.exchange.response_flags
+        exchange = self.exchange
+        self.flags_at_attempt = exchange.response_flags
         timeout = self.policy.per_try_timeout
         if timeout is not None:
-            loop = asyncio.get_running_loop()
-            self._per_try = loop.call_later(timeout, self._on_per_try_timeout)
+            self.try_deadline = deadline = now + timeout
+            exchange.downstream.deadline_added(deadline)
 
     def request_headers(self, headers: Headers) -> None:
         if self.policy.attempt_count_header:
@@ -192,8 +195,8 @@ class RetryState:
                 attempts -= 1
         return host
 
-    def _on_per_try_timeout(self) -> None:
-        self._per_try = None
+    def on_per_try_timeout(self) -> None:
+        self.try_deadline = None
         exchange = self.exchange
         if exchange.done or exchange.head_sent:
             return
@@ -212,9 +215,7 @@ class RetryState:
 
     # -- teardown --------------------------------------------------------------------------
     def _cancel_per_try(self) -> None:
-        if self._per_try is not None:
-            self._per_try.cancel()
-            self._per_try = None
+        self.try_deadline = None  # the connection's timer finds nothing due and moves on
 
     def _release_slot(self) -> None:
         if self.holds_slot:

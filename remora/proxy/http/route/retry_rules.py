@@ -160,9 +160,8 @@ def present_matcher(name: str) -> HeaderMatch:
 
 def classify_failure(retry_on: int, failure: int) -> bool:
     """Whether an attempt that got no response is retriable. Envoy counts a connect failure, a
-    reset and a per-try timeout under 5xx and gateway-error (each would have answered 5xx) and
-    under reset, except that `reset` does not include a failed connect; connect-failure
-    covers only the connect."""
+    reset and a per-try timeout under 5xx and gateway-error (each would have been answered with
+    a 5xx) and under reset (no response at all); connect-failure covers only the connect."""
     if retry_on & (RETRY_5XX | GATEWAY_ERROR):
         return True
     if failure == CONNECT_FAILED:

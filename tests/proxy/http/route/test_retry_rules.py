@@ -80,6 +80,7 @@ def test_failures_by_condition() -> None:
     assert not classify_failure(CONNECT_FAILURE, RESET_BEFORE_RESPONSE)
     assert not classify_failure(CONNECT_FAILURE, PER_TRY_TIMEOUT)
     assert classify_failure(RESET, RESET_BEFORE_RESPONSE)
+    assert classify_failure(RESET, CONNECT_FAILED)
     assert classify_failure(RESET, PER_TRY_TIMEOUT)
     # HTTP/1.1 has no REFUSED_STREAM: the condition is accepted and never fires.
     assert not any(
