@@ -26,6 +26,7 @@ from remora.config.bootstrap import parse_dict
 from remora.config.compile import compile_bootstrap
 from remora.proxy.http.downstream import DownstreamConnection
 from remora.proxy.http.exchange import Exchange
+from remora.proxy.http.listener import HttpListener
 from remora.proxy.http.request import Request
 from remora.proxy.http.retry import RetryState
 from remora.proxy.http.route import RouteRequest
@@ -108,10 +109,11 @@ async def _measure(policy: dict[str, Any], iterations: int) -> float:
     await server.start()
     try:
         listener = server.listeners[0].runtime
-        downstream = DownstreamConnection(listener)  # type: ignore[arg-type]
+        assert isinstance(listener, HttpListener)
+        downstream = DownstreamConnection(listener)
         request = Request(1 << 20, lambda _: None)
         request.headers = [("host", "example.com"), ("user-agent", "bench"), ("accept", "*/*")]
-        route = listener.hcm.route_table.route(RouteRequest("GET", "/", "example.com"))  # type: ignore[attr-defined]
+        route = listener.hcm.route_table.route(RouteRequest("GET", "/", "example.com"))
         assert route is not None and route.retry_policy is not None
         cluster = listener.clusters["backend"]
         host = cluster.hosts[0]

@@ -95,7 +95,7 @@ class Turn:
 class TakingTurns:
     """A script (for `scripted_upstream`) that parses HTTP/1.1 with h11 and gives the n-th request,
     counted across connections, the n-th of `turns`; later ones get `then`. Each request's
-    fields and body are kept, in arrival order."""
+    fields (lowercase names; repeated ones joined with ", ") and body are kept, in order."""
 
     def __init__(self, turns: list[Turn], then: Turn | None = None) -> None:
         self.turns = list(turns)
@@ -119,7 +119,10 @@ class TakingTurns:
                     return
                 conn.receive_data(data)
             elif isinstance(event, h11.Request):
-                fields = {k.decode(): v.decode() for k, v in event.headers}
+                fields = {}
+                for key, value in event.headers:  # repeated fields join, as RFC 9110 §5.3 allows
+                    name, text = key.decode(), value.decode()
+                    fields[name] = f"{fields[name]}, {text}" if name in fields else text
                 body = b""
             elif isinstance(event, h11.Data):
                 body += event.data

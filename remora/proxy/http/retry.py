@@ -99,6 +99,8 @@ class RetryState:
 
     def request_headers(self, headers: Headers) -> None:
         if self.policy.attempt_count_header:
+            # The proxy's count replaces one a client sent, as Envoy's does.
+            headers[:] = [field for field in headers if field[0] != "x-envoy-attempt-count"]
             headers.append(("x-envoy-attempt-count", str(self.retries + 1)))
 
     def attach_body(

@@ -86,7 +86,10 @@ async def test_a_503_is_retried_and_the_client_sees_the_200(tmp_path: Path) -> N
             vhost={"include_request_attempt_count": True},
         )
         async with running_proxy(config) as proxy, httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{proxy.listener_port('ingress')}/x")
+            response = await client.get(
+                f"http://127.0.0.1:{proxy.listener_port('ingress')}/x",
+                headers={"x-envoy-attempt-count": "7"},
+            )
             stats = await _stats(client, proxy)
     assert (response.status_code, response.text) == (200, "fine")
     assert [fields["x-envoy-attempt-count"] for fields, _ in turns.requests] == ["1", "2"]

@@ -41,8 +41,9 @@ def test_retry_on_tokens_parse_to_bits_and_report_the_unknown() -> None:
 
 
 def test_status_conditions() -> None:
-    def retriable(retry_on: int, status: int, **policy: object) -> bool:
-        return classify_response(RetryPolicy(retry_on=retry_on, **policy), status, [])  # type: ignore[arg-type]
+    def retriable(retry_on: int, status: int, codes: frozenset[int] = frozenset()) -> bool:
+        policy = RetryPolicy(retry_on=retry_on, retriable_status_codes=codes)
+        return classify_response(policy, status, [])
 
     assert retriable(RETRY_5XX, 500) and retriable(RETRY_5XX, 599)
     assert not retriable(RETRY_5XX, 499)
@@ -53,9 +54,9 @@ def test_status_conditions() -> None:
     ]
     assert retriable(RETRIABLE_4XX, 409) and not retriable(RETRIABLE_4XX, 404)
     # Status codes count only under retriable-status-codes.
-    assert not retriable(RESET, 418, retriable_status_codes=frozenset({418}))
-    assert retriable(RETRIABLE_STATUS_CODES, 418, retriable_status_codes=frozenset({418}))
-    assert not retriable(RETRIABLE_STATUS_CODES, 419, retriable_status_codes=frozenset({418}))
+    assert not retriable(RESET, 418, codes=frozenset({418}))
+    assert retriable(RETRIABLE_STATUS_CODES, 418, codes=frozenset({418}))
+    assert not retriable(RETRIABLE_STATUS_CODES, 419, codes=frozenset({418}))
     # Connection-level conditions never retry a response.
     assert not retriable(RESET | CONNECT_FAILURE | REFUSED_STREAM, 503)
 
