@@ -38,7 +38,7 @@ def test_misspelled_field_is_named_with_its_path(tmp_path: Path) -> None:
 
 def test_every_error_is_listed(tmp_path: Path) -> None:
     listener = http_listener(routes=[{"match": {"prefix": "/"}, "route": {"cluster": "missing"}}])
-    config = bootstrap([listener], [cluster("backend", [8080], lb_policy="MAGLEV")])
+    config = bootstrap([listener], [cluster("backend", [8080], lb_policy="CLUSTER_PROVIDED")])
     result = _validate(tmp_path, config)
     assert result.returncode == 1
     assert "static_resources.clusters[0].lb_policy" in result.stderr
