@@ -426,6 +426,10 @@ async def test_curl_post_is_retried_with_its_body_and_clusters_show_max_retries(
                 assert proxy.admin is not None
                 admin = f"http://127.0.0.1:{proxy.admin.port}"
                 clusters = (await client.get(f"{admin}/clusters")).text
+                as_json = (await client.get(f"{admin}/clusters?format=json")).json()
     assert done.stdout == b"created 201"
     assert [b for _, b in turns.requests] == [b"name=x", b"name=x"]
     assert "backend::default_priority::max_retries::7\n" in clusters
+    assert "backend::default_priority::max_requests::1024\n" in clusters
+    (thresholds,) = as_json["cluster_statuses"][0]["circuit_breakers"]["thresholds"]
+    assert thresholds["max_retries"] == 7
