@@ -131,10 +131,7 @@ class RetryState:
         headers: Headers = (
             decode_headers(raw) if policy.retry_on & RETRIABLE_HEADERS and raw else []
         )
-        retriable = classify_response(policy, status, headers)
-        if not retriable and self.retries:
-            self.cluster.stats.upstream_rq_retry_success.inc()
-        return self._maybe_retry(retriable)
+        return self._maybe_retry(classify_response(policy, status, headers))
 
     def on_failure(self, failure: int) -> bool:
         """An attempt failed before any response: True if it is retried."""
@@ -142,6 +139,9 @@ class RetryState:
         return self._maybe_retry(classify_failure(self.policy.retry_on, failure))
 
     def _maybe_retry(self, retriable: bool) -> bool:
+        if self.holds_slot and not retriable:
+            # As Envoy infers it: the try a retry started ended in nothing worth retrying.
+            self.cluster.stats.upstream_rq_retry_success.inc()
         self._release_slot()
         if not retriable or self.overflowed:
             return False
