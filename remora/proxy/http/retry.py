@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from remora.proxy.upstream.cluster import Cluster, Host
 
 _rng = random.Random()
+_KEY_MASK = (1 << 64) - 1
+_KEY_STEP = 0x9E3779B97F4A7C15  # odd, so successive steps visit every 64-bit key
 
 
 class RetryState:
@@ -187,13 +189,19 @@ class RetryState:
         exchange.retry_attempt(self.pick())
 
     def pick(self) -> Host | None:
-        """The previous_hosts predicate: re-pick while the host was tried, up to the limit."""
+        """The previous_hosts predicate: re-pick while the host was tried, up to the limit.
+
+        A hashing balancer gives one key one host, so each re-pick moves the key by a fixed odd
+        step: a different point of the ring or table, as Envoy steps its ring for a re-pick."""
         cluster = self.cluster
-        host = cluster.pick(self.hash_key)
+        key = self.hash_key
+        host = cluster.pick(key)
         if self.policy.previous_hosts:
             attempts = self.policy.host_selection_attempts
             while host is not None and host in self.tried and attempts > 0:
-                host = cluster.pick(self.hash_key)
+                if key is not None:
+                    key = (key + _KEY_STEP) & _KEY_MASK
+                host = cluster.pick(key)
                 attempts -= 1
         return host
 

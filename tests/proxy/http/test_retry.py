@@ -279,10 +279,11 @@ async def test_request_headers_enable_retries_for_trusted_clients_only() -> None
     assert not any(name.startswith("x-envoy-r") for fields, _ in turns.requests for name in fields)
 
 
-async def test_max_retries_header_overrides_the_route_policy() -> None:
+async def test_max_retries_header_overrides_the_virtual_host_policy() -> None:
     turns = TakingTurns([], then=Turn(503))
+    vhost = {"retry_policy": {"retry_on": "5xx", "num_retries": 1}}
     async with scripted_upstream(turns) as up:
-        config = _config([up.port], {"retry_on": "5xx", "num_retries": 1}, max_retries=10)
+        config = _config([up.port], None, vhost=vhost, max_retries=10)
         async with running_proxy(config) as proxy, httpx.AsyncClient() as client:
             url = f"http://127.0.0.1:{proxy.listener_port('ingress')}/x"
             await client.get(url, headers={"x-envoy-max-retries": "2"})
@@ -433,3 +434,27 @@ async def test_curl_post_is_retried_with_its_body_and_clusters_show_max_retries(
     assert "backend::default_priority::max_requests::1024\n" in clusters
     (thresholds,) = as_json["cluster_statuses"][0]["circuit_breakers"]["thresholds"]
     assert thresholds["max_retries"] == 7
+
+
+async def test_a_ring_hash_retry_moves_to_another_host() -> None:
+    # One key, one host: without moving the key every re-pick would land on the dead host.
+    dead = free_port()
+    policy = {
+        "retry_on": "connect-failure",
+        "retry_host_predicate": [PREVIOUS_HOSTS],
+        "host_selection_retry_max_attempts": 30,
+    }
+    async with demo_upstreams(1) as ups:
+        route = {"hash_policy": [{"header": {"header_name": "x-user"}}]}
+        config = _config(
+            [dead, ups[0].port], policy, route=route, lb_policy="RING_HASH", max_retries=100
+        )
+        async with running_proxy(config) as proxy, httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{proxy.listener_port('ingress')}/x"
+            users = [f"user-{i}" for i in range(40)]
+            statuses = [
+                (await client.get(url, headers={"x-user": user})).status_code for user in users
+            ]
+            stats = await _stats(client, proxy)
+    assert _cluster_stat(stats, "upstream_rq_retry") >= 1  # some users hash to the dead host
+    assert statuses == [200] * len(users)
