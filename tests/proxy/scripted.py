@@ -82,7 +82,8 @@ async def blackhole() -> AsyncIterator[int]:
 @dataclass(frozen=True)
 class Turn:
     """How one request is answered: `delay` before the head, `body_delay` between the head and
-    the body, `cut` to close after the head and half the body instead of finishing."""
+    the body, `cut` to close after the head and half the body instead of finishing, `interim`
+    a 1xx sent first."""
 
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
@@ -90,6 +91,7 @@ class Turn:
     delay: float = 0.0
     body_delay: float = 0.0
     cut: bool = False
+    interim: int = 0  # a 1xx status to send before the response
 
 
 class TakingTurns:
@@ -139,6 +141,9 @@ class TakingTurns:
     async def _answer(self, conn: h11.Connection, writer: asyncio.StreamWriter, turn: Turn) -> bool:
         if turn.delay:
             await asyncio.sleep(turn.delay)
+        if turn.interim:
+            informational = h11.InformationalResponse(status_code=turn.interim, headers=[])
+            writer.write(conn.send(informational) or b"")
         headers = [*turn.headers, ("content-length", str(len(turn.body)))]
         writer.write(conn.send(h11.Response(status_code=turn.status, headers=headers)) or b"")
         await writer.drain()

@@ -593,6 +593,8 @@ class Exchange:
         if self.done or self.head_sent or status == 100 or self.request.version != "1.1":
             return
         out, _ = strip_hop_by_hop(decode_headers(raw))
+        if self.retry is not None:
+            self.retry.response_started()  # the client has bytes of this try's answer
         downstream = self.downstream
         downstream.write(encode_response_head(status, out))
         if not downstream.writable and not self.upstream_reading_paused:

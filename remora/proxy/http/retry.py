@@ -57,6 +57,7 @@ class RetryState:
         "policy",
         "retries",
         "sink",
+        "started",
         "tried",
         "try_deadline",
     )
@@ -81,6 +82,7 @@ class RetryState:
         self._chunks: list[bytes] = []
         self.buffered = 0
         self.overflowed = False  # more body than `limit`: replay impossible, no more retries
+        self.started = False  # bytes of a response (a forwarded 1xx) reached the client
         self.sink: Callable[[bytes], None] | None = None
         self.holds_slot = False
         self.flags_at_attempt = ""
@@ -125,6 +127,10 @@ class RetryState:
         if self.sink is not None:
             self.sink(data)
 
+    def response_started(self) -> None:
+        """An interim response went to the client: what follows it must be this try's."""
+        self.started = True
+
     # -- outcomes --------------------------------------------------------------------------
     def on_response(self, status: int, raw: RawHeaders) -> bool:
         """A response head arrived, not yet forwarded: True if a retry replaces it."""
@@ -145,7 +151,7 @@ class RetryState:
             # As Envoy infers it: the try a retry started ended in nothing worth retrying.
             self.cluster.stats.upstream_rq_retry_success.inc()
         self._release_slot()
-        if not retriable or self.overflowed:
+        if not retriable or self.overflowed or self.started:
             return False
         cluster = self.cluster
         config = cluster.config

@@ -406,6 +406,28 @@ async def test_no_retry_once_the_response_head_was_forwarded() -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+async def test_no_retry_once_an_interim_response_was_forwarded() -> None:
+    turns = TakingTurns([Turn(503, body=b"busy", interim=103)], then=Turn(200))
+    async with scripted_upstream(turns) as up:
+        config = _config([up.port], {"retry_on": "5xx"})
+        async with running_proxy(config) as proxy:
+            url = f"http://127.0.0.1:{proxy.listener_port('ingress')}/x"
+            done = await asyncio.to_thread(
+                subprocess.run,
+                ["curl", "-s", "-i", url],
+                capture_output=True,
+                timeout=10,
+                check=True,
+            )
+            async with httpx.AsyncClient() as client:
+                stats = await _stats(client, proxy)
+    assert done.stdout.startswith(b"HTTP/1.1 103 ")
+    assert b"\r\n\r\nHTTP/1.1 503 " in done.stdout and done.stdout.endswith(b"busy")
+    assert len(turns.requests) == 1
+    assert _cluster_stat(stats, "upstream_rq_retry") == 0
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 async def test_curl_post_is_retried_with_its_body_and_clusters_show_max_retries() -> None:
     turns = TakingTurns([Turn(502)], then=Turn(201, body=b"created"))
     async with scripted_upstream(turns) as up:
