@@ -99,9 +99,15 @@ class TakingTurns:
     counted across connections, the n-th of `turns`; later ones get `then`. Each request's
     fields (lowercase names; repeated ones joined with ", ") and body are kept, in order."""
 
-    def __init__(self, turns: list[Turn], then: Turn | None = None) -> None:
+    def __init__(
+        self,
+        turns: list[Turn],
+        then: Turn | None = None,
+        choose: Callable[[dict[str, str]], Turn] | None = None,
+    ) -> None:
         self.turns = list(turns)
         self.then = then or Turn()
+        self.choose = choose  # picks by the request's fields instead, when arrival order is racy
         self.requests: list[tuple[dict[str, str], bytes]] = []
 
     def answer_next(self, turn: Turn) -> None:
@@ -131,7 +137,10 @@ class TakingTurns:
             elif isinstance(event, h11.EndOfMessage):
                 index = len(self.requests)
                 self.requests.append((fields, body))
-                turn = self.turns[index] if index < len(self.turns) else self.then
+                if self.choose is not None:
+                    turn = self.choose(fields)
+                else:
+                    turn = self.turns[index] if index < len(self.turns) else self.then
                 if not await self._answer(conn, writer, turn):
                     return
                 conn.start_next_cycle()

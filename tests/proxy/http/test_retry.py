@@ -361,16 +361,18 @@ async def test_the_breaker_refuses_retries_with_overflow_and_uo(
 
 
 async def test_concurrent_retries_beyond_max_retries_overflow() -> None:
-    # Every first try answers 503 after a moment, so the retries of concurrent requests overlap
-    # and only `max_retries` of them may be in flight at once.
-    turns = TakingTurns([], then=Turn(503, delay=0.05))
+    # Every first try answers 503 at once and every retry 200 after a while, so the retries of
+    # concurrent requests overlap and only `max_retries` of them may be in flight at once.
+    def by_attempt(fields: dict[str, str]) -> Turn:
+        return Turn(503) if fields["x-envoy-attempt-count"] == "1" else Turn(200, delay=1.0)
+
+    turns = TakingTurns([], choose=by_attempt)
     count = 6
-    turns.turns = [Turn(503, delay=0.05)] * count
-    turns.then = Turn(200, delay=0.5)
     async with scripted_upstream(turns) as up:
         config = _config(
             [up.port],
             {"retry_on": "5xx", "retry_back_off": {"base_interval": "0.001s"}},
+            vhost={"include_request_attempt_count": True},
             circuit_breakers={"thresholds": [{"max_retries": 2}]},
         )
         async with running_proxy(config) as proxy, httpx.AsyncClient() as client:
