@@ -24,7 +24,12 @@ from remora import __version__
 from remora.config.compile import ProxyConfig
 from remora.proxy.accesslog import AccessLogger
 from remora.proxy.admin import AdminServer
-from remora.proxy.admin.context import ClusterStatus, HostStatus, ListenerStatus
+from remora.proxy.admin.context import (
+    CircuitBreakerThresholds,
+    ClusterStatus,
+    HostStatus,
+    ListenerStatus,
+)
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.http.listener import HttpListener
@@ -449,6 +454,15 @@ class AdminView:
                         weight=host.weight,
                     )
                     for host in cluster.hosts
+                ),
+                circuit_breakers=(
+                    CircuitBreakerThresholds(
+                        priority="default",
+                        max_connections=cluster.config.max_connections,
+                        max_pending_requests=cluster.config.max_pending_requests,
+                        max_requests=cluster.config.max_requests,
+                        max_retries=cluster.config.max_retries,
+                    ),
                 ),
             )
             for cluster in self.server.clusters.values()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from remora.config.bootstrap import parse_dict
@@ -151,3 +155,28 @@ async def demo_upstreams(count: int = 2) -> AsyncIterator[list[DemoUpstream]]:
     finally:
         for upstream in upstreams:
             await upstream.close()
+
+
+def stat_value(stats: str, name: str) -> int:
+    """One counter or gauge from the admin's text /stats."""
+    match = re.search(rf"^{re.escape(name)}: (\d+)$", stats, re.M)
+    assert match, name
+    return int(match.group(1))
+
+
+def host_stat(clusters: str, cluster_name: str, port: int, stat: str) -> int:
+    """One per-host value from the admin's text /clusters."""
+    match = re.search(rf"^{cluster_name}::127\.0\.0\.1:{port}::{stat}::(\d+)$", clusters, re.M)
+    assert match, (stat, clusters)
+    return int(match.group(1))
+
+
+async def read_log(path: Path, lines: int) -> list[str]:
+    """The access log once it has `lines` lines (loggers write after the response is sent)."""
+    deadline = time.monotonic() + 5
+    while True:
+        text = path.read_text() if path.exists() else ""
+        if text.count("\n") >= lines:
+            return text.splitlines()
+        assert time.monotonic() < deadline, text
+        await asyncio.sleep(0.05)

@@ -10,9 +10,6 @@ request, `rq_timeout` for a route timeout and `cx_connect_fail` for a failed con
 from __future__ import annotations
 
 import asyncio
-import re
-import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -22,44 +19,20 @@ from tests.proxy.harness import (
     cluster,
     demo_upstreams,
     file_access_log,
+    host_stat,
     http_listener,
+    read_log,
     running_proxy,
+    stat_value,
     tcp_listener,
 )
+from tests.proxy.procs import free_port
 
 LOG_FORMAT = "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_HOST% %UPSTREAM_CLUSTER%\n"
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stat(stats: str, name: str) -> int:
-    match = re.search(rf"^{re.escape(name)}: (\d+)$", stats, re.M)
-    assert match, name
-    return int(match.group(1))
-
-
-def _host(clusters: str, cluster_name: str, port: int, stat: str) -> int:
-    match = re.search(rf"^{cluster_name}::127\.0\.0\.1:{port}::{stat}::(\d+)$", clusters, re.M)
-    assert match, (stat, clusters)
-    return int(match.group(1))
-
-
-async def _read_log(path: Path, lines: int) -> list[str]:
-    deadline = time.monotonic() + 5
-    while True:
-        text = path.read_text() if path.exists() else ""
-        if text.count("\n") >= lines:
-            return text.splitlines()
-        assert time.monotonic() < deadline, text
-        await asyncio.sleep(0.05)
-
-
 async def test_a_connect_failure_is_counted_alike_everywhere(tmp_path: Path) -> None:
-    port = _closed_port()
+    port = free_port()
     log = tmp_path / "access.log"
     listener = http_listener(name="ingress", access_log=file_access_log(log, LOG_FORMAT))
     async with running_proxy(bootstrap([listener], [cluster("backend", [port])])) as proxy:
@@ -70,14 +43,14 @@ async def test_a_connect_failure_is_counted_alike_everywhere(tmp_path: Path) -> 
             assert (await client.get(url)).status_code == 503
             stats = (await client.get(f"{admin}/stats")).text
             clusters = (await client.get(f"{admin}/clusters")).text
-    assert _stat(stats, "cluster.backend.upstream_cx_connect_fail") == 1
-    assert _stat(stats, "cluster.backend.upstream_rq_5xx") == 1
-    assert _stat(stats, "cluster.backend.upstream_rq_completed") == 1
-    assert _host(clusters, "backend", port, "cx_connect_fail") == 1
-    assert _host(clusters, "backend", port, "rq_error") == 1
-    assert _host(clusters, "backend", port, "rq_success") == 0
-    assert _host(clusters, "backend", port, "rq_total") == 1
-    assert await _read_log(log, 1) == [f"503 UF 127.0.0.1:{port} backend"]
+    assert stat_value(stats, "cluster.backend.upstream_cx_connect_fail") == 1
+    assert stat_value(stats, "cluster.backend.upstream_rq_5xx") == 1
+    assert stat_value(stats, "cluster.backend.upstream_rq_completed") == 1
+    assert host_stat(clusters, "backend", port, "cx_connect_fail") == 1
+    assert host_stat(clusters, "backend", port, "rq_error") == 1
+    assert host_stat(clusters, "backend", port, "rq_success") == 0
+    assert host_stat(clusters, "backend", port, "rq_total") == 1
+    assert await read_log(log, 1) == [f"503 UF 127.0.0.1:{port} backend"]
 
 
 async def test_responses_count_per_host_as_successes_and_errors() -> None:
@@ -95,13 +68,13 @@ async def test_responses_count_per_host_as_successes_and_errors() -> None:
                 stats = (await client.get(f"{admin}/stats")).text
                 clusters = (await client.get(f"{admin}/clusters")).text
     ports = [u.port for u in ups]
-    assert sum(_host(clusters, "backend", p, "rq_success") for p in ports) == 3
-    assert sum(_host(clusters, "backend", p, "rq_error") for p in ports) == 1
-    assert sum(_host(clusters, "backend", p, "rq_total") for p in ports) == 4
-    assert _stat(stats, "cluster.backend.upstream_rq_2xx") == 2
-    assert _stat(stats, "cluster.backend.upstream_rq_4xx") == 1
-    assert _stat(stats, "cluster.backend.upstream_rq_5xx") == 1
-    assert _stat(stats, "cluster.backend.upstream_rq_completed") == 4
+    assert sum(host_stat(clusters, "backend", p, "rq_success") for p in ports) == 3
+    assert sum(host_stat(clusters, "backend", p, "rq_error") for p in ports) == 1
+    assert sum(host_stat(clusters, "backend", p, "rq_total") for p in ports) == 4
+    assert stat_value(stats, "cluster.backend.upstream_rq_2xx") == 2
+    assert stat_value(stats, "cluster.backend.upstream_rq_4xx") == 1
+    assert stat_value(stats, "cluster.backend.upstream_rq_5xx") == 1
+    assert stat_value(stats, "cluster.backend.upstream_rq_completed") == 4
 
 
 async def test_a_route_timeout_counts_as_a_timeout_and_an_error(tmp_path: Path) -> None:
@@ -122,16 +95,16 @@ async def test_a_route_timeout_counts_as_a_timeout_and_an_error(tmp_path: Path) 
                 stats = (await client.get(f"{admin}/stats")).text
                 clusters = (await client.get(f"{admin}/clusters")).text
     port = ups[0].port
-    assert _stat(stats, "cluster.backend.upstream_rq_timeout") == 1
-    assert _stat(stats, "cluster.backend.upstream_rq_5xx") == 1
-    assert _host(clusters, "backend", port, "rq_timeout") == 1
-    assert _host(clusters, "backend", port, "rq_error") == 1
-    assert _host(clusters, "backend", port, "rq_success") == 0
-    assert await _read_log(log, 1) == [f"504 UT 127.0.0.1:{port} backend"]
+    assert stat_value(stats, "cluster.backend.upstream_rq_timeout") == 1
+    assert stat_value(stats, "cluster.backend.upstream_rq_5xx") == 1
+    assert host_stat(clusters, "backend", port, "rq_timeout") == 1
+    assert host_stat(clusters, "backend", port, "rq_error") == 1
+    assert host_stat(clusters, "backend", port, "rq_success") == 0
+    assert await read_log(log, 1) == [f"504 UT 127.0.0.1:{port} backend"]
 
 
 async def test_a_tcp_connect_failure_is_counted_per_host_too() -> None:
-    port = _closed_port()
+    port = free_port()
     config = bootstrap([tcp_listener("backend", name="tcp")], [cluster("backend", [port])])
     async with running_proxy(config) as proxy:
         assert proxy.admin is not None
@@ -142,5 +115,5 @@ async def test_a_tcp_connect_failure_is_counted_per_host_too() -> None:
             admin = f"http://127.0.0.1:{proxy.admin.port}"
             stats = (await client.get(f"{admin}/stats")).text
             clusters = (await client.get(f"{admin}/clusters")).text
-    assert _stat(stats, "cluster.backend.upstream_cx_connect_fail") == 1
-    assert _host(clusters, "backend", port, "cx_connect_fail") == 1
+    assert stat_value(stats, "cluster.backend.upstream_cx_connect_fail") == 1
+    assert host_stat(clusters, "backend", port, "cx_connect_fail") == 1

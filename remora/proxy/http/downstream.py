@@ -638,6 +638,9 @@ class DownstreamConnection(asyncio.Protocol):
                 candidates.append(
                     (active.request.started_at + hcm.max_stream_duration, "stream_duration")
                 )
+            retry = active.retry
+            if retry is not None and retry.try_deadline is not None:
+                candidates.append((retry.try_deadline, "per_try"))
         elif not self.queue and not self.tunnel_mode and hcm.idle_timeout is not None:
             candidates.append((self.last_activity + hcm.idle_timeout, "idle"))
         if hcm.max_connection_duration is not None and not self._aged:
@@ -700,6 +703,9 @@ class DownstreamConnection(asyncio.Protocol):
             stats.downstream_rq_max_duration_reached.inc()
             if self.active is not None:
                 self.active.on_timeout("downstream duration timeout", DURATION_TIMEOUT)
+        elif kind == "per_try":
+            if self.active is not None and self.active.retry is not None:
+                self.active.retry.on_per_try_timeout()
         elif kind == "request":
             stats.downstream_rq_timeout.inc()
             if self.active is not None:

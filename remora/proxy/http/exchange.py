@@ -17,7 +17,7 @@ from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.http.authority import valid_authority
 from remora.proxy.http.config import ServerHeader
-from remora.proxy.http.forwarding import append_via, apply_forwarding
+from remora.proxy.http.forwarding import append_via, apply_forwarding, is_internal
 from remora.proxy.http.h1_codec import (
     LAST_CHUNK,
     SERVER_APPEND_IF_ABSENT,
@@ -35,12 +35,19 @@ from remora.proxy.http.h1_codec import (
     strip_hop_by_hop,
     transfer_codings,
 )
+from remora.proxy.http.retry import RetryState
 from remora.proxy.http.route import (
     ClusterAction,
     DirectResponseAction,
     RedirectAction,
     RouteRequest,
     RouteResult,
+)
+from remora.proxy.http.route.retry_rules import (
+    CONNECT_FAILED,
+    RESET_BEFORE_RESPONSE,
+    merge_headers,
+    split_retry_headers,
 )
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow
@@ -82,6 +89,7 @@ class Exchange:
         "response_flags",
         "response_has_body",
         "response_headers",
+        "retry",
         "route",
         "route_deadline",
         "status",
@@ -133,6 +141,7 @@ class Exchange:
         self.request_headers = request.headers
         self.upstream_path = request.target
         self.authority = ""
+        self.retry: RetryState | None = None  # only for routes with a retry policy
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,10 +160,15 @@ class Exchange:
             return
         authority = ""
         host_count = 0
+        envoy_headers = False
         for name, value in request.headers:
             if name == "host":
                 authority = value
                 host_count += 1
+            elif len(name) >= 16 and name.startswith("x-envoy-"):
+                # 16: the shortest retry header (x-envoy-retry-on); the length test alone turns
+                # away most fields, so requests without them pay ~1 ns per field (mypyc).
+                envoy_headers = True
         if host_count > 1:
             self.local_reply(400, "Bad Request: multiple host headers", close=True)
             return
@@ -187,6 +201,12 @@ class Exchange:
         forwarding = apply_forwarding(headers, downstream.remote_ip, "http", hcm)
         self.request_id = forwarding.request_id
         self.trusted_address = forwarding.trusted_client_address
+        retry_headers = None
+        if envoy_headers:
+            # Consumed here, as Envoy's router does; honoured only from trusted clients.
+            headers, retry_headers = split_retry_headers(headers)
+            if hcm.use_remote_address and not is_internal(self.trusted_address):
+                retry_headers = None
         self.request_headers = headers
         route_request = RouteRequest(
             method=request.method,
@@ -227,23 +247,64 @@ class Exchange:
             self._add_flag(flags.NO_HEALTHY_UPSTREAM)
             self.local_reply(503, "no healthy upstream")
             return
-        self.host = host
-        cluster.stats.upstream_rq_total.inc()
-        cluster.stats.upstream_rq_active.inc()
-        host.rq_total += 1
-        host.rq_active += 1
+        policy = route.retry_policy
+        if retry_headers:
+            policy = merge_headers(policy, retry_headers)
+        if policy is not None and not request.tunnel:
+            self.retry = RetryState(
+                self, policy, cluster, hash_key, downstream.listener.buffer_limit
+            )
         if route.timeout is not None and request.complete:
             self._arm_route_timeout(route.timeout)
         self.upstream_path = route.path
         if request.has_body and _expects_continue(request):
             # Envoy's default: the proxy answers `Expect: 100-continue` itself.
             downstream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._attempt(host, downstream.last_activity)
+
+    def _attempt(self, host: Host, now: float) -> None:
+        cluster = self.cluster
+        assert cluster is not None
+        self.host = host
+        cluster.stats.upstream_rq_total.inc()
+        cluster.stats.upstream_rq_active.inc()
+        host.rq_total += 1
+        host.rq_active += 1
+        if self.retry is not None:
+            self.retry.attempt_started(host, now)
         pool = host.pool
         idle = pool.take_idle()
         if idle is not None:
-            self._send(idle, downstream.last_activity)
+            self._send(idle, now)
         else:
             self.connect_task = asyncio.create_task(self._connect(host))
+
+    def end_attempt(self) -> None:
+        """A retry replaces the current attempt: drop its upstream and what it answered."""
+        self._reset_upstream()
+        body = self.request.body
+        if body.sink is not None:  # attached, so nothing waits in the pipe: detach loses nothing
+            body.detach()
+        if self.downstream_blocked:
+            self.downstream_blocked = False
+            self.downstream.block_reading(False)
+        self.upstream_reading_paused = False
+        self.request_body_sent = False
+        self.status = 0
+        self.upstream_code = 0
+
+    def retry_attempt(self, host: Host | None) -> None:
+        """The back-off ended: the attempt it replaces stops counting as active."""
+        old, cluster = self.host, self.cluster
+        if old is not None and cluster is not None:
+            old.rq_active -= 1
+            cluster.stats.upstream_rq_active.dec()
+        self.host = None
+        if host is None:
+            self._add_flag(flags.NO_HEALTHY_UPSTREAM)
+            self.local_reply(503, "no healthy upstream")
+            return
+        self._attempt(host, time.monotonic())
 
     async def _connect(self, host: Host) -> None:
         try:
@@ -256,6 +317,7 @@ class Exchange:
             )
             return
         except ConnectFailure as exc:
+            self.connect_task = None  # done: a retry must not cancel the task it runs in
             self.upstream_tried = True
             if host.outlier is not None:
                 host.outlier.on_local_failure(exc.timed_out)
@@ -264,6 +326,7 @@ class Exchange:
                 503,
                 "upstream connect error or disconnect/reset before headers. "
                 f"reset reason: connection {'timeout' if exc.timed_out else 'failure'}",
+                CONNECT_FAILED,
             )
             return
         finally:
@@ -291,6 +354,9 @@ class Exchange:
             authority = self.authority or str(host)
         # A new list: the access log keeps the request's own (which has no host field).
         headers = [("host", authority), *route.apply_request_headers(self.request_headers)]
+        retry = self.retry
+        if retry is not None:
+            retry.request_headers(headers)
         headers = [(n, v) for n, v in headers if n != "expect"] if request.has_body else headers
         if request.tunnel:
             headers.append(("connection", "upgrade"))
@@ -309,7 +375,12 @@ class Exchange:
         # must not reach it, be they tunnel data or a pipelined request. A declined upgrade
         # closes the upstream connection too (request_body_sent stays False).
         if request.has_body and not request.tunnel:
-            if request.chunked:
+            if retry is not None:
+                if request.chunked:
+                    retry.attach_body(request.body, self._send_chunk, self._end_chunked)
+                else:
+                    retry.attach_body(request.body, upstream.write, self._body_sent)
+            elif request.chunked:
                 request.body.attach(self._send_chunk, self._end_chunked)
             else:
                 request.body.attach(upstream.write, self._body_sent)
@@ -395,6 +466,8 @@ class Exchange:
                 host.rq_success += 1
             if host.outlier is not None:
                 host.outlier.on_status(status)
+        if self.retry is not None and self.retry.on_response(status, raw):
+            return
         upgrade = status == 101
         self.response_has_body = has_body = response_has_body(request.method, status)
         elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
@@ -524,6 +597,8 @@ class Exchange:
         if self.done or self.head_sent or status == 100 or self.request.version != "1.1":
             return
         out, _ = strip_hop_by_hop(decode_headers(raw))
+        if self.retry is not None:
+            self.retry.response_started()  # the client has bytes of this try's answer
         downstream = self.downstream
         downstream.write(encode_response_head(status, out))
         if not downstream.writable and not self.upstream_reading_paused:
@@ -592,7 +667,7 @@ class Exchange:
             self._retract_head()
         if not self.head_sent and isinstance(error, UpstreamProtocolError):
             self._add_flag(flags.UPSTREAM_PROTOCOL_ERROR)
-            self._upstream_failed(502, "upstream protocol error")
+            self._upstream_failed(502, "upstream protocol error", RESET_BEFORE_RESPONSE)
             return
         if not self.head_sent:
             self._add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
@@ -602,6 +677,7 @@ class Exchange:
                 503,
                 "upstream connect error or disconnect/reset before headers. "
                 "reset reason: connection termination",
+                RESET_BEFORE_RESPONSE,
             )
             return
         # A close-delimited body ends at the upstream's FIN, as a completed response; losing the
@@ -625,7 +701,7 @@ class Exchange:
         """The upstream's response cannot be relayed faithfully: reset it and answer 502."""
         self._add_flag(flags.UPSTREAM_PROTOCOL_ERROR)
         self._reset_upstream()
-        self._upstream_failed(502, "upstream protocol error")
+        self._upstream_failed(502, "upstream protocol error", RESET_BEFORE_RESPONSE)
 
     def on_route_timeout(self) -> None:
         self.route_deadline = None
@@ -689,12 +765,16 @@ class Exchange:
             upstream.sink = None
             upstream.abort()
 
-    def _upstream_failed(self, status: int, body: str) -> None:
+    def _upstream_failed(self, status: int, body: str, failure: int = -1) -> None:
+        """`failure`: why the attempt got no response (retry.py), or -1 if it is never retried."""
         if self.done:
             return
         if self.host is not None and not self.head_sent:
             self.host.rq_error += 1
             self.upstream_code = status
+        retry = self.retry
+        if retry is not None and failure >= 0 and not self.head_sent and retry.on_failure(failure):
+            return
         self.local_reply(status, body)
 
     # -- local replies and completion -------------------------------------------------------
@@ -740,6 +820,8 @@ class Exchange:
             return
         self.done = True
         self.route_deadline = None
+        if self.retry is not None:
+            self.retry.close()
         if self.connect_task is not None:
             self.connect_task.cancel()
             self.connect_task = None

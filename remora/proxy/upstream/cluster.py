@@ -114,6 +114,12 @@ class ClusterStats:
     upstream_rq_pending_active: Gauge
     upstream_rq_pending_overflow: Counter
     upstream_rq_timeout: Counter
+    upstream_rq_per_try_timeout: Counter
+    upstream_rq_retry: Counter
+    upstream_rq_retry_success: Counter
+    upstream_rq_retry_overflow: Counter
+    upstream_rq_retry_backoff_exponential: Counter
+    upstream_rq_retry_limit_exceeded: Counter
     upstream_rq_completed: Counter
     upstream_rq_1xx: Counter
     upstream_rq_2xx: Counter
@@ -149,6 +155,7 @@ class Cluster:
         self.hashing = config.lb.policy.hashing
         self.open_connections = 0
         self.pending_requests = 0
+        self.retries_active = 0  # for the max_retries breaker and the retry budget
         self._dns_task: asyncio.Task[None] | None = None
         self.health_checker = (
             HealthChecker(self, config.health_check, store) if config.health_check else None

@@ -83,8 +83,20 @@ support.register("envoy.config.endpoint.v3.Endpoint", {"address", "hostname"})
 support.register("envoy.config.cluster.v3.CircuitBreakers", {"thresholds"})
 support.register(
     "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
-    {"priority", "max_connections", "max_pending_requests", "max_requests"},
+    {
+        "priority",
+        "max_connections",
+        "max_pending_requests",
+        "max_requests",
+        "max_retries",
+        "retry_budget",
+    },
 )
+support.register(
+    "envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget",
+    {"budget_percent", "min_retry_concurrency"},
+)
+support.register("envoy.type.v3.Percent", {"value"})
 
 
 class DiscoveryType(Enum):
@@ -152,10 +164,15 @@ class ClusterConfig:
     # (Envoy's default 1 h); a connection is not reused past max_connection_duration.
     idle_timeout: float | None = 3600.0
     max_connection_duration: float | None = None
+    # Concurrent retries: the max_retries threshold, or a retry budget (percent of active plus
+    # pending requests, minimum concurrency), which overrides it as in Envoy.
+    max_retries: int = 3
+    retry_budget: tuple[float, int] | None = None
 
 
 _DEFAULT_CONNECT_TIMEOUT = 5.0  # Envoy's default
 _DEFAULT_THRESHOLD = 1024  # Envoy's circuit-breaker defaults
+_DEFAULT_MAX_RETRIES = 3
 _DEFAULT_BUFFER_LIMIT = 1024 * 1024  # Envoy's per_connection_buffer_limit_bytes default
 
 
@@ -192,6 +209,8 @@ def compile_cluster(
         names_allowed=discovery_name == "STRICT_DNS",
     )
     max_connections = max_pending = max_requests = _DEFAULT_THRESHOLD
+    max_retries = _DEFAULT_MAX_RETRIES
+    retry_budget: tuple[float, int] | None = None
     for i, threshold in enumerate(cluster.circuit_breakers.thresholds):
         if threshold.priority != 0:
             errors.add(
@@ -205,6 +224,22 @@ def compile_cluster(
             max_pending = threshold.max_pending_requests.value
         if threshold.HasField("max_requests"):
             max_requests = threshold.max_requests.value
+        if threshold.HasField("max_retries"):
+            max_retries = threshold.max_retries.value
+        if threshold.HasField("retry_budget"):
+            budget = threshold.retry_budget
+            percent = budget.budget_percent.value if budget.HasField("budget_percent") else 20.0
+            if not 0.0 <= percent <= 100.0:
+                errors.add(
+                    f"{path}.circuit_breakers.thresholds[{i}].retry_budget.budget_percent",
+                    "must be between 0 and 100",
+                )
+            minimum = (
+                budget.min_retry_concurrency.value
+                if budget.HasField("min_retry_concurrency")
+                else 3
+            )
+            retry_budget = (percent, minimum)
     families = {
         cluster_pb2.Cluster.AUTO: (socket.AF_INET6, socket.AF_INET),
         cluster_pb2.Cluster.V4_ONLY: (socket.AF_INET,),
@@ -259,6 +294,8 @@ def compile_cluster(
         lb=lb,
         health_check=health_check,
         outlier_detection=outlier_detection,
+        max_retries=max_retries,
+        retry_budget=retry_budget,
     )
 
 

@@ -35,6 +35,8 @@ from remora.proxy.http.route.matchers import (
     compile_query_matcher,
 )
 from remora.proxy.http.route.re2 import Regex, compile_regex_matcher
+from remora.proxy.http.route.retry_policy import compile_retry_policy
+from remora.proxy.http.route.retry_rules import RetryPolicy
 from remora.proxy.http.route.table import (
     EXACT,
     PREFIX,
@@ -75,7 +77,15 @@ def _levels(
 class _Context:
     """What a route needs from its enclosing levels."""
 
-    __slots__ = ("max_body", "most_specific_wins", "request_outer", "response_outer")
+    __slots__ = (
+        "attempt_count",
+        "buffer_limit",
+        "max_body",
+        "most_specific_wins",
+        "request_outer",
+        "response_outer",
+        "retry",
+    )
 
     def __init__(
         self,
@@ -83,11 +93,17 @@ class _Context:
         response_outer: tuple[HeaderMutation | None, ...],
         most_specific_wins: bool,
         max_body: int,
+        retry: RetryPolicy | None = None,
+        attempt_count: bool = False,
+        buffer_limit: int | None = None,
     ) -> None:
         self.request_outer = request_outer
         self.response_outer = response_outer
         self.most_specific_wins = most_specific_wins
         self.max_body = max_body
+        self.retry = retry  # the virtual host's, compiled once
+        self.attempt_count = attempt_count
+        self.buffer_limit = buffer_limit
 
 
 def _compile_path(
@@ -153,8 +169,23 @@ def _compile_route(
     )
     which = route.WhichOneof("action")
     action: Action | None = None
+    retry = ctx.retry
     if which == "route":
         action = compile_route_action(route.route, f"{path}.route", errors, levels)
+        buffer_limit = ctx.buffer_limit
+        if route.HasField("per_request_buffer_limit_bytes"):
+            buffer_limit = route.per_request_buffer_limit_bytes.value
+        if route.route.HasField("retry_policy"):
+            # A route's policy replaces the virtual host's whole, as in Envoy.
+            retry = compile_retry_policy(
+                route.route.retry_policy,
+                f"{path}.route.retry_policy",
+                errors,
+                attempt_count_header=ctx.attempt_count,
+                buffer_limit=buffer_limit,
+            )
+        elif retry is not None and buffer_limit != retry.buffer_limit:
+            retry = replace(retry, buffer_limit=buffer_limit)
     elif which == "redirect":
         action = compile_redirect(route.redirect, f"{path}.redirect", errors)
     elif which == "direct_response":
@@ -190,6 +221,7 @@ def _compile_route(
         body=body,
         timeout=timeout,
         auto_host_rewrite=auto_host,
+        retry_policy=retry if isinstance(action, ClusterAction) else None,
     )
     fast = result.direct_target
     if fast is None:
@@ -229,11 +261,25 @@ def compile_route_configuration(
         if not vhost.domains:
             errors.add(f"{vpath}.domains", "a virtual host needs at least one domain")
         vhost_request, vhost_response = _levels(vhost, vpath, errors)
+        buffer_limit = (
+            vhost.per_request_buffer_limit_bytes.value
+            if vhost.HasField("per_request_buffer_limit_bytes")
+            else None
+        )
         ctx = _Context(
             (vhost_request, config_request),
             (vhost_response, config_response),
             config.most_specific_header_mutations_wins,
             max_body,
+            compile_retry_policy(
+                vhost.retry_policy if vhost.HasField("retry_policy") else None,
+                f"{vpath}.retry_policy",
+                errors,
+                attempt_count_header=vhost.include_request_attempt_count,
+                buffer_limit=buffer_limit,
+            ),
+            vhost.include_request_attempt_count,
+            buffer_limit,
         )
         routes: list[CompiledRoute] = []
         for j, route in enumerate(vhost.routes):

@@ -33,10 +33,29 @@ register_ignored(
     "validate_clusters",
     "route targets are listed by RouteTable.cluster_names for the caller to validate",
 )
-register(f"{_ROUTE}.VirtualHost", {"name", "domains", "routes", *_HEADER_MUTATIONS})
+register(
+    f"{_ROUTE}.VirtualHost",
+    {
+        "name",
+        "domains",
+        "routes",
+        *_HEADER_MUTATIONS,
+        "retry_policy",
+        "include_request_attempt_count",
+        "per_request_buffer_limit_bytes",
+    },
+)
 register(
     f"{_ROUTE}.Route",
-    {"name", "match", "route", "redirect", "direct_response", *_HEADER_MUTATIONS},
+    {
+        "name",
+        "match",
+        "route",
+        "redirect",
+        "direct_response",
+        *_HEADER_MUTATIONS,
+        "per_request_buffer_limit_bytes",
+    },
 )
 register(
     f"{_ROUTE}.RouteMatch",
@@ -88,6 +107,7 @@ register(
         "auto_host_rewrite",
         "timeout",
         "hash_policy",
+        "retry_policy",
     },
 )
 register(f"{_ROUTE}.WeightedCluster", {"clusters", "total_weight", "header_name"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from remora.proxy.http.route.actions import (
     Action,
@@ -29,6 +30,9 @@ from remora.proxy.http.route.pathindex import (
     usable_prefix,
 )
 from remora.proxy.http.route.re2 import Regex
+
+if TYPE_CHECKING:
+    from remora.proxy.http.route.retry_rules import RetryPolicy
 
 # Path specifier kinds. The case-insensitive variants are the case-sensitive kind + 1, so the
 # match loop decides both "how" and "on which spelling of the path" with one integer test.
@@ -122,6 +126,11 @@ class RouteResult:
         """Upstream timeout in seconds (Envoy's 15 s by default); None when disabled."""
         return self._route.timeout
 
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        """The route's own, else its virtual host's (route overrides as a whole, as in Envoy)."""
+        return self._route.retry_policy
+
     def apply_request_headers(
         self, headers: Sequence[tuple[str, str]], context: Mapping[str, str] | None = None
     ) -> list[tuple[str, str]]:
@@ -164,6 +173,7 @@ class CompiledRoute:
     auto_host_rewrite: bool
     fast_target: ClusterTarget | None = None  # set by the compiler from direct_target
     fast_authority: str | None = None
+    retry_policy: RetryPolicy | None = None
 
     @property
     def has_conditions(self) -> bool:

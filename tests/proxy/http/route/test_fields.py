@@ -27,6 +27,9 @@ EVERYTHING: dict[str, Any] = {
             "request_headers_to_add": [
                 {"header": {"key": "e", "value": ""}, "keep_empty_value": True}
             ],
+            "include_request_attempt_count": True,
+            "per_request_buffer_limit_bytes": 1024,
+            "retry_policy": {"retry_on": "5xx"},
             "routes": [
                 {
                     "name": "r1",
@@ -75,7 +78,27 @@ EVERYTHING: dict[str, Any] = {
                         "regex_rewrite": {"pattern": {"regex": "a"}, "substitution": "b"},
                         "auto_host_rewrite": True,
                         "timeout": "3s",
+                        "retry_policy": {
+                            "retry_on": "5xx,gateway-error,reset,connect-failure,retriable-4xx,"
+                            "refused-stream,retriable-status-codes,retriable-headers",
+                            "num_retries": 2,
+                            "per_try_timeout": "1s",
+                            "retry_back_off": {"base_interval": "0.01s", "max_interval": "1s"},
+                            "retriable_status_codes": [418],
+                            "retriable_headers": [{"name": "x-retry", "present_match": True}],
+                            "retry_host_predicate": [
+                                {
+                                    "name": "envoy.retry_host_predicates.previous_hosts",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.retry."
+                                        "host.previous_hosts.v3.PreviousHostsPredicate"
+                                    },
+                                }
+                            ],
+                            "host_selection_retry_max_attempts": 3,
+                        },
                     },
+                    "per_request_buffer_limit_bytes": 10,
                     "request_headers_to_remove": ["k"],
                     "response_headers_to_remove": ["l"],
                 },
@@ -136,7 +159,7 @@ def test_unimplemented_fields_are_rejected_with_their_path() -> None:
                         },
                         "route": {
                             "cluster": "c",
-                            "retry_policy": {"retry_on": "5xx"},
+                            "retry_policy": {"retry_on": "5xx", "per_try_idle_timeout": "1s"},
                             "regex_rewrite": {
                                 "pattern": {"google_re2": {"max_program_size": 10}, "regex": "a"},
                                 "substitution": "b",
@@ -158,7 +181,7 @@ def test_unimplemented_fields_are_rejected_with_their_path() -> None:
         [
             f"{at}.require_tls",
             f"{at}.routes[0].match.runtime_fraction",
-            f"{at}.routes[0].route.retry_policy",
+            f"{at}.routes[0].route.retry_policy.per_try_idle_timeout",
             f"{at}.routes[0].decorator",
             f"{at}.routes[1].direct_response.body.filename",
         ]
