@@ -47,7 +47,7 @@ lint: $(STAMP)
 
 types: $(STAMP)
 	$(VENV)/bin/mypy remora
-	cd bench && ../$(VENV)/bin/mypy --strict run.py suite peers/threadproxy.py
+	cd bench && ../$(VENV)/bin/mypy --strict run.py workers.py suite peers/threadproxy.py
 
 pytest: $(STAMP) native bytecode
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
