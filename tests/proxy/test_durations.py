@@ -104,3 +104,21 @@ async def test_upstream_connections_close_when_idle_or_too_old() -> None:
                 assert (await client.get("/")).status_code == 200
             assert _counter(proxy, "cluster.backend.upstream_cx_max_duration_reached") == 1
             assert _counter(proxy, "cluster.backend.upstream_cx_total") == 2
+
+
+async def test_an_upstream_stream_past_max_stream_duration_is_answered_408_umsdr(
+    tmp_path: Any,
+) -> None:
+    async with demo_upstreams(1) as ups:
+        log = tmp_path / "access.log"
+        access_log = file_access_log(log, "%RESPONSE_CODE% %RESPONSE_FLAGS%\n")
+        config = _config(ups[0].port, {}, {"max_stream_duration": "0.2s"}, access_log=access_log)
+        async with running_proxy(config) as proxy:
+            url = f"http://127.0.0.1:{proxy.listener_port('http')}"
+            async with httpx.AsyncClient(base_url=url) as client:
+                slow = await client.get("/delay/1000")
+                fast = await client.get("/delay/10")
+            assert (slow.status_code, slow.text) == (408, "upstream max stream duration reached")
+            assert fast.status_code == 200
+            assert _counter(proxy, "cluster.backend.upstream_rq_max_duration_reached") == 1
+        assert log.read_text().splitlines()[0] == "408 UMSDR"

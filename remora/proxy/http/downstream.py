@@ -634,6 +634,8 @@ class DownstreamConnection(asyncio.Protocol):
                 candidates.append((self.last_activity + hcm.stream_idle_timeout, "stream_idle"))
             if active.route_deadline is not None:
                 candidates.append((active.route_deadline, "route"))
+            if active.stream_deadline is not None:
+                candidates.append((active.stream_deadline, "upstream_duration"))
             if hcm.max_stream_duration is not None and not self.tunnel_mode:
                 candidates.append(
                     (active.request.started_at + hcm.max_stream_duration, "stream_duration")
@@ -699,6 +701,9 @@ class DownstreamConnection(asyncio.Protocol):
             self._aged = True
             if self.active is None and not self.queue and self.parsing is None:
                 self.close()
+        elif kind == "upstream_duration":
+            if self.active is not None:
+                self.active.on_stream_duration()
         elif kind == "stream_duration":
             stats.downstream_rq_max_duration_reached.inc()
             if self.active is not None:

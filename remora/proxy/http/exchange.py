@@ -93,6 +93,7 @@ class Exchange:
         "route",
         "route_deadline",
         "status",
+        "stream_deadline",
         "trusted_address",
         "upgraded",
         "upstream",
@@ -133,6 +134,8 @@ class Exchange:
         # When the route timeout fires (monotonic seconds); the connection's one lazy timer
         # watches it, so a request costs a float here rather than a timer of its own.
         self.route_deadline: float | None = None
+        # The cluster's max_stream_duration for the upstream stream under way (each try's own).
+        self.stream_deadline: float | None = None
         self.done = False
         self.keep_alive = True
         self.upgraded = False
@@ -369,6 +372,10 @@ class Exchange:
         head = encode_request_head(request.method, self.upstream_path, headers)
         self.upstream_started = now
         self.upstream_tried = True
+        cluster = self.cluster
+        if cluster is not None and cluster.config.max_stream_duration is not None:
+            self.stream_deadline = deadline = now + cluster.config.max_stream_duration
+            self.downstream.deadline_added(deadline)
         upstream.begin(self, head, head_only=request.method == "HEAD")
         # A tunnel's bytes (what the client sent after the upgrade request) wait in the pipe
         # until the upstream agrees with a 101: if it declines, they were never routed and
@@ -558,7 +565,7 @@ class Exchange:
             downstream.stats.downstream_cx_upgrades_active.inc()
             downstream.tunnel_mode = True
             # Request timeouts do not apply to a tunnel: its streams end when a peer closes.
-            self.route_deadline = None
+            self.route_deadline = self.stream_deadline = None
         elif has_body and content_length is None:
             if request.version == "1.1":
                 self.chunked_response = True
@@ -719,6 +726,21 @@ class Exchange:
                     host.outlier.on_local_failure(True)
         self._abandon(flags.UPSTREAM_REQUEST_TIMEOUT, 504, "upstream request timeout", close=False)
 
+    def on_stream_duration(self) -> None:
+        """The cluster's max_stream_duration passed: Envoy resets the upstream stream and
+        answers 408 (`UMSDR`) if nothing was sent yet."""
+        self.stream_deadline = None
+        if self.done:
+            return
+        if self.cluster is not None:
+            self.cluster.stats.upstream_rq_max_duration_reached.inc()
+        self._abandon(
+            flags.UPSTREAM_MAX_STREAM_DURATION_REACHED,
+            408,
+            "upstream max stream duration reached",
+            close=False,
+        )
+
     def on_timeout(self, body: str, flag: str) -> None:
         """A connection-manager timeout (request or stream idle) fired for this exchange.
 
@@ -819,7 +841,7 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        self.route_deadline = None
+        self.route_deadline = self.stream_deadline = None
         if self.retry is not None:
             self.retry.close()
         if self.connect_task is not None:

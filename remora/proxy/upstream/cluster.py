@@ -114,6 +114,7 @@ class ClusterStats:
     upstream_rq_pending_active: Gauge
     upstream_rq_pending_overflow: Counter
     upstream_rq_timeout: Counter
+    upstream_rq_max_duration_reached: Counter
     upstream_rq_per_try_timeout: Counter
     upstream_rq_retry: Counter
     upstream_rq_retry_success: Counter

@@ -55,6 +55,7 @@ _CLUSTER_COMMON_FIELDS = frozenset(
         "idle_timeout",
         "max_connection_duration",
         "max_requests_per_connection",
+        "max_stream_duration",
     }
 )
 support.register("envoy.config.cluster.v3.Cluster.EdsClusterConfig", {"eds_config", "service_name"})
@@ -164,6 +165,7 @@ class ClusterConfig:
     # (Envoy's default 1 h); a connection is not reused past max_connection_duration.
     idle_timeout: float | None = 3600.0
     max_connection_duration: float | None = None
+    max_stream_duration: float | None = None  # an upstream request's whole life, each try
     # Concurrent retries: the max_retries threshold, or a retry budget (percent of active plus
     # pending requests, minimum concurrency), which overrides it as in Envoy.
     max_retries: int = 3
@@ -285,6 +287,7 @@ def compile_cluster(
         ),
         idle_timeout=optional_seconds(common, "idle_timeout", 3600.0),
         max_connection_duration=optional_seconds(common, "max_connection_duration", None),
+        max_stream_duration=optional_seconds(common, "max_stream_duration", None),
         eds_service_name=eds_service_name,
         max_response_headers_bytes=max_kb * 1024,
         max_response_headers_count=(
