@@ -7,6 +7,8 @@ import gc
 import logging
 import signal
 import sys
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from remora.config.errors import ConfigErrors
@@ -16,6 +18,13 @@ Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.
 
 SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open
 requests finish within the drain timeout, then the process exits 0.
+
+Hot restart (Envoy's flags): start a new process on the next --restart-epoch with
+the same --base-id; it takes the listening sockets (and the admin's) of the one
+running at epoch N-1 over @remora_hot_restart_<base-id>_<N-1> without refusing a
+connection, starts its counters from the parent's, and applies its own bootstrap.
+The parent stops accepting, drains for up to --drain-time-s, and exits 0 when its
+connections are done (at --parent-shutdown-time-s at the latest).
 
 SIGHUP reloads the file (so does every change to it, with --watch). Static
 listeners and clusters that were added, removed or changed are applied without
@@ -29,6 +38,7 @@ examples:
   remora proxy -c examples/front-proxy.yaml
   remora proxy -c examples/front-proxy.yaml --validate
   remora proxy -c examples/front-proxy.yaml --watch     # or: kill -HUP <pid> after an edit
+  remora proxy -c new.yaml --restart-epoch 1 --drain-time-s 30   # hot restart of epoch 0
   remora demo --print-config > demo.json && remora proxy -c demo.json -l debug
 """
 
@@ -56,8 +66,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="reload the config whenever the file changes, as on SIGHUP (a running proxy only)",
     )
+    restart = parser.add_argument_group("hot restart (as Envoy's)")
+    restart.add_argument(
+        "--restart-epoch", type=_non_negative, default=0, metavar="N",
+        help="0 for a first start; N takes over from the process running at N-1 (default: 0)",
+    )  # fmt: skip
+    restart.add_argument(
+        "--base-id", type=_non_negative, default=0, metavar="B",
+        help="separates proxies on one host: epochs talk only within one base id (default: 0)",
+    )  # fmt: skip
+    restart.add_argument(
+        "--drain-time-s", type=_non_negative, default=600, metavar="S",
+        help="as the new epoch: how long the parent's open connections get (default: 600)",
+    )  # fmt: skip
+    restart.add_argument(
+        "--parent-shutdown-time-s", type=_non_negative, default=900, metavar="S",
+        help="as the new epoch: the parent exits by then at the latest (default: 900)",
+    )  # fmt: skip
     add_log_level(parser)
     parser.set_defaults(handler=run)
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
 
 
 def add_log_level(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +159,10 @@ def run(args: argparse.Namespace) -> int:
     if args.validate:
         print(f"configuration '{args.config}' OK")
         return 0
-    return run_config(config, args.config, watch=args.watch)
+    restart = HotRestart(
+        args.restart_epoch, args.base_id, args.drain_time_s, args.parent_shutdown_time_s
+    )
+    return run_config(config, args.config, watch=args.watch, restart=restart)
 
 
 def _warn_stale_native() -> None:
@@ -136,17 +176,50 @@ def _warn_stale_native() -> None:
         )
 
 
-def run_config(config: Any, path: str | None = None, watch: bool = False) -> int:
-    """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it."""
+@dataclass(frozen=True, slots=True)
+class HotRestart:
+    epoch: int = 0
+    base_id: int = 0
+    drain_time_s: int = 600
+    parent_shutdown_time_s: int = 900
+
+
+def run_config(
+    config: Any, path: str | None = None, watch: bool = False, restart: HotRestart | None = None
+) -> int:
+    """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it.
+
+    With `restart`, this process claims its epoch's hot restart socket first and, past epoch 0,
+    takes over from the previous epoch: its sockets as the listeners bind, its counters before
+    anything is counted, and its drain once every listener of this process accepts."""
     import asyncio
 
     import uvloop
 
+    from remora.proxy.hot_restart import (
+        HotRestartChild,
+        HotRestartError,
+        HotRestartParent,
+        ParentHooks,
+        process_age,
+    )
     from remora.proxy.reload import Reloader
     from remora.proxy.server import ProxyServer
 
+    hot = restart or HotRestart()
+
     async def main() -> None:
         server = ProxyServer(config)
+        server.store.gauge("server.hot_restart_epoch").set(hot.epoch)
+        parent = HotRestartParent(hot.base_id, hot.epoch, server.started_at)
+        parent.bind()  # claims this epoch, or fails before any socket of the previous is touched
+        child = HotRestartChild(hot.base_id, hot.epoch) if hot.epoch > 0 else None
+        if child is not None:
+            began = time.monotonic()
+            child.connect()
+            server.first_started_at = parent.first_started_at = child.first_started_at
+            child.import_stats(server.store)
+            server.inherit = child.take
         # From the moment a listener is bound, SIGTERM must drain rather than kill: a supervisor
         # may stop the proxy as soon as its port answers. serve_forever takes these over.
         loop = asyncio.get_running_loop()
@@ -156,7 +229,32 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
         # the reloader; its default would kill the process.
         early: list[str] = []
         loop.add_signal_handler(signal.SIGHUP, early.append, "SIGHUP")
-        await server.start()
+        try:
+            await server.start()
+        finally:
+            server.inherit = None
+        if child is not None:
+            draining = child.drain_parent(hot.drain_time_s, hot.parent_shutdown_time_s)
+            handover_ms = (time.monotonic() - began) * 1000
+            logging.getLogger("remora.hot_restart").info(
+                "hot restart: epoch %d took %d socket%s from epoch %d (pid %d), which stopped "
+                "accepting %.0f ms after the handover began, %.0f ms after this process started; "
+                "it drains %d connection%s",
+                hot.epoch, child.taken, "" if child.taken == 1 else "s", hot.epoch - 1,
+                child.parent_pid, handover_ms, process_age() * 1000,
+                draining.open_connections, "" if draining.open_connections == 1 else "s",
+            )  # fmt: skip
+            child.follow(lambda: logging.getLogger("remora.hot_restart").info(
+                "hot restart: epoch %d has exited; its counters are in", hot.epoch - 1
+            ))  # fmt: skip
+        parent.listen(
+            ParentHooks(
+                server.listening_fd,
+                server.stop_accepting,
+                server.begin_hot_restart_drain,
+                server.store,
+            )
+        )
         settle_heap()
         client = None
         if config.ads is not None:  # dynamic_resources: listeners and clusters over ADS
@@ -187,6 +285,9 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
                 await reloader.close()
             if client is not None:
                 await client.stop()
+            await parent.close()
+            if child is not None:
+                child.close()
 
     try:
         uvloop.run(main())
@@ -194,6 +295,9 @@ def run_config(config: Any, path: str | None = None, watch: bool = False) -> int
         raise
     except OSError as exc:
         print(f"error: {exc.strerror if exc.errno and exc.strerror else exc}", file=sys.stderr)
+        return 1
+    except HotRestartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

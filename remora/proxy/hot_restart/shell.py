@@ -284,7 +284,9 @@ class HotRestartChild:
         if not reply.found:
             return None
         if not self._fds:
-            raise HotRestartError(f"epoch {self.epoch - 1} said it sent {host}:{port} but no descriptor came")
+            raise HotRestartError(
+                f"epoch {self.epoch - 1} said it sent {host}:{port} but no descriptor came"
+            )
         self.taken += 1
         return socket.socket(fileno=self._fds.pop(0))
 
@@ -334,7 +336,9 @@ class HotRestartChild:
         try:
             self._sock.sendall(encode(message))
         except OSError as exc:
-            raise HotRestartError(f"epoch {self.epoch - 1} went away during the handover: {exc}") from None
+            raise HotRestartError(
+                f"epoch {self.epoch - 1} went away during the handover: {exc}"
+            ) from None
 
     def _expect(self, kind: type[M]) -> M:
         while not self._messages:
