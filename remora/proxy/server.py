@@ -105,7 +105,11 @@ class ProxyServer:
                     raise OSError(
                         exc.errno, f"admin cannot bind {self.config.admin}: {_reason(exc)}"
                     ) from None
-                log.info("admin on %s:%s", self.config.admin.host, self.admin.port)
+                log.info(
+                    "admin on %s:%s%s",
+                    self.config.admin.host, self.admin.port,
+                    " (inherited)" if inherited is not None else "",
+                )  # fmt: skip
         except BaseException:
             await self.close()
             raise
