@@ -233,6 +233,14 @@ def run_config(
             await server.start()
         finally:
             server.inherit = None
+        if child is not None and server.shutdown_requested:
+            # Stopped while starting: taking over now would leave nothing serving.
+            logging.getLogger("remora.hot_restart").info(
+                "hot restart abandoned (shut down during start-up); epoch %d keeps serving",
+                hot.epoch - 1,
+            )
+            child.close()
+            child = None
         if child is not None:
             draining = child.drain_parent(hot.drain_time_s, hot.parent_shutdown_time_s)
             handover_ms = (time.monotonic() - began) * 1000

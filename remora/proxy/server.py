@@ -360,6 +360,10 @@ class ProxyServer:
                 loop.remove_signal_handler(sig)
             await self.close()
 
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._stopped.is_set()
+
     def request_shutdown(self, reason: str = "shutdown requested") -> None:
         """Begin the clean exit; `reason` (the signal, or /quitquitquit) goes to the log."""
         if not self._stopped.is_set():

@@ -145,8 +145,8 @@ class HotRestartParent:
         if isinstance(message, Hello):
             if message.version != VERSION or message.epoch != self.epoch + 1:
                 log.warning(
-                    "hot restart: refused a successor at epoch %d speaking version %d "
-                    "(this is epoch %d, version %d)",
+                    "hot restart: a successor at epoch %d speaking version %d connected (this "
+                    "is epoch %d, version %d); it will refuse to take over",
                     message.epoch, message.version, self.epoch, VERSION,
                 )  # fmt: skip
             conn.sendall(encode(Hello(self.epoch, os.getpid(), VERSION, self.first_started_at)))
