@@ -31,6 +31,7 @@ from tests.proxy.harness import (
     http_listener,
     routes_to,
     set_routes,
+    tcp_listener,
 )
 from tests.proxy.procs import (
     StderrLines,
@@ -250,6 +251,44 @@ async def test_parent_shutdown_time_ends_a_drain_that_would_last_longer(tmp_path
             raise AssertionError("the request outlived --parent-shutdown-time-s")
         except httpx.HTTPError:
             pass
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+    """One HTTP/1.1 request on an open connection; the status of its response."""
+    writer.write(b"GET / HTTP/1.1\r\nHost: hot\r\n\r\n")
+    await writer.drain()
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode("latin-1")
+    length = next(
+        int(line.split(":", 1)[1])
+        for line in head.split("\r\n")
+        if line.lower().startswith("content-length:")
+    )
+    await reader.readexactly(length)
+    return int(head.split()[1])
+
+
+async def test_a_tcp_proxy_connection_runs_on_through_the_parent_until_it_closes(
+    tmp_path: Path,
+) -> None:
+    async with demo_upstreams(1) as (upstream,), _epochs(tmp_path) as epochs:
+        config = bootstrap([tcp_listener("backend")], [cluster("backend", [upstream.port])])
+        parent, parent_lines = await epochs.first(config)
+        port, admin = epochs.ports["tcp"], epochs.ports["admin"]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await _exchange(reader, writer) == 200
+        _, child_lines = await epochs.next(config, "--drain-time-s", "20")
+        await asyncio.sleep(0.5)
+        assert await _exchange(reader, writer) == 200  # the parent still carries this stream
+        assert parent.returncode is None
+        fresh = await asyncio.open_connection("127.0.0.1", port)  # accepted by the child
+        assert await _exchange(*fresh) == 200
+        fresh[1].close()
+        writer.close()
+        assert await _exit_code(parent, 10) == 0
+        await parent_lines.wait_for("1 connection finished, 0 closed at the drain timeout")
+        await child_lines.wait_for("epoch 0 has exited; its counters are in")
+        # start_proxy_process's readiness probe, the parent's stream, the child's one.
+        assert (await admin_stats(admin))["tcp.tcp.downstream_cx_total"] == 3
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
