@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from remora.proxy.hot_restart.protocol import VERSION, Hello, encode, socket_name
 from tests.proxy.harness import (
     bootstrap,
     cluster,
@@ -321,6 +324,36 @@ async def test_a_missing_or_skipped_parent_and_a_taken_epoch_exit_1_with_one_lin
             assert message in lines[0], (what, lines[0])
         # The running epoch was not disturbed by any of them.
         assert (await get_on_new_connection(epochs.ports["http"])).text == "up"
+
+
+async def test_a_parent_speaking_another_protocol_version_is_refused(tmp_path: Path) -> None:
+    """The child checks the parent's hello before asking it for anything."""
+    base_id = random.randrange(1, 2**31)
+    asked: list[str] = []
+
+    async def old_parent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        (length,) = struct.unpack(">I", await reader.readexactly(4))
+        asked.append(json.loads(await reader.readexactly(length))["type"])
+        writer.write(encode(Hello(epoch=0, pid=os.getpid(), version=VERSION + 1)))
+        await writer.drain()
+        more = await reader.read(100)  # EOF: the child hung up instead of asking on
+        if more:
+            asked.append(more.decode(errors="replace"))
+        writer.close()
+
+    server = await asyncio.start_unix_server(old_parent, path=socket_name(base_id, 0))
+    async with server:
+        path = tmp_path / "b.json"
+        path.write_text(json.dumps(bootstrap([http_listener(routes=direct_routes("x"))], [])))
+        result = await asyncio.to_thread(
+            _run, "-c", str(path), "--base-id", str(base_id), "--restart-epoch", "1"
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"error: @remora_hot_restart_{base_id}_0 answered as epoch 0 speaking hot restart "
+        f"version {VERSION + 1}; this is epoch 1, version {VERSION}"
+    )
+    assert asked == ["hello"]  # nothing more was asked of it
 
 
 def test_bad_hot_restart_flags_are_usage_errors(tmp_path: Path) -> None:
