@@ -19,18 +19,18 @@ Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.
 SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open
 requests finish within the drain timeout, then the process exits 0.
 
-Hot restart (Envoy's flags): start a new process on the next --restart-epoch with
-the same --base-id; it takes the listening sockets (and the admin's) of the one
-running at epoch N-1 over @remora_hot_restart_<base-id>_<N-1> without refusing a
-connection, starts its counters from the parent's, and applies its own bootstrap.
-The parent stops accepting, drains for up to --drain-time-s, and exits 0 when its
-connections are done (at --parent-shutdown-time-s at the latest).
+Hot restart (Envoy's flags): start a new process with the next --restart-epoch
+and the same --base-id. It takes the listening sockets (the admin's too) of the
+one at epoch N-1 over @remora_hot_restart_<base-id>_<N-1>, refusing no
+connection, starts its counters from the parent's, and serves its own bootstrap.
+The parent stops accepting, drains for up to --drain-time-s, and exits 0 once
+its connections are done (by --parent-shutdown-time-s at the latest).
 
 SIGHUP reloads the file (so does every change to it, with --watch). Static
 listeners and clusters that were added, removed or changed are applied without
 dropping a connection. An invalid file is logged with every error, and the
 running config keeps serving. The admin address, dynamic_resources and node
-need a restart: a reload logs that and applies the rest.
+need a restart (a hot restart, then): a reload logs that and applies the rest.
 """
 
 _EXAMPLES = """\
