@@ -322,8 +322,16 @@ async def test_a_missing_or_skipped_parent_and_a_taken_epoch_exit_1_with_one_lin
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: "), (what, result.stderr)
             assert message in lines[0], (what, lines[0])
+        # A bootstrap that does not compile is refused before the running epoch is asked.
+        typo = tmp_path / "typo.json"
+        typo.write_text(json.dumps({**config, "statc_resources": {}}))
+        result = await asyncio.to_thread(
+            _run, "-c", str(typo), "--base-id", epochs.base_id, "--restart-epoch", "1"
+        )
+        assert result.returncode == 1 and "unknown field 'statc_resources'" in result.stderr
         # The running epoch was not disturbed by any of them.
         assert (await get_on_new_connection(epochs.ports["http"])).text == "up"
+        assert not any("hot restart" in line for line in epochs.processes[0][1].lines)
 
 
 async def test_a_parent_speaking_another_protocol_version_is_refused(tmp_path: Path) -> None:
