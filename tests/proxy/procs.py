@@ -42,15 +42,19 @@ def bootstrap_path(tmp_path: Path) -> Path:
     return tmp_path / "bootstrap.json"
 
 
+def unique_base_id() -> str:
+    """A `--base-id` of its own. Epoch 0 claims `@remora_hot_restart_<base id>_0` machine-wide,
+    so proxies of concurrent test runs (or one still exiting) must not share one."""
+    return str(random.randrange(1, 2**31))
+
+
 async def spawn_proxy(
     path: Path, log_level: str = "warning", *extra: str
 ) -> asyncio.subprocess.Process:
     """`remora proxy -c path`, started and not waited for (a hot restart's child finds its
     ports already answering: its parent's)."""
     if "--base-id" not in extra:
-        # Epoch 0 claims `@remora_hot_restart_<base id>_0` machine-wide: a base id per process
-        # lets proxies of concurrent test runs (or a lingering one) start side by side.
-        extra = (*extra, "--base-id", str(random.randrange(1, 2**31)))
+        extra = (*extra, "--base-id", unique_base_id())
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

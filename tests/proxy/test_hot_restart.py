@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import re
 import signal
 import struct
@@ -43,6 +42,7 @@ from tests.proxy.procs import (
     get_on_new_connection,
     spawn_proxy,
     start_proxy_process,
+    unique_base_id,
 )
 
 Process = asyncio.subprocess.Process
@@ -54,7 +54,7 @@ class Epochs:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.base_id = str(random.randrange(1, 2**31))
+        self.base_id = unique_base_id()
         self.processes: list[tuple[Process, StderrLines]] = []
         self.ports: dict[str, int] = {}
 
@@ -307,7 +307,7 @@ async def test_a_missing_or_skipped_parent_and_a_taken_epoch_exit_1_with_one_lin
         config = bootstrap([http_listener(routes=direct_routes("up"))], [])
         await epochs.first(config)
         path = str(tmp_path / "bootstrap.json")
-        lonely = str(random.randrange(1, 2**31))
+        lonely = unique_base_id()
         cases = {
             "nothing at epoch 0": (["--base-id", lonely, "--restart-epoch", "1"],
                                    "no remora proxy runs at epoch 0 with --base-id " + lonely),
@@ -336,7 +336,7 @@ async def test_a_missing_or_skipped_parent_and_a_taken_epoch_exit_1_with_one_lin
 
 async def test_a_parent_speaking_another_protocol_version_is_refused(tmp_path: Path) -> None:
     """The child checks the parent's hello before asking it for anything."""
-    base_id = random.randrange(1, 2**31)
+    base_id = int(unique_base_id())
     asked: list[str] = []
 
     async def old_parent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
