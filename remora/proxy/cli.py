@@ -7,6 +7,8 @@ import gc
 import logging
 import signal
 import sys
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from remora.config.errors import ConfigErrors
@@ -20,11 +22,18 @@ Run the proxy from an Envoy v3 bootstrap, or validate it with --validate.
 SIGTERM, SIGINT and the admin's POST /quitquitquit drain: listeners close, open
 requests finish within the drain timeout, then the process exits 0.
 
+Hot restart (Envoy's flags): start a new process with the next --restart-epoch
+and the same --base-id. It takes the listening sockets (the admin's too) of the
+one at epoch N-1 over @remora_hot_restart_<base-id>_<N-1>, refusing no
+connection, starts its counters from the parent's, and serves its own bootstrap.
+The parent stops accepting, drains for up to --drain-time-s, and exits 0 once
+its connections are done (by --parent-shutdown-time-s at the latest).
+
 SIGHUP reloads the file (so does every change to it, with --watch). Static
 listeners and clusters that were added, removed or changed are applied without
 dropping a connection. An invalid file is logged with every error, and the
 running config keeps serving. The admin address, dynamic_resources and node
-need a restart: a reload logs that and applies the rest.
+need a restart (a hot restart, then): a reload logs that and applies the rest.
 """
 
 _EXAMPLES = """\
@@ -32,6 +41,7 @@ examples:
   remora proxy -c examples/front-proxy.yaml
   remora proxy -c examples/front-proxy.yaml --validate
   remora proxy -c examples/front-proxy.yaml --watch     # or: kill -HUP <pid> after an edit
+  remora proxy -c new.yaml --restart-epoch 1 --drain-time-s 30   # hot restart of epoch 0
   remora demo --print-config > demo.json && remora proxy -c demo.json -l debug
 """
 
@@ -67,6 +77,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="worker processes sharing the listeners through SO_REUSEPORT, with one admin that "
         "sums their stats (default 1: a single process)",
     )
+    restart = parser.add_argument_group("hot restart (as Envoy's)")
+    restart.add_argument(
+        "--restart-epoch", type=_non_negative, default=0, metavar="N",
+        help="0 for a first start; N takes over from the process running at N-1 (default: 0)",
+    )  # fmt: skip
+    restart.add_argument(
+        "--base-id", type=_non_negative, default=0, metavar="B",
+        help="separates proxies on one host: epochs talk only within one base id (default: 0)",
+    )  # fmt: skip
+    restart.add_argument(
+        "--drain-time-s", type=_non_negative, default=600, metavar="S",
+        help="as the new epoch: how long the parent's open connections get (default: 600)",
+    )  # fmt: skip
+    restart.add_argument(
+        "--parent-shutdown-time-s", type=_non_negative, default=900, metavar="S",
+        help="as the new epoch: the parent exits by then at the latest (default: 900)",
+    )  # fmt: skip
     add_log_level(parser)
     parser.set_defaults(handler=run)
 
@@ -78,6 +105,16 @@ def _concurrency(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 1 <= value <= 256:
         raise argparse.ArgumentTypeError(f"must be 1 to 256, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
 
 
@@ -144,14 +181,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"configuration '{args.config}' OK")
         return 0
     if args.concurrency > 1:
+        if args.restart_epoch > 0:
+            print(
+                "error: --restart-epoch above 0 with --concurrency above 1 is not supported: "
+                "the workers cannot take sockets over from a previous epoch yet",
+                file=sys.stderr,
+            )
+            return 2
         from remora.proxy.workers import run_workers
 
+        # The workers claim no hot restart socket: one process per base id and epoch may.
         return run_workers(
             config,
             args.concurrency,
             lambda pinned, link: run_config(pinned, args.config, watch=args.watch, worker=link),
         )
-    return run_config(config, args.config, watch=args.watch)
+    restart = HotRestart(
+        args.restart_epoch, args.base_id, args.drain_time_s, args.parent_shutdown_time_s
+    )
+    return run_config(config, args.config, watch=args.watch, restart=restart)
 
 
 def _warn_stale_native() -> None:
@@ -165,20 +213,59 @@ def _warn_stale_native() -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HotRestart:
+    epoch: int = 0
+    base_id: int = 0
+    drain_time_s: int = 600
+    parent_shutdown_time_s: int = 900
+
+
 def run_config(
-    config: Any, path: str | None = None, watch: bool = False, worker: WorkerLink | None = None
+    config: Any,
+    path: str | None = None,
+    watch: bool = False,
+    restart: HotRestart | None = None,
+    worker: WorkerLink | None = None,
 ) -> int:
     """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it.
-    As one of `--concurrency` workers, `worker` links it to the supervisor."""
+
+    With `restart`, this process claims its epoch's hot restart socket first and, past epoch 0,
+    takes over from the previous epoch: its sockets as the listeners bind, its counters before
+    anything is counted, and its drain once every listener of this process accepts. As one of
+    `--concurrency` workers, `worker` links it to the supervisor (and there is no hot restart)."""
     import asyncio
 
     import uvloop
 
+    from remora.proxy.hot_restart import (
+        HotRestartChild,
+        HotRestartError,
+        HotRestartParent,
+        ParentHooks,
+        process_age,
+    )
     from remora.proxy.reload import Reloader
     from remora.proxy.server import AdminView, ProxyServer
 
+    hot = restart
+
     async def main() -> None:
         server = ProxyServer(config, reuse_port=worker is not None)
+        parent: HotRestartParent | None = None
+        child: HotRestartChild | None = None
+        if hot is not None:
+            server.store.gauge("server.hot_restart_epoch").set(hot.epoch)
+            parent = HotRestartParent(hot.base_id, hot.epoch, server.started_at)
+            parent.bind()  # claims this epoch, or fails before the previous one is touched
+            child = HotRestartChild(hot.base_id, hot.epoch) if hot.epoch > 0 else None
+        if child is not None:
+            assert hot is not None and parent is not None
+            began = time.monotonic()
+            child.connect()
+            server.first_started_at = parent.first_started_at = child.first_started_at
+            child.import_stats(server.store)
+            server.inherit = child.take
         # From the moment a listener is bound, SIGTERM must drain rather than kill: a supervisor
         # may stop the proxy as soon as its port answers. serve_forever takes these over.
         loop = asyncio.get_running_loop()
@@ -188,10 +275,45 @@ def run_config(
         # the reloader; its default would kill the process.
         early: list[str] = []
         loop.add_signal_handler(signal.SIGHUP, early.append, "SIGHUP")
-        await server.start()
+        try:
+            await server.start()
+        finally:
+            server.inherit = None
         if worker is not None:
             worker.announce("up")
             worker.serve(loop, AdminView(server))
+        if child is not None and server.shutdown_requested:
+            # Stopped while starting: taking over now would leave nothing serving.
+            logging.getLogger("remora.hot_restart").info(
+                "hot restart abandoned (shut down during start-up); epoch %d keeps serving",
+                child.epoch - 1,
+            )
+            child.close()
+            child = None
+        if child is not None:
+            assert hot is not None
+            draining = child.drain_parent(hot.drain_time_s, hot.parent_shutdown_time_s)
+            handover_ms = (time.monotonic() - began) * 1000
+            logging.getLogger("remora.hot_restart").info(
+                "hot restart: epoch %d took %d socket%s from epoch %d (pid %d), which stopped "
+                "accepting %.0f ms after the handover began, %.0f ms after this process started; "
+                "it drains %d connection%s",
+                hot.epoch, child.taken, "" if child.taken == 1 else "s", hot.epoch - 1,
+                child.parent_pid, handover_ms, process_age() * 1000,
+                draining.open_connections, "" if draining.open_connections == 1 else "s",
+            )  # fmt: skip
+            child.follow(lambda: logging.getLogger("remora.hot_restart").info(
+                "hot restart: epoch %d has exited; its counters are in", hot.epoch - 1
+            ))  # fmt: skip
+        if parent is not None:
+            parent.listen(
+                ParentHooks(
+                    server.listening_fd,
+                    server.stop_accepting,
+                    server.begin_hot_restart_drain,
+                    server.store,
+                )
+            )
         settle_heap()
         client = None
         if config.ads is not None:  # dynamic_resources: listeners and clusters over ADS
@@ -222,6 +344,10 @@ def run_config(
                 await reloader.close()
             if client is not None:
                 await client.stop()
+            if parent is not None:
+                await parent.close()
+            if child is not None:
+                child.close()
 
     try:
         uvloop.run(main())
@@ -229,6 +355,9 @@ def run_config(
         raise
     except OSError as exc:
         print(f"error: {exc.strerror if exc.errno and exc.strerror else exc}", file=sys.stderr)
+        return 1
+    except HotRestartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

@@ -30,6 +30,7 @@ from remora.proxy.admin.context import (
     HostStatus,
     ListenerStatus,
 )
+from remora.proxy.hot_restart.protocol import VERSION as HOT_RESTART_VERSION
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.http.listener import HttpListener
@@ -83,6 +84,14 @@ class ProxyServer:
         self.update_lock = asyncio.Lock()
         # Set by the ADS client: extra /config_dump entries (versions, last NACK reason).
         self.xds_status: Callable[[], list[dict[str, Any]]] | None = None
+        # A hot restart's child takes the parent's listening sockets through this (host, port ->
+        # the socket, or None to bind it); `first_started_at` is when epoch 0 started.
+        self.inherit: Callable[[str, int], socket.socket | None] | None = None
+        self.first_started_at = self.started_at
+        # Set for a hot restart's parent: keep-alive connections are first told to close on
+        # their next response, and only after this long are the idle ones closed. Closing an
+        # idle keep-alive connection at once races with the request its client is sending.
+        self.idle_grace = 0.0
         self._server_state = self.store.gauge("server.state")
         self._live = self.store.gauge("server.live")
         self.store.gauge("server.uptime")
@@ -98,13 +107,18 @@ class ProxyServer:
                 self.admin = AdminServer(
                     AdminView(self), self.config.admin.host, self.config.admin.port
                 )
+                inherited = self._inherit(self.config.admin.host, self.config.admin.port)
                 try:
-                    await self.admin.start()
+                    await self.admin.start(inherited)
                 except OSError as exc:
                     raise OSError(
                         exc.errno, f"admin cannot bind {self.config.admin}: {_reason(exc)}"
                     ) from None
-                log.info("admin on %s:%s", self.config.admin.host, self.admin.port)
+                log.info(
+                    "admin on %s:%s%s",
+                    self.config.admin.host, self.admin.port,
+                    " (inherited)" if inherited is not None else "",
+                )  # fmt: skip
         except BaseException:
             await self.close()
             raise
@@ -133,25 +147,68 @@ class ProxyServer:
                 listener.buffer_limit,
             )
         address = listener.address
+        loop = asyncio.get_running_loop()
+        inherited = self._inherit(address.host, address.port)
         try:
-            server = await asyncio.get_running_loop().create_server(
-                runtime.protocol_factory,
-                address.host,
-                address.port,
-                family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
-                backlog=listener.backlog,
-                reuse_address=True,
-                reuse_port=self.reuse_port or None,
-            )
+            if inherited is not None:
+                server = await loop.create_server(
+                    runtime.protocol_factory, sock=inherited, backlog=listener.backlog
+                )
+            else:
+                server = await loop.create_server(
+                    runtime.protocol_factory,
+                    address.host,
+                    address.port,
+                    family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
+                    backlog=listener.backlog,
+                    reuse_address=True,
+                    reuse_port=self.reuse_port or None,
+                )
         except OSError as exc:
             raise OSError(
                 exc.errno, f"listener {listener.name!r} cannot bind {address}: {_reason(exc)}"
             ) from None
         bound = server.sockets[0].getsockname()
-        log.info("listener %s on %s:%s", listener.name, bound[0], bound[1])
+        log.info(
+            "listener %s on %s:%s%s",
+            listener.name, bound[0], bound[1], " (inherited)" if inherited is not None else "",
+        )  # fmt: skip
         return RunningListener(
             listener.name, runtime, server, str(bound[0]), int(bound[1]), listener
         )
+
+    def _inherit(self, host: str, port: int) -> socket.socket | None:
+        return self.inherit(host, port) if self.inherit is not None else None
+
+    # -- hot restart -------------------------------------------------------------------------
+    def listening_fd(self, host: str, port: int) -> int | None:
+        """The descriptor of the socket listening on host:port as configured (a listener or
+        the admin), for a hot restart's child; matched by address, as Envoy does."""
+        for running in self.listeners:
+            if running.config.address.host == host and running.port == port:
+                return int(running.server.sockets[0].fileno())
+        admin, running_admin = self.config.admin, self.admin
+        if admin is None or running_admin is None or admin.host != host:
+            return None
+        return running_admin.listening_fd() if running_admin.port == port else None
+
+    async def stop_accepting(self) -> int:
+        """Close this process's listening sockets (a successor holds them now); returns the
+        connections still open. The admin closes too, so /stats answers from the successor."""
+        self.state = "DRAINING"
+        self._server_state.set(1)
+        self._live.set(0)
+        for running in self.listeners:
+            running.server.close()
+        if self.admin is not None:
+            await self.admin.close()
+            self.admin = None
+        return sum(len(r.runtime.connections) for r in self.listeners)
+
+    def begin_hot_restart_drain(self, timeout: float) -> None:
+        self.drain_timeout = timeout
+        self.idle_grace = min(1.0, timeout)
+        self.request_shutdown("hot restart")
 
     # -- dynamic updates (xDS, reloads) ----------------------------------------------------
     async def apply_static(self, config: ProxyConfig) -> None:
@@ -313,6 +370,10 @@ class ProxyServer:
                 loop.remove_signal_handler(sig)
             await self.close()
 
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._stopped.is_set()
+
     def request_shutdown(self, reason: str = "shutdown requested") -> None:
         """Begin the clean exit; `reason` (the signal, or /quitquitquit) goes to the log."""
         if not self._stopped.is_set():
@@ -328,7 +389,10 @@ class ProxyServer:
         self._live.set(0)
         for running in self.listeners:
             running.server.close()
-            running.runtime.drain()
+            if self.idle_grace > 0:
+                running.runtime.draining = True  # responses say `Connection: close` from now
+            else:
+                running.runtime.drain()
         timeout = self._drain_timeout()
         started = time.monotonic()
         deadline = started + timeout
@@ -338,7 +402,13 @@ class ProxyServer:
                 "draining: listeners closed, %d connection%s open, waiting up to %.1f s",
                 open_at_start, "" if open_at_start == 1 else "s", timeout,
             )  # fmt: skip
-        while time.monotonic() < deadline and any(r.runtime.connections for r in self.listeners):
+        if self.idle_grace > 0:
+            grace_end = min(deadline, started + self.idle_grace)
+            while time.monotonic() < grace_end and self._any_open():
+                await asyncio.sleep(0.05)
+            for running in self.listeners:
+                running.runtime.drain()
+        while time.monotonic() < deadline and self._any_open():
             await asyncio.sleep(0.05)
         cut = sum(len(r.runtime.connections) for r in self.listeners)
         for running in self.listeners:
@@ -348,6 +418,9 @@ class ProxyServer:
             "drained in %.2f s: %d connection%s finished, %d closed at the drain timeout",
             time.monotonic() - started, finished, "" if finished == 1 else "s", cut,
         )  # fmt: skip
+
+    def _any_open(self) -> bool:
+        return any(r.runtime.connections for r in self.listeners)
 
     async def _flush_stats(self) -> None:
         """Envoy's stats_flush_interval (5 s): closes the interval that histogram quantiles show."""
@@ -409,9 +482,9 @@ class AdminView:
         return {
             "version": f"remora/{__version__}",
             "state": self.server.state,
-            "hot_restart_version": "disabled",
+            "hot_restart_version": f"remora.{HOT_RESTART_VERSION}",
             "uptime_current_epoch": f"{int(time.time() - self.server.started_at)}s",
-            "uptime_all_epochs": f"{int(time.time() - self.server.started_at)}s",
+            "uptime_all_epochs": f"{int(time.time() - self.server.first_started_at)}s",
             "command_line_options": {"argv": sys.argv[1:]},
             "node": {"id": self.server.config.node_id, "cluster": self.server.config.node_cluster},
             "pid": os.getpid(),

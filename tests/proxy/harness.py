@@ -107,6 +107,26 @@ def tcp_listener(cluster_name: str, name: str = "tcp", **extra: Any) -> dict[str
     }
 
 
+def routes_to(cluster_name: str) -> list[dict[str, Any]]:
+    return [{"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]
+
+
+def direct_routes(body: str) -> list[dict[str, Any]]:
+    """Every path answered by the proxy itself, 200 with `body`."""
+    return [
+        {
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 200, "body": {"inline_string": body}},
+        }
+    ]
+
+
+def set_routes(config: dict[str, Any], routes: list[dict[str, Any]], listener: int = 0) -> None:
+    """Replace the routes of an `http_listener` inside a `bootstrap`."""
+    hcm = config["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]
+    hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"] = routes
+
+
 FILE_ACCESS_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 
 def free_port() -> int:
@@ -36,13 +42,20 @@ def bootstrap_path(tmp_path: Path) -> Path:
     return tmp_path / "bootstrap.json"
 
 
-async def start_proxy_process(
-    config: dict[str, Any], tmp_path: Path, log_level: str = "warning", *extra: str
-) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
-    ports = set_ports(config)
-    path = bootstrap_path(tmp_path)
-    path.write_text(json.dumps(config))
-    process = await asyncio.create_subprocess_exec(
+def unique_base_id() -> str:
+    """A `--base-id` of its own. Epoch 0 claims `@remora_hot_restart_<base id>_0` machine-wide,
+    so proxies of concurrent test runs (or one still exiting) must not share one."""
+    return str(random.randrange(1, 2**31))
+
+
+async def spawn_proxy(
+    path: Path, log_level: str = "warning", *extra: str
+) -> asyncio.subprocess.Process:
+    """`remora proxy -c path`, started and not waited for (a hot restart's child finds its
+    ports already answering: its parent's)."""
+    if "--base-id" not in extra:
+        extra = (*extra, "--base-id", unique_base_id())
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "remora",
@@ -54,6 +67,15 @@ async def start_proxy_process(
         *extra,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def start_proxy_process(
+    config: dict[str, Any], tmp_path: Path, log_level: str = "warning", *extra: str
+) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    ports = set_ports(config)
+    path = bootstrap_path(tmp_path)
+    path.write_text(json.dumps(config))
+    process = await spawn_proxy(path, log_level, *extra)
     for _ in range(200):
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", next(iter(ports.values())))
@@ -62,6 +84,42 @@ async def start_proxy_process(
         except OSError:
             await asyncio.sleep(0.05)
     return process, ports
+
+
+@asynccontextmanager
+async def proxy_process(
+    config: dict[str, Any], tmp_path: Path, *extra: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, int], StderrLines]]:
+    """A proxy process at log level info that must stay alive for the whole block and log no
+    traceback; SIGTERM at the end."""
+    process, ports = await start_proxy_process(config, tmp_path, "info", *extra)
+    lines = StderrLines(process)
+    try:
+        yield process, ports, lines
+        assert process.returncode is None, lines.text
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)
+        await lines.close()
+    assert "Traceback" not in lines.text, lines.text
+
+
+async def get_on_new_connection(port: int, path: str = "/") -> httpx.Response:
+    """A request on a new connection (a kept-alive one keeps the config it was accepted with)."""
+    async with httpx.AsyncClient() as client:
+        return await client.get(f"http://127.0.0.1:{port}{path}")
+
+
+async def admin_stats(admin_port: int, prefix: str = "") -> dict[str, int]:
+    """/stats as name -> value, the counters and gauges whose names start with `prefix`."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{admin_port}/stats")).text
+    return {
+        name: int(value)
+        for name, _, value in (line.partition(": ") for line in text.splitlines())
+        if name.startswith(prefix) and value.lstrip("-").isdigit()
+    }
 
 
 class StderrLines:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.proxy.harness import bootstrap, cluster, http_listener, tcp_listener
+from tests.proxy.procs import unique_base_id
 
 
 def _validate(tmp_path: Path, config: dict[str, object] | str) -> subprocess.CompletedProcess[str]:
@@ -102,7 +103,8 @@ def test_a_bind_failure_names_the_listener_or_the_admin(tmp_path: Path) -> None:
             path = tmp_path / "bootstrap.json"
             path.write_text(json.dumps(config))
             result = subprocess.run(
-                [sys.executable, "-m", "remora", "proxy", "-c", str(path), "-l", "error"],
+                [sys.executable, "-m", "remora", "proxy", "-c", str(path), "-l", "error",
+                 "--base-id", unique_base_id()],
                 capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             assert result.returncode == 1

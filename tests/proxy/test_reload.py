@@ -15,55 +15,33 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener
-from tests.proxy.procs import StderrLines, bootstrap_path, free_port, start_proxy_process
-
-Proxy = tuple[asyncio.subprocess.Process, dict[str, int], StderrLines]
-
-
-def _route_to(name: str) -> list[dict[str, Any]]:
-    return [{"match": {"prefix": "/"}, "route": {"cluster": name}}]
-
-
-def _direct(body: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "match": {"prefix": "/"},
-            "direct_response": {"status": 200, "body": {"inline_string": body}},
-        }
-    ]
-
-
-def _set_routes(config: dict[str, Any], routes: list[dict[str, Any]], listener: int = 0) -> None:
-    hcm = config["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0]
-    hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"] = routes
+from tests.proxy.harness import (
+    bootstrap,
+    cluster,
+    demo_upstreams,
+    direct_routes,
+    http_listener,
+    routes_to,
+    set_routes,
+)
+from tests.proxy.procs import (
+    StderrLines,
+    admin_stats,
+    bootstrap_path,
+    free_port,
+    get_on_new_connection,
+    proxy_process,
+)
 
 
 def _write(tmp_path: Path, config: dict[str, Any] | str) -> None:
     text = config if isinstance(config, str) else json.dumps(config)
     bootstrap_path(tmp_path).write_text(text)
-
-
-@asynccontextmanager
-async def _proxy(config: dict[str, Any], tmp_path: Path, *extra: str) -> AsyncIterator[Proxy]:
-    process, ports = await start_proxy_process(config, tmp_path, "info", *extra)
-    lines = StderrLines(process)
-    try:
-        yield process, ports, lines
-        assert process.returncode is None, lines.text  # alive through every reload
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 10)
-        await lines.close()
-    assert "Traceback" not in lines.text, lines.text
 
 
 def _ended(lines: StderrLines) -> list[str]:
@@ -84,42 +62,30 @@ async def _reload(process: asyncio.subprocess.Process, lines: StderrLines) -> st
 
 
 async def _stats(admin_port: int) -> dict[str, int]:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{admin_port}/stats")).text
-    return {
-        name: int(value)
-        for name, _, value in (line.partition(": ") for line in text.splitlines())
-        if name.startswith("server.reload.")
-    }
-
-
-async def _get(port: int) -> httpx.Response:
-    """A request on a new connection (a kept-alive one keeps the config it was accepted with)."""
-    async with httpx.AsyncClient() as client:
-        return await client.get(f"http://127.0.0.1:{port}/")
+    return await admin_stats(admin_port, "server.reload.")
 
 
 async def test_sighup_changes_routes_and_clusters_and_logs_what_changed(tmp_path: Path) -> None:
     async with demo_upstreams(2) as (a, b):
         config = bootstrap(
-            [http_listener(routes=_route_to("a"))], [cluster("a", [a.port]), cluster("b", [b.port])]
+            [http_listener(routes=routes_to("a"))], [cluster("a", [a.port]), cluster("b", [b.port])]
         )
-        async with _proxy(config, tmp_path) as (process, ports, lines):
-            assert (await _get(ports["http"])).headers["x-upstream-name"] == "up-0"
+        async with proxy_process(config, tmp_path) as (process, ports, lines):
+            assert (await get_on_new_connection(ports["http"])).headers["x-upstream-name"] == "up-0"
 
-            _set_routes(config, _route_to("b"))  # a route now sends to another upstream
+            set_routes(config, routes_to("b"))  # a route now sends to another upstream
             _write(tmp_path, config)
             assert "listeners changed http" in await _reload(process, lines)
-            assert (await _get(ports["http"])).headers["x-upstream-name"] == "up-1"
+            assert (await get_on_new_connection(ports["http"])).headers["x-upstream-name"] == "up-1"
 
-            _set_routes(config, _direct("direct"))  # and now answers itself
+            set_routes(config, direct_routes("direct"))  # and now answers itself
             _write(tmp_path, config)
             await _reload(process, lines)
-            response = await _get(ports["http"])
+            response = await get_on_new_connection(ports["http"])
             assert response.status_code == 200 and response.text == "direct"
 
             # A changed cluster (same name, another endpoint), an added and a removed one.
-            _set_routes(config, _route_to("a"))
+            set_routes(config, routes_to("a"))
             config["static_resources"]["clusters"] = [
                 cluster("a", [b.port]),
                 cluster("c", [a.port]),
@@ -127,7 +93,7 @@ async def test_sighup_changes_routes_and_clusters_and_logs_what_changed(tmp_path
             _write(tmp_path, config)
             line = await _reload(process, lines)
             assert "listeners changed http | clusters added c; removed b; changed a" in line
-            assert (await _get(ports["http"])).headers["x-upstream-name"] == "up-1"
+            assert (await get_on_new_connection(ports["http"])).headers["x-upstream-name"] == "up-1"
 
             # The same file again: nothing to do, and it says so.
             assert (await _reload(process, lines)).endswith(": no change")
@@ -141,8 +107,8 @@ async def test_sighup_changes_routes_and_clusters_and_logs_what_changed(tmp_path
 async def test_a_bad_file_is_refused_with_every_error_and_the_old_config_serves(
     tmp_path: Path,
 ) -> None:
-    config = bootstrap([http_listener(routes=_direct("v1"))], [])
-    async with _proxy(config, tmp_path) as (process, ports, lines):
+    config = bootstrap([http_listener(routes=direct_routes("v1"))], [])
+    async with proxy_process(config, tmp_path) as (process, ports, lines):
         typo = json.loads(json.dumps(config))
         typo["static_resources"]["listeners"][0]["adress"] = {}
         typo["static_resources"]["clusters"] = [{"name": "c", "conect_timeout": "1s"}]
@@ -154,7 +120,7 @@ async def test_a_bad_file_is_refused_with_every_error_and_the_old_config_serves(
         for what, text in bad.items():
             _write(tmp_path, text)
             assert "refused, the running config is kept" in await _reload(process, lines), what
-            response = await _get(ports["http"])
+            response = await get_on_new_connection(ports["http"])
             assert response.text == "v1", what
         # Every error of the typo file, each with its field path, as at start-up.
         assert any(
@@ -168,12 +134,12 @@ async def test_a_bad_file_is_refused_with_every_error_and_the_old_config_serves(
         bootstrap_path(tmp_path).unlink()  # a deleted file
         assert "refused" in await _reload(process, lines)
         assert any("cannot read" in line and "No such file" in line for line in lines.lines)
-        assert (await _get(ports["http"])).text == "v1"
+        assert (await get_on_new_connection(ports["http"])).text == "v1"
 
-        _set_routes(config, _direct("v2"))  # fixed: the next reload applies
+        set_routes(config, direct_routes("v2"))  # fixed: the next reload applies
         _write(tmp_path, config)
         assert "listeners changed http" in await _reload(process, lines)
-        assert (await _get(ports["http"])).text == "v2"
+        assert (await get_on_new_connection(ports["http"])).text == "v2"
         stats = await _stats(ports["admin"])
         assert stats["server.reload.update_rejected"] == 4
         assert stats["server.reload.update_success"] == 1
@@ -181,13 +147,16 @@ async def test_a_bad_file_is_refused_with_every_error_and_the_old_config_serves(
 
 async def test_listeners_added_and_removed_and_the_admin_needs_a_restart(tmp_path: Path) -> None:
     config = bootstrap(
-        [http_listener(routes=_direct("kept")), http_listener(routes=_direct("old"), name="old")],
+        [
+            http_listener(routes=direct_routes("kept")),
+            http_listener(routes=direct_routes("old"), name="old"),
+        ],
         [],
     )
-    async with _proxy(config, tmp_path) as (process, ports, lines):
-        assert (await _get(ports["old"])).text == "old"
+    async with proxy_process(config, tmp_path) as (process, ports, lines):
+        assert (await get_on_new_connection(ports["old"])).text == "old"
         new_port, other_admin = free_port(), free_port()
-        new = http_listener(routes=_direct("new"), name="new")
+        new = http_listener(routes=direct_routes("new"), name="new")
         new["address"]["socket_address"]["port_value"] = new_port
         listeners = config["static_resources"]["listeners"]
         listeners[1] = new
@@ -198,10 +167,10 @@ async def test_listeners_added_and_removed_and_the_admin_needs_a_restart(tmp_pat
         (restart,) = await lines.wait_for("needs a restart")
         assert f"admin (127.0.0.1:{ports['admin']} -> 127.0.0.1:{other_admin})" in restart
 
-        assert (await _get(new_port)).text == "new"
-        assert (await _get(ports["http"])).text == "kept"
+        assert (await get_on_new_connection(new_port)).text == "new"
+        assert (await get_on_new_connection(ports["http"])).text == "kept"
         try:
-            await _get(ports["old"])
+            await get_on_new_connection(ports["old"])
             raise AssertionError("the removed listener still accepts")
         except httpx.ConnectError:
             pass
@@ -216,18 +185,20 @@ async def test_listeners_added_and_removed_and_the_admin_needs_a_restart(tmp_pat
 
 
 async def test_a_listener_that_cannot_bind_leaves_everything_as_it_was(tmp_path: Path) -> None:
-    config = bootstrap([http_listener(routes=_direct("v1"))], [])
-    async with _proxy(config, tmp_path) as (process, ports, lines):
+    config = bootstrap([http_listener(routes=direct_routes("v1"))], [])
+    async with proxy_process(config, tmp_path) as (process, ports, lines):
         taken = _held_port()
         try:
-            _set_routes(config, _direct("v2"))
-            blocked = http_listener(routes=_direct("x"), name="blocked")
+            set_routes(config, direct_routes("v2"))
+            blocked = http_listener(routes=direct_routes("x"), name="blocked")
             blocked["address"]["socket_address"]["port_value"] = taken.getsockname()[1]
             config["static_resources"]["listeners"].append(blocked)
             _write(tmp_path, config)
             line = await _reload(process, lines)
             assert "refused" in line and "listener 'blocked' cannot bind" in line, line
-            assert (await _get(ports["http"])).text == "v1"  # the route change is not half-applied
+            assert (
+                await get_on_new_connection(ports["http"])
+            ).text == "v1"  # the route change is not half-applied
         finally:
             taken.close()
 
@@ -242,22 +213,22 @@ def _held_port() -> socket.socket:
 
 async def _until_body(port: int, body: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while (await _get(port)).text != body:
+    while (await get_on_new_connection(port)).text != body:
         assert time.monotonic() < deadline, f"never answered {body!r}"
         await asyncio.sleep(0.05)
 
 
 async def test_watch_applies_edits_atomic_replaces_and_symlink_swaps(tmp_path: Path) -> None:
-    config = bootstrap([http_listener(routes=_direct("v1"))], [])
-    async with _proxy(config, tmp_path, "--watch") as (_process, ports, lines):
+    config = bootstrap([http_listener(routes=direct_routes("v1"))], [])
+    async with proxy_process(config, tmp_path, "--watch") as (_process, ports, lines):
         await lines.wait_for("watching")
         await asyncio.sleep(0.3)  # the watcher starts on its first iteration
 
-        _set_routes(config, _direct("edited"))
+        set_routes(config, direct_routes("edited"))
         _write(tmp_path, config)  # rewritten in place
         await _until_body(ports["http"], "edited")
 
-        _set_routes(config, _direct("renamed"))
+        set_routes(config, direct_routes("renamed"))
         staging = tmp_path / ".bootstrap.json.tmp"
         staging.write_text(json.dumps(config))
         os.replace(staging, bootstrap_path(tmp_path))  # as editors and config managers save
@@ -265,9 +236,9 @@ async def test_watch_applies_edits_atomic_replaces_and_symlink_swaps(tmp_path: P
 
         _write(tmp_path, "static_resources: {listeners: [\n")  # broken: logged, still serving
         await lines.wait_for("refused, the running config is kept")
-        assert (await _get(ports["http"])).text == "renamed"
+        assert (await get_on_new_connection(ports["http"])).text == "renamed"
 
-        _set_routes(config, _direct("again"))
+        set_routes(config, direct_routes("again"))
         _write(tmp_path, config)
         await _until_body(ports["http"], "again")
         assert len(await lines.wait_for("reload (file changed) of")) == 3
@@ -275,7 +246,7 @@ async def test_watch_applies_edits_atomic_replaces_and_symlink_swaps(tmp_path: P
         # Kubernetes mounts a ConfigMap as FILE -> ..data/FILE and swaps the `..data` symlink.
         for version in ("k1", "k2"):
             (tmp_path / version).mkdir()
-            _set_routes(config, _direct(version))
+            set_routes(config, direct_routes(version))
             (tmp_path / version / "bootstrap.json").write_text(json.dumps(config))
         (tmp_path / "..data").symlink_to("k1")
         os.replace(_symlink(tmp_path, "..data/bootstrap.json"), bootstrap_path(tmp_path))
@@ -293,9 +264,9 @@ def _symlink(directory: Path, target: str) -> Path:
 async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> None:
     async with demo_upstreams(2) as (a, b):
         config = bootstrap(
-            [http_listener(routes=_route_to("a"))], [cluster("a", [a.port]), cluster("b", [b.port])]
+            [http_listener(routes=routes_to("a"))], [cluster("a", [a.port]), cluster("b", [b.port])]
         )
-        async with _proxy(config, tmp_path) as (process, ports, lines):
+        async with proxy_process(config, tmp_path) as (process, ports, lines):
             url = f"http://127.0.0.1:{ports['http']}/"
             stop = asyncio.Event()
             failures: list[str] = []
@@ -322,7 +293,7 @@ async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> Non
                 while not stop.is_set():
                     started = time.monotonic()
                     try:
-                        response = await _get(ports["http"])
+                        response = await get_on_new_connection(ports["http"])
                     except httpx.HTTPError as exc:
                         failures.append(f"new connection: {type(exc).__name__}: {exc}")
                         continue
@@ -338,7 +309,7 @@ async def test_no_request_fails_across_reloads_under_load(tmp_path: Path) -> Non
             windows: list[tuple[float, float, str]] = []  # between reloads: where routes go
             for i in range(6):
                 upstream = "b" if i % 2 == 0 else "a"
-                _set_routes(config, _route_to(upstream))
+                set_routes(config, routes_to(upstream))
                 _write(tmp_path, config)
                 assert "listeners changed http" in await _reload(process, lines)
                 applied = time.monotonic()
@@ -365,7 +336,7 @@ def test_help_describes_reloads_and_watch_refuses_validate(tmp_path: Path) -> No
         and "--watch" in shown.stdout
     )
     path = tmp_path / "b.json"
-    path.write_text(json.dumps(bootstrap([http_listener(routes=_direct("x"))], [])))
+    path.write_text(json.dumps(bootstrap([http_listener(routes=direct_routes("x"))], [])))
     both = subprocess.run(
         [*run, "-c", str(path), "--validate", "--watch"], capture_output=True, text=True, timeout=60
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import cast
@@ -48,15 +49,25 @@ class AdminServer:
         self._server: asyncio.Server | None = None
         self._connections: set[_AdminProtocol] = set()
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on host:port, or on `sock`: a listening socket a hot restart inherited."""
         if self._server is not None:
             raise RuntimeError("admin server already started")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _AdminProtocol(self._context, self._connections, self._idle_timeout),
-            self._host,
-            self._requested_port,
-        )
+
+        def factory() -> _AdminProtocol:
+            return _AdminProtocol(self._context, self._connections, self._idle_timeout)
+
+        if sock is not None:
+            self._server = await loop.create_server(factory, sock=sock)
+        else:
+            self._server = await loop.create_server(factory, self._host, self._requested_port)
+
+    def listening_fd(self) -> int | None:
+        """The listening socket's descriptor, for a hot restart to share."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].fileno())
 
     @property
     def port(self) -> int:
