@@ -94,6 +94,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--parent-shutdown-time-s", type=_non_negative, default=900, metavar="S",
         help="as the new epoch: the parent exits by then at the latest (default: 900)",
     )  # fmt: skip
+    restart.add_argument(
+        "--disable-hot-restart", action="store_true",
+        help="claim no hot restart socket: runs beside other proxies whatever their base id, "
+        "and cannot be taken over",
+    )  # fmt: skip
     add_log_level(parser)
     parser.set_defaults(handler=run)
 
@@ -196,6 +201,11 @@ def run(args: argparse.Namespace) -> int:
             args.concurrency,
             lambda pinned, link: run_config(pinned, args.config, watch=args.watch, worker=link),
         )
+    if args.disable_hot_restart:
+        if args.restart_epoch > 0:
+            print("error: --restart-epoch above 0 needs hot restart", file=sys.stderr)
+            return 2
+        return run_config(config, args.config, watch=args.watch)
     restart = HotRestart(
         args.restart_epoch, args.base_id, args.drain_time_s, args.parent_shutdown_time_s
     )

@@ -381,3 +381,25 @@ def test_bad_hot_restart_flags_are_usage_errors(tmp_path: Path) -> None:
     for flag in ("--restart-epoch", "--base-id", "--drain-time-s", "--parent-shutdown-time-s"):
         assert flag in shown
     assert "@remora_hot_restart_<base-id>_<N-1>" in shown
+
+
+async def test_disable_hot_restart_runs_beside_a_proxy_of_the_same_base_id(tmp_path: Path) -> None:
+    async with _epochs(tmp_path) as epochs:
+        await epochs.first(bootstrap([http_listener(routes=direct_routes("first"))], []))
+        beside_dir = tmp_path / "beside"
+        beside_dir.mkdir()
+        config = bootstrap([http_listener(routes=direct_routes("beside"))], [])
+        beside, ports = await start_proxy_process(
+            config, beside_dir, "info", "--base-id", epochs.base_id, "--disable-hot-restart"
+        )
+        lines = StderrLines(beside)
+        try:
+            assert (await get_on_new_connection(ports["http"])).text == "beside"
+            assert (await get_on_new_connection(epochs.ports["http"])).text == "first"
+        finally:
+            beside.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(beside.wait(), 10) == 0
+            await lines.close()
+    result = _run("-c", str(tmp_path / "bootstrap.json"), "--disable-hot-restart",
+                  "--restart-epoch", "1")  # fmt: skip
+    assert result.returncode == 2 and "needs hot restart" in result.stderr
