@@ -143,6 +143,18 @@ def _spin_wasm(directory: Path) -> None:
 COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     # README: quickstart
     "make run": Elsewhere("tests/demo/test_cli.py", '"demo"', "make run is `remora demo`"),
+    ".venv/bin/remora proxy --config v1.yaml": Elsewhere(
+        "tests/proxy/test_hot_restart.py", "--restart-epoch", "hot restart, real epochs"
+    ),
+    ".venv/bin/remora proxy --config v2.yaml --restart-epoch 1 --drain-time-s 30": Elsewhere(
+        "tests/proxy/test_hot_restart.py", "--restart-epoch", "hot restart, real epochs"
+    ),
+    "remora proxy -c v1.yaml": Elsewhere(
+        "tests/proxy/test_hot_restart.py", "--restart-epoch", "hot restart, real epochs"
+    ),
+    "remora proxy -c v2.yaml --restart-epoch 1 --drain-time-s 30": Elsewhere(
+        "tests/proxy/test_hot_restart.py", "--restart-epoch", "hot restart, real epochs"
+    ),
     "make test": Elsewhere(".ci/run", "make test", "CI runs it on a clean clone"),
     "curl -s http://127.0.0.1:10000/hello": WithDemo(('"upstream": "demo-', '"path": "/hello"')),
     "curl -s http://127.0.0.1:9901/stats | grep upstream_rq_2xx": WithDemo(("upstream_rq_2xx",)),
