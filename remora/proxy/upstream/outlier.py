@@ -10,8 +10,8 @@ than `success_rate_stdev_factor`/1000 standard deviations below the mean, or who
 percentage reaches `failure_percentage_threshold`, among hosts with enough requests in the
 interval. An ejection lasts `base_ejection_time` times the number of times in a row the host
 was ejected, capped at `max_ejection_time`. Every detection is counted; `enforcing_*` is the
-percent chance it is acted on; and `max_ejection_percent` caps ejections, though one host can
-always be ejected.
+percent chance it is acted on; and `max_ejection_percent` caps ejections (strictly, unless
+`always_eject_one_host` lets a first one through).
 """
 
 from __future__ import annotations
@@ -125,14 +125,18 @@ class HostOutlier:
             return
         self.external_failed += 1
         self.consecutive_5xx += 1
-        if self.consecutive_5xx == config.consecutive_5xx:
-            self.detector.detected(self, Reason.CONSECUTIVE_5XX)
         if status in _GATEWAY:
             self.consecutive_gateway += 1
-            if self.consecutive_gateway == config.consecutive_gateway_failure:
-                self.detector.detected(self, Reason.CONSECUTIVE_GATEWAY_FAILURE)
         else:
             self.consecutive_gateway = 0
+        # A run that reaches its threshold starts over, enforced or not, as in Envoy: the next
+        # full run is detected again.
+        if self.consecutive_5xx >= config.consecutive_5xx:
+            self.consecutive_5xx = 0
+            self.detector.detected(self, Reason.CONSECUTIVE_5XX)
+        if self.consecutive_gateway >= config.consecutive_gateway_failure:
+            self.consecutive_gateway = 0
+            self.detector.detected(self, Reason.CONSECUTIVE_GATEWAY_FAILURE)
 
     def on_local_failure(self, timed_out: bool) -> None:
         """No answer: a connect failure, a reset before the response, or a timeout."""
@@ -143,7 +147,8 @@ class HostOutlier:
         self.local_total += 1
         self.local_failed += 1
         self.consecutive_local += 1
-        if self.consecutive_local == config.consecutive_local_origin_failure:
+        if self.consecutive_local >= config.consecutive_local_origin_failure:
+            self.consecutive_local = 0
             self.detector.detected(self, Reason.CONSECUTIVE_LOCAL_ORIGIN_FAILURE)
 
     @property
@@ -188,6 +193,7 @@ class OutlierDetector:
             if host not in self.monitors:
                 host.outlier = self.monitors[host] = HostOutlier(self, host)
         for host in [h for h in self.monitors if h not in current]:
+            host.outlier = None
             if self.monitors.pop(host).ejected:
                 self.ejected -= 1
         self.stats.ejections_active.set(self.ejected)
@@ -199,9 +205,9 @@ class OutlierDetector:
 
     def _detected(self, monitor: HostOutlier, reason: Reason) -> bool:
         """Count the detection and eject if enforced and allowed; whether it ejected."""
+        if monitor.ejected or self.monitors.get(monitor.host) is not monitor:
+            return False  # already out, or a host removed while a response was in flight
         self.stats.count("detected", reason).inc()
-        if monitor.ejected:
-            return False
         enforcing: int = getattr(self.config, _ENFORCING[reason])
         if enforcing < 100 and self._random() * 100 >= enforcing:
             return False
@@ -209,13 +215,13 @@ class OutlierDetector:
 
     def _eject(self, monitor: HostOutlier, reason: Reason) -> bool:
         config = self.config
-        if self.ejected and 100 * (self.ejected + 1) > config.max_ejection_percent * len(
-            self.monitors
-        ):
+        over = 100 * (self.ejected + 1) > config.max_ejection_percent * len(self.monitors)
+        if over and not (config.always_eject_one_host and self.ejected == 0):
             self.stats.ejections_overflow.inc()
             return False
-        monitor.multiplier += 1
         base = config.base_ejection_time
+        if base * monitor.multiplier < config.max_ejection_time + base:
+            monitor.multiplier += 1  # capped: a long-flapping host recovers its backoff soon
         monitor.ejection_time = min(
             base * monitor.multiplier, max(base, config.max_ejection_time)
         ) + (self._random() * config.max_ejection_time_jitter)
@@ -253,9 +259,12 @@ class OutlierDetector:
             elif monitor.multiplier:
                 monitor.multiplier -= 1
         monitors = list(self.monitors.values())
-        changed |= self._judge(monitors, local=False)
+        for monitor in monitors:  # shown in /clusters until the next sweep; -1: not judged
+            monitor.success_rate = monitor.local_success_rate = -1.0
+        # Ejected hosts get no traffic: they would only skew the mean and spread.
+        changed |= self._judge([m for m in monitors if not m.ejected], local=False)
         if self.config.split_external_local_origin_errors:
-            changed |= self._judge(monitors, local=True)
+            changed |= self._judge([m for m in monitors if not m.ejected], local=True)
         for monitor in monitors:
             monitor.external_total = monitor.external_failed = 0
             monitor.local_total = monitor.local_failed = 0
@@ -277,11 +286,6 @@ class OutlierDetector:
             for m, t, f in totals
             if t >= config.success_rate_request_volume
         ]
-        for monitor in monitors:
-            if local:
-                monitor.local_success_rate = -1.0
-            else:
-                monitor.success_rate = -1.0
         for monitor, rate in rated:
             if local:
                 monitor.local_success_rate = rate
@@ -296,14 +300,14 @@ class OutlierDetector:
             for monitor, rate in rated:
                 if rate < threshold:
                     changed |= self._detected(monitor, reason)
-        voted = [
+        busy = [
             (m, 100.0 * f / t)
             for m, t, f in totals
             if t >= config.failure_percentage_request_volume
         ]
-        if voted and len(voted) >= config.failure_percentage_minimum_hosts:
+        if busy and len(busy) >= config.failure_percentage_minimum_hosts:
             reason = Reason.FAILURE_PERCENTAGE_LOCAL_ORIGIN if local else Reason.FAILURE_PERCENTAGE
-            for monitor, failed in voted:
+            for monitor, failed in busy:
                 if failed >= config.failure_percentage_threshold:
                     changed |= self._detected(monitor, reason)
         return changed

@@ -47,6 +47,7 @@ support.register(
         *_DURATIONS,
         "split_external_local_origin_errors",
         "successful_active_health_check_uneject_host",
+        "always_eject_one_host",
     },
 )
 
@@ -77,6 +78,8 @@ class OutlierConfig:
     # Whether connect failures, resets and timeouts count apart from the upstream's own 5xx.
     split_external_local_origin_errors: bool = False
     successful_active_health_check_uneject_host: bool = True
+    # max_ejection_percent is strict unless this lets a first ejection through anyway.
+    always_eject_one_host: bool = False
 
 
 def compile_outlier_detection(
@@ -103,4 +106,5 @@ def compile_outlier_detection(
         if od.HasField("successful_active_health_check_uneject_host")
         else True
     )
+    values["always_eject_one_host"] = od.always_eject_one_host.value
     return OutlierConfig(**values)  # type: ignore[arg-type]

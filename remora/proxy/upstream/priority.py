@@ -7,6 +7,7 @@ is given out; when the healths add up to less than 100 ("normalized total availa
 level's share is scaled up so the shares still sum to 100. In that state a level whose
 available hosts fall below the panic threshold balances over all its hosts, healthy or not:
 sending some traffic to hosts that may be down beats piling it all onto the few that are up.
+When every level panics, the traffic is shared by each level's number of hosts instead.
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ def plan_levels(
     health = [level_health(up, total, overprovisioning) for up, total in levels]
     normalized = min(100, sum(health))
     if normalized == 0:
-        # Nothing is available anywhere: the first level takes everything, in panic unless
-        # panic is disabled (then every pick finds no host, as in Envoy).
-        return [
-            LevelPlan(100 if i == 0 else 0, i == 0 and panic_threshold > 0)
-            for i in range(len(levels))
-        ]
+        # Nothing is available anywhere: with panic every level panics (shares by host count,
+        # below); with panic disabled the first level takes everything and finds no host.
+        if panic_threshold > 0 and any(total for _up, total in levels):
+            return _total_panic(levels)
+        return [LevelPlan(100 if i == 0 else 0, False) for i in range(len(levels))]
     loads: list[int] = []
     left = 100
     for h in health:
@@ -53,10 +53,22 @@ def plan_levels(
     if left:  # integer rounding: the first level with any health takes the remainder
         first = next(i for i, h in enumerate(health) if h)
         loads[first] += left
-    return [
+    plans = [
         LevelPlan(load, normalized < 100 and 100 * up < panic_threshold * total)
         for load, (up, total) in zip(loads, levels, strict=True)
     ]
+    if all(plan.panic for plan in plans):
+        return _total_panic(levels)
+    return plans
+
+
+def _total_panic(levels: Sequence[tuple[int, int]]) -> list[LevelPlan]:
+    """Every level panics: Envoy then shares the traffic by each level's number of hosts."""
+    hosts = sum(total for _up, total in levels)
+    loads = [100 * total // hosts for _up, total in levels]
+    first = next(i for i, (_up, total) in enumerate(levels) if total)
+    loads[first] += 100 - sum(loads)
+    return [LevelPlan(load, True) for load in loads]
 
 
 class PriorityBalancer(Generic[T]):

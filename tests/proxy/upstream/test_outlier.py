@@ -44,6 +44,7 @@ def _setup(
     def changed() -> None:
         changes[0] += 1
 
+    config.setdefault("max_ejection_percent", 100)  # Envoy's 10% would hold every host here
     detector = OutlierDetector(
         dataclasses.replace(OutlierConfig(), **config),
         OutlierStats.create(Store(), "c"), "c", changed, clock, roll,
@@ -123,14 +124,26 @@ def test_ejection_time_backs_off_and_the_sweep_returns_hosts() -> None:
         assert not monitor.ejected and not hosts[0].health_flags & FAILED_OUTLIER_CHECK
     assert times == [10.0, 20.0, 25.0, 25.0]  # base x times ejected in a row, capped
     assert monitor.multiplier == 4
+    for _ in range(3):  # the multiplier stops growing once base x it passes max + base
+        monitor.on_status(500)
+        clock.now += 30
+        detector.sweep()
+    assert monitor.multiplier == 4
     for _ in range(3):
         detector.sweep()  # each sweep it stays in lowers the backoff by one step
     monitor.on_status(500)
     assert monitor.ejection_time == 20.0
 
 
-def test_max_ejection_percent_caps_ejections_but_one_is_always_allowed() -> None:
+def test_max_ejection_percent_is_strict_unless_one_host_may_always_go() -> None:
     detector, hosts, _clock, _changes = _setup(hosts=4, consecutive_5xx=1, max_ejection_percent=10)
+    for host in hosts:
+        _m(host).on_status(500)
+    assert [_m(h).ejected for h in hosts] == [False] * 4  # one of four is 25% > 10%
+    assert detector.stats.ejections_overflow.value == 4
+    detector, hosts, _clock, _changes = _setup(
+        hosts=4, consecutive_5xx=1, max_ejection_percent=10, always_eject_one_host=True
+    )
     for host in hosts:
         _m(host).on_status(500)
     assert [_m(h).ejected for h in hosts] == [True, False, False, False]
@@ -147,8 +160,7 @@ def test_enforcing_is_a_percent_chance() -> None:
     )
     _m(hosts[0]).on_status(500)  # roll 50 >= 30: detected, not enforced
     assert not _m(hosts[0]).ejected
-    _m(hosts[0]).on_status(200)
-    _m(hosts[0]).on_status(500)  # roll 10 < 30: ejected
+    _m(hosts[0]).on_status(500)  # the run started over: detected again, roll 10 < 30: ejected
     assert _m(hosts[0]).ejected
     assert detector.stats.ejections_detected_consecutive_5xx.value == 2
 
@@ -199,3 +211,13 @@ def test_bad_outlier_config_names_the_field() -> None:
     assert "clusters[0].outlier_detection.consecutive_5xx: must be 1 to" in text
     assert "clusters[0].outlier_detection.max_ejection_percent: must be 0 to 100" in text
     assert "clusters[0].outlier_detection.interval: must be a positive duration" in text
+
+
+def test_a_removed_host_is_forgotten_even_with_a_response_in_flight() -> None:
+    detector, hosts, _clock, _changes = _setup(hosts=3, consecutive_5xx=1, max_ejection_percent=50)
+    monitor = _m(hosts[0])
+    detector.sync(hosts[1:])
+    assert hosts[0].outlier is None
+    monitor.on_status(500)  # the old monitor, held by a request that was in flight
+    assert not monitor.ejected and detector.ejected == 0
+    assert detector.stats.ejections_detected_consecutive_5xx.value == 0

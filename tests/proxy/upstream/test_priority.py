@@ -36,15 +36,25 @@ def test_shares_are_scaled_up_when_the_levels_together_are_short() -> None:
     plans = plan_levels([(20, 100), (20, 100)], 140, 50.0)
     assert [p.load for p in plans] == [50, 50]
     assert [p.panic for p in plans] == [True, True]
+    # One level in panic, the other not: the health-based shares stand.
+    plans = plan_levels([(10, 100), (55, 100)], 140, 50.0)  # healths 14 + 77 = 91
+    assert [(p.load, p.panic) for p in plans] == [(16, True), (84, False)]
     # Enough capacity across the levels: no panic even though P0 alone is far below 50%.
     plans = plan_levels([(10, 100), (100, 100)], 140, 50.0)
     assert [(p.load, p.panic) for p in plans] == [(14, False), (86, False)]
 
 
-def test_nothing_available_sends_everything_to_the_first_level_in_panic() -> None:
+def test_when_every_level_panics_traffic_follows_the_host_counts() -> None:
+    # Nothing available anywhere, as Envoy's total panic: 3 hosts and 2 hosts share 60/40.
     plans = plan_levels([(0, 3), (0, 2)], 140, 50.0)
-    assert [(p.load, p.panic) for p in plans] == [(100, True), (0, False)]
-    assert plan_levels([(0, 3)], 140, 0.0)[0].panic is False  # a threshold of 0 disables panic
+    assert [(p.load, p.panic) for p in plans] == [(60, True), (40, True)]
+    # Short everywhere but not empty: still every level in panic.
+    assert [p.load for p in plan_levels([(1, 10), (1, 5)], 140, 50.0)] == [67, 33]
+    # A threshold of 0 disables panic: the first level takes all and finds no host.
+    assert [(p.load, p.panic) for p in plan_levels([(0, 3), (0, 2)], 140, 0.0)] == [
+        (100, False),
+        (0, False),
+    ]
 
 
 def test_the_overprovisioning_factor_is_the_control_planes_to_set() -> None:
@@ -107,9 +117,11 @@ def test_a_level_short_of_hosts_everywhere_panics_over_all_its_hosts() -> None:
     cluster = _cluster()
     _fail(cluster, {1, 2, 3, 11})  # P0 25% (health 35), P1 50% (health 70): 105 -> no panic
     assert set(_picks(cluster)) == {4, 12}
-    _fail(cluster, {4, 12})  # nothing available anywhere: P0 panics over all of its hosts
-    assert set(_picks(cluster, 400)) == {1, 2, 3, 4}
-    assert cluster.stats.lb_healthy_panic.value == 400
+    _fail(cluster, {4, 12})  # nothing available anywhere: every level panics, 4:2 by hosts
+    picks = _picks(cluster, 600)
+    assert set(picks) == {1, 2, 3, 4, 11, 12}
+    assert sum(picks[p] for p in (1, 2, 3, 4)) == 402  # 67% of the picks (67:33 rounded)
+    assert cluster.stats.lb_healthy_panic.value == 600
 
 
 def test_panic_threshold_zero_means_no_host_rather_than_a_failed_one() -> None:
