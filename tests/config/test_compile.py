@@ -65,7 +65,7 @@ def test_every_error_is_reported_with_its_path() -> None:
 
 
 def test_unsupported_fields_are_rejected_by_path() -> None:
-    unsupported = {"always_eject_one_host": True}
+    unsupported = {"monitors": [{"name": "m"}]}
     config = bootstrap(
         [http_listener()], [cluster("backend", [8080], outlier_detection=unsupported)]
     )
@@ -73,7 +73,7 @@ def test_unsupported_fields_are_rejected_by_path() -> None:
     errors = _errors(config)
     assert "not supported: static_resources.listeners[0].listener_filters" in errors
     assert any(
-        "static_resources.clusters[0].outlier_detection.always_eject_one_host" in e for e in errors
+        "static_resources.clusters[0].outlier_detection.monitors" in e for e in errors
     )
 
 
