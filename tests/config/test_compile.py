@@ -72,9 +72,7 @@ def test_unsupported_fields_are_rejected_by_path() -> None:
     config["static_resources"]["listeners"][0]["listener_filters"] = [{"name": "x"}]  # type: ignore[index]
     errors = _errors(config)
     assert "not supported: static_resources.listeners[0].listener_filters" in errors
-    assert any(
-        "static_resources.clusters[0].outlier_detection.monitors" in e for e in errors
-    )
+    assert any("static_resources.clusters[0].outlier_detection.monitors" in e for e in errors)
 
 
 def test_ignored_fields_warn() -> None:
