@@ -276,3 +276,35 @@ def test_bad_health_check_config_names_the_field(change: Any, message: str) -> N
     with pytest.raises(ConfigErrors) as info:
         compile_bootstrap(parse_dict(_config([1], check)))
     assert any(message in str(e) for e in info.value.errors), info.value.errors
+
+
+async def test_a_host_closing_kept_alive_connections_between_checks_stays_healthy() -> None:
+    async def short_keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.01)  # its keep-alive timeout is shorter than the interval
+
+    async with scripted_upstream(short_keep_alive) as up:
+        check = _check(unhealthy_threshold=1, healthy_threshold=1)
+        async with running_proxy(_config([up.port], check)) as proxy:
+            await _until(lambda: _stat(proxy, "attempt") >= 6)
+            assert _stat(proxy, "failure") == 0
+            assert await _clusters(proxy) == {up.port: "healthy"}
+            assert up.connections >= 6  # each check found its connection closed and made one
+
+
+async def test_head_checks_complete_without_a_body() -> None:
+    async def head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+            await writer.drain()
+
+    async with scripted_upstream(head) as up:
+        check = _check()
+        check["http_health_check"]["method"] = "HEAD"
+        async with running_proxy(_config([up.port], check)) as proxy:
+            await _until(lambda: _stat(proxy, "success") >= 3)
+            assert _stat(proxy, "failure") == 0
+            assert up.connections == 1

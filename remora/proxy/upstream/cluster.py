@@ -234,7 +234,10 @@ class Cluster:
     async def _sweep_loop(self, detector: OutlierDetector) -> None:
         while True:
             await asyncio.sleep(detector.config.interval)
-            detector.sweep()
+            try:
+                detector.sweep()
+            except Exception:  # one bad sweep must not end outlier detection for good
+                log.exception("cluster %s: outlier detection sweep", self.name)
 
     def _set_hosts(self, entries: list[tuple[str, int, EndpointConfig]]) -> None:
         """`entries`: (address, port, the endpoint it came from) — a STRICT_DNS endpoint gives

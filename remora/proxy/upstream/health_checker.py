@@ -66,28 +66,44 @@ class _Response:
     """httptools callbacks. Status and keep-alive are read when the head ends: once the
     message is complete the parser has reset and reports neither."""
 
-    __slots__ = ("complete", "keep_alive", "parser", "status")
+    __slots__ = ("complete", "head_only", "keep_alive", "parser", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, head_only: bool = False) -> None:
         self.status = 0
         self.keep_alive = False
         self.complete = False
+        self.head_only = head_only  # a HEAD response has no body, whatever its length says
         self.parser = httptools.HttpResponseParser(self)
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        if self.head_only:
+            self.complete = True
 
     def on_message_complete(self) -> None:
         self.complete = True
 
 
+class _Stale(Exception):
+    """A kept-alive connection the host had closed: the check is asked again on a new one."""
+
+
 class _HttpConnection:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("reader", "used", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.used = False  # has carried a whole check: a close before the next is not a failure
+
+    @classmethod
+    async def open(cls, host: Host) -> _HttpConnection:
+        reader, writer = await asyncio.open_connection(host.address, host.port)
+        return cls(reader, writer)
+
+    def usable(self) -> bool:
+        return not self.writer.is_closing() and not self.reader.at_eof()
 
     def close(self) -> None:
         self.writer.close()
@@ -141,9 +157,7 @@ class HealthChecker:
         self._tasks.clear()
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _spawn(self, host: Host) -> None:
         self._tasks[host] = asyncio.create_task(
@@ -172,6 +186,9 @@ class HealthChecker:
                     outcome, reason, timed_out, network = Outcome.FAIL, "timed out", True, True
                 except (OSError, _Failed, httptools.HttpParserError) as exc:
                     outcome, reason, network = Outcome.FAIL, str(exc) or type(exc).__name__, True
+                except Exception as exc:  # a check must never die and freeze the host's state
+                    log.exception("health check: cluster %s host %s", self.cluster.name, host)
+                    outcome, reason, network = Outcome.FAIL, type(exc).__name__, True
                 if network and connection is not None:  # a status keeps the connection
                     connection.close()
                     connection = None
@@ -243,22 +260,40 @@ class HealthChecker:
     async def _http(
         self, host: Host, check: HttpCheck, connection: _HttpConnection | None
     ) -> tuple[_HttpConnection | None, Outcome, str]:
-        if connection is None or connection.writer.is_closing():
-            reader, writer = await asyncio.open_connection(host.address, host.port)
-            connection = _HttpConnection(reader, writer)
-        connection.writer.write(check.request_head)
-        response = _Response()
-        while not response.complete:
-            data = await connection.reader.read(_READ_LIMIT)
-            if not data:
-                raise _Failed("connection closed before a complete response")
-            response.parser.feed_data(data)
+        reused = connection is not None and connection.usable()
+        if connection is not None and not reused:
+            connection.close()
+        if connection is None or not reused:
+            connection = await _HttpConnection.open(host)
+        try:
+            response = await self._exchange(connection, check)
+        except _Stale:
+            # The host closed the kept-alive connection between checks (its keep-alive timeout
+            # is shorter than the interval): not a failure, as in Envoy; ask on a new one.
+            connection.close()
+            connection = await _HttpConnection.open(host)
+            response = await self._exchange(connection, check)
         status = response.status
         outcome = status_outcome(status, check)
         if not response.keep_alive or not self.config.reuse_connection:
             connection.close()
             connection = None
         return connection, outcome, "" if outcome is Outcome.PASS else f"status {status}"
+
+    async def _exchange(self, connection: _HttpConnection, check: HttpCheck) -> _Response:
+        connection.writer.write(check.request_head)
+        response = _Response(head_only=check.request_head.startswith(b"HEAD "))
+        first = True
+        while not response.complete:
+            data = await connection.reader.read(_READ_LIMIT)
+            if not data:
+                if first and connection.used:
+                    raise _Stale
+                raise _Failed("connection closed before a complete response")
+            first = False
+            response.parser.feed_data(data)
+        connection.used = True
+        return response
 
     async def _tcp(self, host: Host, check: TcpCheck) -> None:
         reader, writer = await asyncio.open_connection(host.address, host.port)
