@@ -2,7 +2,8 @@
 
 A snapshot is plain JSON: the worker's stats with histogram buckets (so they can be added, not
 just their quantiles), its /clusters view, and the read-only parts of its admin. Counters,
-gauges and histograms are summed, as one process's stats would count the same traffic. Per
+histograms and activity gauges are summed, as one process's stats would count the same
+traffic; state gauges (`server.*`, membership, healthy hosts) show the largest value. Per
 host, the request counters are summed and the health flags united: each worker checks and
 ejects on its own, and a host any worker has failed is shown failed.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +64,14 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# Gauges that describe state rather than count activity: the workers' values are not added
+# (N workers are not N times live, N times as old, or N times as many hosts); the largest is
+# shown. Everything else (active connections and requests, ...) is summed.
+_STATE_GAUGES = re.compile(
+    r"^server\.|\.membership_\w+$|\.health_check\.healthy$|\.outlier_detection\.ejections_active$"
+)
+
+
 def merged_store(snapshots: Sequence[dict[str, Any]]) -> Store:
     store = Store()
     for snapshot in snapshots:
@@ -69,7 +79,9 @@ def merged_store(snapshots: Sequence[dict[str, Any]]) -> Store:
             store.counter(name).inc(value)
         for name, value in snapshot["gauges"].items():
             gauge = store.gauge(name)
-            gauge.set(gauge.value + value)
+            gauge.set(
+                max(gauge.value, value) if _STATE_GAUGES.search(name) else gauge.value + value
+            )
         for name, (bounds, counts, total, low, high) in snapshot["histograms"].items():
             count = sum(counts)
             store.histogram(name, bounds).merge(

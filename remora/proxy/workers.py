@@ -80,14 +80,17 @@ class WorkerLink:
 
         loop.add_reader(self.sock.fileno(), readable)
 
-    def _answer(self, command: str, context: Any) -> None:
+    def _answer(self, line: str, context: Any) -> None:
+        ident, _, command = line.partition(" ")
+        answer: dict[str, Any]
         if command == "snapshot":
-            body = json.dumps(take(context)).encode()
+            answer = take(context)
         elif command in ("fail", "ok"):
             context.set_healthcheck_failed(command == "fail")
-            body = b"{}"
+            answer = {}
         else:
-            body = json.dumps({"error": f"unknown command {command!r}"}).encode()
+            answer = {"error": f"unknown command {command!r}"}
+        body = json.dumps({**answer, "id": ident}).encode()
         self.sock.setblocking(True)  # the supervisor reads at once; a short block is fine
         try:
             self.sock.sendall(_LENGTH.pack(len(body)) + body)
@@ -119,15 +122,31 @@ class _Worker:
     sock: socket.socket
     exit_code: int | None = None
 
+    next_id: int = 0
+    broken: bool = False
+
     def query(self, command: str) -> dict[str, Any] | None:
+        """Ask and wait for this question's answer. Each carries its id: an answer that came
+        too late for an earlier question is read and dropped, never taken for this one's."""
+        self.next_id += 1
+        ident = str(self.next_id)
+        deadline = time.monotonic() + _QUERY_TIMEOUT
         try:
             self.sock.settimeout(_QUERY_TIMEOUT)
-            self.sock.sendall(command.encode() + b"\n")
-            (length,) = _LENGTH.unpack(_read_exactly(self.sock, _LENGTH.size))
-            answer: dict[str, Any] = json.loads(_read_exactly(self.sock, length))
-            return answer
+            self.sock.sendall(f"{ident} {command}\n".encode())
+            while True:
+                self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                (length,) = _LENGTH.unpack(_read_exactly(self.sock, _LENGTH.size))
+                answer: dict[str, Any] = json.loads(_read_exactly(self.sock, length))
+                if answer.pop("id", None) == ident:
+                    return answer
         except (OSError, ValueError) as exc:
-            log.warning("worker %d did not answer %s: %s", self.index, command, exc)
+            # A frame cut off part-way cannot be resynchronised: the channel is closed, and the
+            # admin answers without this worker from now on (/ready says 503).
+            log.error("worker %d did not answer %s (%s); its admin channel is closed",
+                      self.index, command, exc)  # fmt: skip
+            self.sock.close()
+            self.broken = True
             return None
 
 
@@ -153,7 +172,9 @@ class SupervisorView:
         at, snapshots = self._cache
         if time.monotonic() - at > 0.05 or not snapshots:
             snapshots = [
-                s for w in self.supervisor.live_workers() if (s := w.query("snapshot")) is not None
+                s
+                for w in self.supervisor.reachable_workers()
+                if (s := w.query("snapshot")) is not None
             ]
             self._cache = (time.monotonic(), snapshots)
         return snapshots
@@ -190,7 +211,7 @@ class SupervisorView:
         return len(snapshots) == len(self.supervisor.workers) and all(s["ready"] for s in snapshots)
 
     def set_healthcheck_failed(self, failed: bool) -> None:
-        for worker in self.supervisor.live_workers():
+        for worker in self.supervisor.reachable_workers():
             worker.query("fail" if failed else "ok")
         self._cache = (0.0, [])
 
@@ -211,6 +232,9 @@ class Supervisor:
 
     def live_workers(self) -> list[_Worker]:
         return [w for w in self.workers if w.exit_code is None]
+
+    def reachable_workers(self) -> list[_Worker]:
+        return [w for w in self.live_workers() if not w.broken]
 
     def request_shutdown(self, reason: str) -> None:
         if not self._stopping:
@@ -319,6 +343,7 @@ def run_workers(
         print(f"error: {exc.strerror}", file=sys.stderr)
         return 1
     workers: list[_Worker] = []
+    supervisor = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     for index in range(concurrency):
@@ -327,6 +352,7 @@ def run_workers(
         if pid == 0:  # the worker
             code = 1
             try:
+                _die_with(supervisor)
                 ours.close()
                 for sock in held:
                     sock.close()
@@ -353,15 +379,27 @@ def run_workers(
             os.waitpid(worker.pid, 0)
         return 1
     log.info("%d workers up (pids %s)", len(workers), ", ".join(str(w.pid) for w in workers))
-    supervisor = Supervisor(config, workers, pending)
+    running = Supervisor(config, workers, pending)
     try:
-        uvloop.run(supervisor.run())
+        uvloop.run(running.run())
     except KeyboardInterrupt:
         pass
     finally:
         for sock in held:
             sock.close()
-    return 1 if supervisor.failed else 0
+    return 1 if running.failed else 0
+
+
+def _die_with(supervisor: int) -> None:
+    """A worker whose supervisor is gone (killed, not asked to drain) must not serve on beside
+    the next remora: the kernel sends it SIGTERM when its parent dies, so it drains and exits."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _wait_up(workers: list[_Worker]) -> bool:

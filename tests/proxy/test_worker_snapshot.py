@@ -24,6 +24,10 @@ def test_stats_and_hosts_add_up() -> None:
     two.counter("a").inc(4)
     one.gauge("g").set(2)
     two.gauge("g").set(5)
+    one.gauge("server.live").set(1)
+    two.gauge("server.live").set(1)
+    one.gauge("cluster.c.membership_healthy").set(3)
+    two.gauge("cluster.c.membership_healthy").set(2)
     one.histogram("h", [1, 10]).record(0.5)
     two.histogram("h", [1, 10]).record(20)
     hosts_one = [HostStatus("127.0.0.1", 1, True, rq_total=5)]
@@ -32,6 +36,8 @@ def test_stats_and_hosts_add_up() -> None:
     store = merged_store([_snapshot(one, hosts_one), _snapshot(two, hosts_two)])
     assert store.counter("a").value == 7
     assert store.gauge("g").value == 7
+    assert store.gauge("server.live").value == 1
+    assert store.gauge("cluster.c.membership_healthy").value == 3
     histogram = store.histogram("h", [1, 10])
     assert (histogram.counts, histogram.count, histogram.min, histogram.max) == (
         [1, 0, 1],

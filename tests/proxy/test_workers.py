@@ -66,6 +66,7 @@ async def test_workers_share_the_listener_and_the_admin_sums_them(tmp_path: Path
         assert int(stats["http.http.downstream_rq_total"]) >= served
         assert int(stats["http.http.downstream_cx_total"]) >= 16
         assert stats["server.concurrency"] == "2"
+        assert stats["server.live"] == "1"  # a state, not summed over the workers
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{ports['admin']}/ready")).status_code == 200
     finally:
@@ -162,3 +163,20 @@ def test_a_taken_port_and_bad_counts_fail_clearly(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert done.returncode == 2 and "--concurrency" in done.stderr, done.stderr
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    process, ports = await start_proxy_process(
+        _direct("hi"), tmp_path, "info", "--concurrency", "2"
+    )
+    lines = StderrLines(process)
+    try:
+        pids = await _workers(ports["admin"])
+        process.kill()  # no chance to forward anything
+        await process.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, "a worker kept serving"
+            await asyncio.sleep(0.05)
+    finally:
+        await lines.close()
