@@ -98,8 +98,8 @@ class ProxyServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        for cluster in self.clusters.values():
-            await cluster.start()
+        # Together: each may wait for its first round of health checks.
+        await asyncio.gather(*(cluster.start() for cluster in self.clusters.values()))
         try:
             for listener in self.config.listeners:
                 self.listeners.append(await self._start_listener(listener))

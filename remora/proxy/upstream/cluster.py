@@ -86,6 +86,7 @@ class Host:
     def update(self, endpoint: EndpointConfig) -> None:
         """The endpoint's config again (EDS or DNS refresh); the host keeps its counters."""
         self.weight = endpoint.weight
+        self.hostname = endpoint.hostname
         self.locality = endpoint.locality
         self.locality_weight = endpoint.locality_weight
         self.priority = endpoint.priority
@@ -161,6 +162,7 @@ class Cluster:
         self.health_checker = (
             HealthChecker(self, config.health_check, store) if config.health_check else None
         )
+        self._rebalance_pending = False
         self.outlier_detector: OutlierDetector | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         if config.outlier_detection is not None:
@@ -199,8 +201,19 @@ class Cluster:
         self._set_hosts([(e.host, e.port, e) for e in config.endpoints])
 
     def health_changed(self) -> None:
-        """A host's health flags changed: rebalance over the hosts now available."""
-        self._rebalance()
+        """A host's health flags changed: rebalance over the hosts now available.
+
+        On a running loop the rebuild waits for the current callback to end, so hosts that
+        change together (a sweep, a round of checks) cost one rebuild, and an ejection decided
+        on the data path does not build a Maglev table in the middle of a response."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._rebalance()
+            return
+        if not self._rebalance_pending:
+            self._rebalance_pending = True
+            loop.call_soon(self._rebalance)
 
     def wake_one_waiter(self) -> None:
         for host in self.hosts:
@@ -210,20 +223,18 @@ class Cluster:
     async def retire(self) -> None:
         """Replaced or removed by a config update: requests in flight finish undisturbed."""
         await self._stop_tasks()
-        if self.health_checker is not None:
-            await self.health_checker.stop()
         for host in self.hosts:
             host.pool.retire()
 
     async def close(self) -> None:
         await self._stop_tasks()
-        if self.health_checker is not None:
-            await self.health_checker.stop()
         for host in self.hosts:
             host.pool.close()
 
     async def _stop_tasks(self) -> None:
-        """Stop the background tasks: DNS refresh, and the outlier sweep."""
+        """Stop the background tasks: DNS refresh, health checks, the outlier sweep."""
+        if self.health_checker is not None:
+            await self.health_checker.stop()
         for task in (self._dns_task, self._sweep_task):
             if task is not None:
                 task.cancel()
@@ -261,6 +272,7 @@ class Cluster:
         self._rebalance()
 
     def _rebalance(self) -> None:
+        self._rebalance_pending = False
         hosts = self.hosts
         self._balancer = build_balancer(
             self.config.lb,

@@ -51,6 +51,7 @@ class UpstreamConnection(asyncio.Protocol):
         "closed",
         "connected",
         "expired",
+        "expiry",
         "idle_since",
         "keep_alive",
         "pool",
@@ -77,6 +78,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.writable = True
         self.requests = 0
         self.expired = False  # past the cluster's max_connection_duration: not reused
+        self.expiry: asyncio.TimerHandle | None = None  # the timer that will set `expired`
         self.idle_since = 0.0  # when it last went back to the pool
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Response header limits (Envoy's max_response_headers_kb and max_headers_count), and

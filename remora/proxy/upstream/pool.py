@@ -135,12 +135,13 @@ class HostPool:
         self.host.cx_active += 1
         duration = cluster.config.max_connection_duration
         if duration is not None:
-            loop.call_later(duration, self._expire, conn)
+            conn.expiry = loop.call_later(duration, self._expire, conn)
         return conn
 
     def _expire(self, conn: UpstreamConnection) -> None:
         """max_connection_duration: an idle connection closes now, a busy one after its
         exchange (Envoy drains it the same way)."""
+        conn.expiry = None
         if conn.closed:
             return
         self.cluster.stats.upstream_cx_max_duration_reached.inc()
@@ -167,10 +168,12 @@ class HostPool:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
-        conn.idle_since = time.monotonic()
         self._idle.append(conn)
-        if self._idle_timer is None and self.cluster.config.idle_timeout is not None:
-            self._arm_idle_timer(self.cluster.config.idle_timeout)
+        idle_timeout = self.cluster.config.idle_timeout
+        if idle_timeout is not None:
+            conn.idle_since = time.monotonic()
+            if self._idle_timer is None:
+                self._arm_idle_timer(idle_timeout)
 
     def _arm_idle_timer(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -192,6 +195,9 @@ class HostPool:
             self._arm_idle_timer(timeout)
 
     def on_connection_closed(self, conn: UpstreamConnection) -> None:
+        if conn.expiry is not None:
+            conn.expiry.cancel()
+            conn.expiry = None
         if conn not in self.connections:
             return
         self._forget(conn)
