@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from remora.config.bootstrap import parse_dict
 from remora.config.compile import compile_bootstrap
 from remora.demo.upstream import DemoUpstream
@@ -189,6 +191,22 @@ def host_stat(clusters: str, cluster_name: str, port: int, stat: str) -> int:
     match = re.search(rf"^{cluster_name}::127\.0\.0\.1:{port}::{stat}::(\d+)$", clusters, re.M)
     assert match, (stat, clusters)
     return int(match.group(1))
+
+
+def health_flags(clusters: str, cluster_name: str) -> dict[int, str]:
+    """Port -> health_flags (`healthy`, `/failed_active_hc`...) from the text /clusters."""
+    flags: dict[int, str] = {}
+    for line in clusters.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[0] == cluster_name and parts[2] == "health_flags":
+            flags[int(parts[1].rsplit(":", 1)[1])] = parts[3]
+    return flags
+
+
+async def admin_get(proxy: ProxyServer, path: str) -> str:
+    assert proxy.admin is not None
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"http://127.0.0.1:{proxy.admin.port}{path}")).text
 
 
 async def read_log(path: Path, lines: int) -> list[str]:

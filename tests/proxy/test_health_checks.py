@@ -16,7 +16,15 @@ from remora.config.compile import compile_bootstrap
 from remora.config.errors import ConfigErrors
 from remora.demo.upstream import DemoUpstream
 from remora.proxy.server import ProxyServer
-from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
+from tests.proxy.harness import (
+    admin_get,
+    bootstrap,
+    cluster,
+    demo_upstreams,
+    health_flags,
+    http_listener,
+    running_proxy,
+)
 from tests.proxy.scripted import read_head, scripted_upstream
 
 
@@ -38,16 +46,7 @@ def _config(ports: list[int], check: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _clusters(proxy: ProxyServer) -> dict[int, str]:
-    """Port -> health_flags, from the admin's text /clusters."""
-    assert proxy.admin is not None
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{proxy.admin.port}/clusters")).text
-    flags: dict[int, str] = {}
-    for line in text.splitlines():
-        parts = line.split("::")
-        if len(parts) == 4 and parts[0] == "backend" and parts[2] == "health_flags":
-            flags[int(parts[1].rsplit(":", 1)[1])] = parts[3]
-    return flags
+    return health_flags(await admin_get(proxy, "/clusters"), "backend")
 
 
 async def _until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
@@ -167,7 +166,8 @@ async def test_retriable_statuses_count_toward_the_unhealthy_threshold() -> None
             await writer.drain()
 
     async with scripted_upstream(script) as up:
-        check = _check(unhealthy_threshold=4, interval="0.1s", no_traffic_interval="0.1s")
+        # Checks 0.3 s apart: the poll sees the second failure long before the fourth.
+        check = _check(unhealthy_threshold=4, interval="0.3s", no_traffic_interval="0.3s")
         check["http_health_check"]["retriable_statuses"] = [{"start": 429, "end": 430}]
         async with running_proxy(_config([up.port], check)) as proxy:
             assert await _clusters(proxy) == {up.port: "healthy"}

@@ -11,7 +11,15 @@ from typing import Any
 import httpx
 
 from remora.proxy.server import ProxyServer
-from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
+from tests.proxy.harness import (
+    admin_get,
+    bootstrap,
+    cluster,
+    demo_upstreams,
+    health_flags,
+    http_listener,
+    running_proxy,
+)
 from tests.proxy.scripted import read_head, scripted_upstream
 
 _OUTLIER = {
@@ -30,14 +38,7 @@ async def _always_503(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 
 async def _flags(proxy: ProxyServer, port: int) -> str:
-    assert proxy.admin is not None
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{proxy.admin.port}/clusters")).text
-    return next(
-        line.rsplit("::", 1)[1]
-        for line in text.splitlines()
-        if line.startswith(f"backend::127.0.0.1:{port}::health_flags::")
-    )
+    return health_flags(await admin_get(proxy, "/clusters"), "backend")[port]
 
 
 def _stat(proxy: ProxyServer, name: str) -> int:
@@ -64,10 +65,10 @@ def _config(ports: list[int], **outlier: Any) -> dict[str, Any]:
 
 async def test_a_host_answering_503_is_ejected_then_returned_with_backoff() -> None:
     async with demo_upstreams(2) as ups, scripted_upstream(_always_503) as bad:
-        # Sweeps 0.5 s apart: the host returns at the first sweep after its 0.2 s, and is
-        # ejected again before the next sweep could lower its backoff.
+        # Sweeps 1 s apart: the host returns at the first sweep after its 0.2 s, and is
+        # ejected again well before the next sweep could lower its backoff.
         config = _config(
-            [ups[0].port, ups[1].port, bad.port], interval="0.5s", base_ejection_time="0.2s"
+            [ups[0].port, ups[1].port, bad.port], interval="1s", base_ejection_time="0.2s"
         )
         async with running_proxy(config) as proxy:
             statuses = await _statuses(proxy, 30)

@@ -8,9 +8,15 @@ import asyncio
 import re
 from typing import Any
 
-import httpx
-
-from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
+from tests.proxy.harness import (
+    admin_get,
+    bootstrap,
+    cluster,
+    demo_upstreams,
+    health_flags,
+    http_listener,
+    running_proxy,
+)
 from tests.proxy.scripted import read_head, scripted_upstream
 
 
@@ -87,15 +93,8 @@ async def test_no_request_fails_while_three_of_five_upstreams_go_bad() -> None:
             assert "Non-2xx" not in report, report
             assert "Socket errors" not in report, report
 
-            assert proxy.admin is not None
-            async with httpx.AsyncClient() as client:
-                text = (await client.get(f"http://127.0.0.1:{proxy.admin.port}/clusters")).text
-                stats = (await client.get(f"http://127.0.0.1:{proxy.admin.port}/stats")).text
-    flags = {
-        int(line.split("::")[1].rsplit(":", 1)[1]): line.rsplit("::", 1)[1]
-        for line in text.splitlines()
-        if "::health_flags::" in line
-    }
+            flags = health_flags(await admin_get(proxy, "/clusters"), "backend")
+            stats = await admin_get(proxy, "/stats")
     assert flags[ups[0].port] == flags[ups[1].port] == "healthy"
     for bad in (ups[2].port, erroring.port, stalling.port):
         assert flags[bad] != "healthy", (bad, flags)

@@ -285,7 +285,12 @@ class HealthChecker:
         response = _Response(head_only=check.request_head.startswith(b"HEAD "))
         first = True
         while not response.complete:
-            data = await connection.reader.read(_READ_LIMIT)
+            try:
+                data = await connection.reader.read(_READ_LIMIT)
+            except (ConnectionResetError, BrokenPipeError):
+                if first and connection.used:
+                    raise _Stale from None  # it closed as the request went out
+                raise
             if not data:
                 if first and connection.used:
                     raise _Stale

@@ -13,33 +13,27 @@ from remora.config.errors import ErrorCollector
 
 support.register("envoy.config.cluster.v3.Cluster", {"outlier_detection"})
 
-# field -> (default, low, high): every UInt32Value field remora implements.
-_NUMBERS: dict[str, tuple[int, int, int]] = {
-    "consecutive_5xx": (5, 1, 2**32 - 1),
-    "consecutive_gateway_failure": (5, 1, 2**32 - 1),
-    "consecutive_local_origin_failure": (5, 1, 2**32 - 1),
-    "max_ejection_percent": (10, 0, 100),
-    "enforcing_consecutive_5xx": (100, 0, 100),
-    "enforcing_consecutive_gateway_failure": (0, 0, 100),
-    "enforcing_consecutive_local_origin_failure": (100, 0, 100),
-    "enforcing_success_rate": (100, 0, 100),
-    "enforcing_local_origin_success_rate": (100, 0, 100),
-    "enforcing_failure_percentage": (0, 0, 100),
-    "enforcing_failure_percentage_local_origin": (0, 0, 100),
-    "success_rate_minimum_hosts": (5, 0, 2**32 - 1),
-    "success_rate_request_volume": (100, 1, 2**32 - 1),
-    "success_rate_stdev_factor": (1900, 0, 2**32 - 1),
-    "failure_percentage_threshold": (85, 0, 100),
-    "failure_percentage_minimum_hosts": (5, 0, 2**32 - 1),
-    "failure_percentage_request_volume": (50, 1, 2**32 - 1),
+# field -> (low, high): every UInt32Value field remora implements (defaults: OutlierConfig).
+_NUMBERS: dict[str, tuple[int, int]] = {
+    "consecutive_5xx": (1, 2**32 - 1),
+    "consecutive_gateway_failure": (1, 2**32 - 1),
+    "consecutive_local_origin_failure": (1, 2**32 - 1),
+    "max_ejection_percent": (0, 100),
+    "enforcing_consecutive_5xx": (0, 100),
+    "enforcing_consecutive_gateway_failure": (0, 100),
+    "enforcing_consecutive_local_origin_failure": (0, 100),
+    "enforcing_success_rate": (0, 100),
+    "enforcing_local_origin_success_rate": (0, 100),
+    "enforcing_failure_percentage": (0, 100),
+    "enforcing_failure_percentage_local_origin": (0, 100),
+    "success_rate_minimum_hosts": (0, 2**32 - 1),
+    "success_rate_request_volume": (1, 2**32 - 1),
+    "success_rate_stdev_factor": (0, 2**32 - 1),
+    "failure_percentage_threshold": (0, 100),
+    "failure_percentage_minimum_hosts": (0, 2**32 - 1),
+    "failure_percentage_request_volume": (1, 2**32 - 1),
 }
-# field -> default seconds
-_DURATIONS = {
-    "interval": 10.0,
-    "base_ejection_time": 30.0,
-    "max_ejection_time": 300.0,
-    "max_ejection_time_jitter": 0.0,
-}
+_DURATIONS = ("interval", "base_ejection_time", "max_ejection_time", "max_ejection_time_jitter")
 support.register(
     "envoy.config.cluster.v3.OutlierDetection",
     {
@@ -90,13 +84,14 @@ def compile_outlier_detection(
     od = cluster.outlier_detection
     od_path = f"{path}.outlier_detection"
     values: dict[str, object] = {}
-    for field, (default, low, high) in _NUMBERS.items():
-        value = getattr(od, field).value if od.HasField(field) else default
+    defaults = OutlierConfig()
+    for field, (low, high) in _NUMBERS.items():
+        value = getattr(od, field).value if od.HasField(field) else getattr(defaults, field)
         if not low <= value <= high:
             errors.add(f"{od_path}.{field}", f"must be {low} to {high}")
         values[field] = value
-    for field, default_seconds in _DURATIONS.items():
-        value_s = seconds(getattr(od, field)) if od.HasField(field) else default_seconds
+    for field in _DURATIONS:
+        value_s = seconds(getattr(od, field)) if od.HasField(field) else getattr(defaults, field)
         if not 0 <= value_s <= 86400 * 365 or (field == "interval" and value_s == 0):
             errors.add(f"{od_path}.{field}", "must be a positive duration of at most a year")
         values[field] = value_s
