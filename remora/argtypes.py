@@ -4,6 +4,7 @@ option's name (`argument --http-port: 99999 is not a port (0-65535)`) before any
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def port(text: str) -> int:
@@ -19,3 +20,21 @@ def port(text: str) -> int:
 def port_list(text: str) -> list[int]:
     """`18081,18082` -> [18081, 18082]."""
     return [port(part.strip()) for part in text.split(",") if part.strip()]
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An integer argument within [low, high] (no upper bound when `high` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < 0 <= low:
+            raise argparse.ArgumentTypeError(f"{text} is negative")
+        if value < low or (high is not None and value > high):
+            bounds = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is not {bounds}")
+        return value
+
+    return parse

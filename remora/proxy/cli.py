@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from remora.argtypes import whole_number
 from remora.config.errors import ConfigErrors
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_concurrency,
+        type=whole_number(1, 256),
         default=1,
         metavar="N",
         help="worker processes sharing the listeners through SO_REUSEPORT, with one admin that "
@@ -79,19 +80,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     restart = parser.add_argument_group("hot restart (as Envoy's)")
     restart.add_argument(
-        "--restart-epoch", type=_non_negative, default=0, metavar="N",
+        "--restart-epoch", type=whole_number(0), default=0, metavar="N",
         help="0 for a first start; N takes over from the process running at N-1 (default: 0)",
     )  # fmt: skip
     restart.add_argument(
-        "--base-id", type=_non_negative, default=0, metavar="B",
+        "--base-id", type=whole_number(0), default=0, metavar="B",
         help="separates proxies on one host: epochs talk only within one base id (default: 0)",
     )  # fmt: skip
     restart.add_argument(
-        "--drain-time-s", type=_non_negative, default=600, metavar="S",
+        "--drain-time-s", type=whole_number(0), default=600, metavar="S",
         help="as the new epoch: how long the parent's open connections get (default: 600)",
     )  # fmt: skip
     restart.add_argument(
-        "--parent-shutdown-time-s", type=_non_negative, default=900, metavar="S",
+        "--parent-shutdown-time-s", type=whole_number(0), default=900, metavar="S",
         help="as the new epoch: the parent exits by then at the latest (default: 900)",
     )  # fmt: skip
     restart.add_argument(
@@ -101,26 +102,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     add_log_level(parser)
     parser.set_defaults(handler=run)
-
-
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"must be 1 to 256, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
 
 
 def add_log_level(parser: argparse.ArgumentParser) -> None:
