@@ -403,3 +403,35 @@ async def test_disable_hot_restart_runs_beside_a_proxy_of_the_same_base_id(tmp_p
     result = _run("-c", str(tmp_path / "bootstrap.json"), "--disable-hot-restart",
                   "--restart-epoch", "1")  # fmt: skip
     assert result.returncode == 2 and "needs hot restart" in result.stderr
+
+
+async def test_another_user_cannot_take_the_sockets_over(tmp_path: Path) -> None:
+    from tests.conftest import require_privileged
+
+    require_privileged("switching to another uid needs root")
+    async with _epochs(tmp_path) as epochs:
+        _process, lines = await epochs.first(
+            bootstrap([http_listener(routes=direct_routes("a"))], [])
+        )
+        name = socket_name(int(epochs.base_id), 0)
+        probe = (
+            "import os, socket\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "s = socket.socket(socket.AF_UNIX)\n"
+            f"s.connect({name!r})\n"
+            "try:\n"
+            "    s.sendall(b'\\0\\0\\0\\2{}')\n"
+            "    print('answered' if s.recv(100) else 'closed')\n"
+            "except (ConnectionResetError, BrokenPipeError):\n"
+            "    print('closed')\n"
+        )
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert done.stdout.strip() == "closed", (done.stdout, done.stderr)
+        await lines.wait_for("refused a connection from uid 65534")
+        assert (await get_on_new_connection(epochs.ports["http"])).text == "a"

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -63,6 +64,22 @@ class ParentHooks:
     store: Store
 
 
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def peer_uid(sock: socket.socket) -> int:
+    _pid, uid, _gid = _UCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    )
+    return int(uid)
+
+
+def trusted_peer(sock: socket.socket) -> bool:
+    """An abstract socket name is open to every process in the network namespace: only this
+    user (or root) may take listening sockets over or order a drain."""
+    return peer_uid(sock) in (os.geteuid(), 0)
+
+
 class HotRestartParent:
     """Claims this epoch's name at start-up and, once live, hands over to the next epoch."""
 
@@ -109,6 +126,13 @@ class HotRestartParent:
         try:
             conn, _ = self._listener.accept()
         except BlockingIOError:
+            return
+        if not trusted_peer(conn):
+            log.warning(
+                "hot restart: refused a connection from uid %d (only uid %d or root may take "
+                "over)", peer_uid(conn), os.geteuid(),
+            )  # fmt: skip
+            conn.close()
             return
         if self._child is not None:  # one successor at a time; a second one is told no by EOF
             log.warning("hot restart: a second successor connected during a handover; refused")
@@ -258,6 +282,13 @@ class HotRestartChild:
                     "hot restart passes the running epoch + 1"
                 ) from None
             raise HotRestartError(f"cannot reach {display_name(self.name)}: {exc}") from None
+        if not trusted_peer(sock):
+            uid = peer_uid(sock)
+            sock.close()
+            raise HotRestartError(
+                f"{display_name(self.name)} is held by uid {uid}, not by this user: refusing "
+                "to take sockets from it"
+            )
         self._sock = sock
         self._send(Hello(self.epoch, os.getpid()))
         hello = self._expect(Hello)
