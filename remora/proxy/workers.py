@@ -33,7 +33,13 @@ from remora.config.common import SocketAddress
 from remora.config.compile import ProxyConfig
 from remora.proxy.admin.context import ClusterStatus, ListenerStatus
 from remora.proxy.stats import Store
-from remora.proxy.worker_snapshot import listeners, merged_clusters, merged_store, take
+from remora.proxy.worker_snapshot import (
+    listeners,
+    merged_clusters,
+    merged_store,
+    stats_snapshot,
+    take,
+)
 
 log = logging.getLogger("remora.workers")
 
@@ -85,6 +91,8 @@ class WorkerLink:
         answer: dict[str, Any]
         if command == "snapshot":
             answer = take(context)
+        elif command == "stats":
+            answer = stats_snapshot(context.stats)
         elif command in ("fail", "ok"):
             context.set_healthcheck_failed(command == "fail")
             answer = {}
@@ -165,23 +173,25 @@ class SupervisorView:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
-        self._cache: tuple[float, list[dict[str, Any]]] = (0.0, [])
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
-    def _snapshots(self) -> list[dict[str, Any]]:
+    def _snapshots(self, command: str = "snapshot") -> list[dict[str, Any]]:
         # One admin request reads several views: ask the workers once per request, not per view.
-        at, snapshots = self._cache
+        at, snapshots = self._cache.get(command, (0.0, []))
         if time.monotonic() - at > 0.05 or not snapshots:
             snapshots = [
                 s
                 for w in self.supervisor.reachable_workers()
-                if (s := w.query("snapshot")) is not None
+                if (s := w.query(command)) is not None
             ]
-            self._cache = (time.monotonic(), snapshots)
+            self._cache[command] = (time.monotonic(), snapshots)
         return snapshots
 
     @property
     def stats(self) -> Store:
-        store = merged_store(self._snapshots())
+        # Only the stats: a scrape every few seconds must not have every worker serialize its
+        # config dump and /clusters too.
+        store = merged_store(self._snapshots("stats"))
         store.gauge("server.concurrency").set(len(self.supervisor.workers))
         return store
 
@@ -213,7 +223,7 @@ class SupervisorView:
     def set_healthcheck_failed(self, failed: bool) -> None:
         for worker in self.supervisor.reachable_workers():
             worker.query("fail" if failed else "ok")
-        self._cache = (0.0, [])
+        self._cache.clear()
 
     def request_shutdown(self) -> None:
         self.supervisor.request_shutdown("/quitquitquit")
