@@ -8,8 +8,6 @@ codes and bodies follow Envoy's admin handlers so existing probes and scripts ke
 from __future__ import annotations
 
 from remora.proxy.stats import InvalidStatsQuery, StatsQuery, render_json, render_text
-from remora.proxy.stats.render_prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from remora.proxy.stats.render_prometheus import render_prometheus
 
 from .clusters import clusters_json, clusters_text
 from .context import AdminContext
@@ -66,8 +64,11 @@ def stats_prometheus(context: AdminContext, request: AdminRequest) -> AdminRespo
 
 
 def _prometheus(context: AdminContext, query: StatsQuery) -> AdminResponse:
+    # Imported on first use: prometheus-client is a start-up cost most runs never need.
+    from remora.proxy.stats.render_prometheus import CONTENT_TYPE, render_prometheus
+
     body = render_prometheus(context.stats, query)
-    return AdminResponse(status=200, body=body, content_type=PROMETHEUS_CONTENT_TYPE)
+    return AdminResponse(status=200, body=body, content_type=CONTENT_TYPE)
 
 
 def clusters(context: AdminContext, request: AdminRequest) -> AdminResponse:
