@@ -28,6 +28,8 @@ from typing import cast
 
 import httptools
 
+from remora.proxy.http.h1_codec import CLOSED_REQUEST_PARSER
+
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 CHUNK_SIZE = 64 * 1024
 # Body byte i of /bytes/N and /chunked/N is ALPHABET[i % 64]; 64 divides the chunk size, so every
@@ -148,6 +150,8 @@ class _Connection(asyncio.Protocol):
         self._stream = None
         self._queue.clear()
         self.server.connections.discard(self)
+        self._parser = CLOSED_REQUEST_PARSER  # no cycle through the parser's callbacks
+        self.transport = None
 
     def data_received(self, data: bytes) -> None:
         if self._closing:

@@ -18,7 +18,12 @@ import httptools
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.addresses import address_string
 from remora.proxy.http.exchange import Exchange
-from remora.proxy.http.h1_codec import Headers, encode_response_head, unterminated_line
+from remora.proxy.http.h1_codec import (
+    CLOSED_REQUEST_PARSER,
+    Headers,
+    encode_response_head,
+    unterminated_line,
+)
 from remora.proxy.http.request import Request
 from remora.proxy.response_flags import DURATION_TIMEOUT, STREAM_IDLE_TIMEOUT
 
@@ -49,13 +54,6 @@ class _BadFraming(Exception):
 # Which section of a message the parser was in when a read ended: only in a head or a trailer
 # section does httptools hold bytes it has not reported yet.
 _NO_SECTION, _HEAD, _TRAILERS, _CHUNK_LINE = range(4)
-
-
-class _NoCallbacks:
-    """A parser target that reacts to nothing: the parser a closed connection keeps."""
-
-
-_CLOSED_PARSER = httptools.HttpRequestParser(_NoCallbacks())
 
 
 class DownstreamConnection(asyncio.Protocol):
@@ -283,7 +281,7 @@ class DownstreamConnection(asyncio.Protocol):
         # closed connection is a reference cycle that only a full collection frees, and with
         # connection churn those collections came every few seconds and took 100-160 ms each
         # (the new-connection P99). Dropped, the connection is freed when its last user lets go.
-        self.parser = _CLOSED_PARSER
+        self.parser = CLOSED_REQUEST_PARSER
         self.transport = None
         self.parsing = None
 

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+import httptools
+
 Headers = list[tuple[str, str]]
 # Header fields as httptools delivers them: undecoded, in the sender's spelling.
 RawHeaders = list[tuple[bytes, bytes]]
+
+
+class _NoCallbacks:
+    """A parser target that reacts to nothing."""
+
+
+# What a closed connection keeps instead of its own parser: the parser's callbacks point back at
+# the connection, so keeping that one would make every closed connection a reference cycle left
+# for the full collections (which took 100-160 ms each under connection churn).
+CLOSED_REQUEST_PARSER = httptools.HttpRequestParser(_NoCallbacks())
+CLOSED_RESPONSE_PARSER = httptools.HttpResponseParser(_NoCallbacks())
 
 # RFC 9110 §7.6.1: connection-specific fields a proxy must not forward (plus those that the
 # Connection field names).

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from remora.proxy.http.h1_codec import RawHeaders, unterminated_line
+from remora.proxy.http.h1_codec import CLOSED_RESPONSE_PARSER, RawHeaders, unterminated_line
 
 if TYPE_CHECKING:
     # The one kind of sink: typed as the class itself (not a Protocol), so the compiled build
@@ -189,6 +189,10 @@ class UpstreamConnection(asyncio.Protocol):
         sink, self.sink = self.sink, None
         if sink is not None:
             sink.on_upstream_lost(exc)
+        # As downstream: the parser's callbacks and the transport point back here, and a cycle
+        # per closed upstream connection is left for the slow full collections.
+        self._parser = CLOSED_RESPONSE_PARSER
+        self.transport = None
 
     def pause_writing(self) -> None:
         self.writable = False
