@@ -45,6 +45,7 @@ MODULES: tuple[str, ...] = (
     "remora.proxy.http.request",
     "remora.proxy.http.retry",
     "remora.proxy.http.route.actions",
+    "remora.proxy.http.route.domains",
     "remora.proxy.http.route.headers",
     "remora.proxy.http.route.matchers",
     "remora.proxy.http.route.retry_rules",
@@ -58,6 +59,7 @@ MODULES: tuple[str, ...] = (
     "remora.proxy.upstream.cluster",
     "remora.proxy.upstream.config",
     "remora.proxy.upstream.h1_connection",
+    "remora.proxy.upstream.lb",
     "remora.proxy.upstream.pool",
 )
 

@@ -9,7 +9,6 @@ probe per distinct wildcard length, longest first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -27,14 +26,25 @@ def strip_port(authority: str) -> str:
     return authority[:colon]
 
 
-@dataclass(frozen=True, slots=True)
 class DomainIndex(Generic[T]):
-    exact: dict[str, T]
-    # (length, {suffix: value}) sorted by length, longest first; keys exclude the "*".
-    suffixes: tuple[tuple[int, dict[str, T]], ...]
-    prefixes: tuple[tuple[int, dict[str, T]], ...]
-    default: T | None
-    ignore_port: bool
+    # A plain class rather than a slotted dataclass: mypyc compiles this module (one lookup per
+    # request) and cannot build a generic slotted dataclass.
+    __slots__ = ("default", "exact", "ignore_port", "prefixes", "suffixes")
+
+    def __init__(
+        self,
+        exact: dict[str, T],
+        suffixes: tuple[tuple[int, dict[str, T]], ...],
+        prefixes: tuple[tuple[int, dict[str, T]], ...],
+        default: T | None,
+        ignore_port: bool,
+    ) -> None:
+        self.exact = exact
+        # (length, {suffix: value}) sorted by length, longest first; keys exclude the "*".
+        self.suffixes = suffixes
+        self.prefixes = prefixes
+        self.default = default
+        self.ignore_port = ignore_port
 
     def find(self, authority: str) -> T | None:
         host = authority.lower()
