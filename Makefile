@@ -74,6 +74,7 @@ $(EXAMPLES_OUT)/packet.bin: examples/bpf/packet.py
 bench: apt $(STAMP) native bytecode
 	$(PY) bench/run.py
 
+# `remora.native clean` removes the extensions and build/native; the rm covers a venv gone first.
 clean:
 	-$(PY) -m remora.native clean
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf build/native $(VENV) .mypy_cache .pytest_cache .ruff_cache

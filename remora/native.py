@@ -23,6 +23,9 @@ from pathlib import Path
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = SOURCE_ROOT / "remora"
+# Everything the build writes besides the extensions themselves (mypyc's C, setuptools' objects
+# and copies), in one directory so that `clean` can remove all of it.
+BUILD_DIR = SOURCE_ROOT / "build" / "native"
 
 # The modules every proxied request runs through. Only whole modules can be compiled, and a
 # compiled module can still import and call interpreted ones, so this list is only about speed.
@@ -117,7 +120,13 @@ def _module_of(path: Path) -> str:
 
 
 def clean() -> None:
-    """Remove every extension in the package: only this build puts them there."""
+    """Remove everything the build made: the extensions (only it puts them in the package) and
+    its intermediate files."""
+    _remove_extensions()
+    shutil.rmtree(BUILD_DIR, ignore_errors=True)
+
+
+def _remove_extensions() -> None:
     for path in _all_extensions():
         path.unlink()
 
@@ -129,26 +138,30 @@ def build(force: bool = False) -> int:
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         print("remora.native: no C compiler; the proxy runs interpreted", file=sys.stderr)
         return 0
-    clean()
+    # The intermediate files stay: mypyc rewrites only the C files whose content changed, and
+    # setuptools recompiles only those, which makes a rebuild after a small edit much quicker.
+    _remove_extensions()
     # setuptools drives the C compiler; mypyc type-checks the whole program first, so a module
     # that does not pass `mypy --strict` does not compile either.
     script = (
         "import sys\n"
         "from setuptools import setup\n"
         "from mypyc.build import mypycify\n"
-        "paths = sys.argv[1:]\n"
-        "sys.argv = [sys.argv[0], 'build_ext', '--inplace', '--build-temp', 'build/native']\n"
-        f"setup(name='remora-native', ext_modules=mypycify(paths, group_name={GROUP!r}))\n"
+        "target, group, paths = sys.argv[1], sys.argv[2], sys.argv[3:]\n"
+        "sys.argv = [sys.argv[0], 'build_ext', '--inplace',\n"
+        "            '--build-temp', target + '/temp', '--build-lib', target + '/lib']\n"
+        "modules = mypycify(paths, group_name=group, target_dir=target + '/c')\n"
+        "setup(name='remora-native', ext_modules=modules)\n"
     )
     paths = [str(source_path(module).relative_to(SOURCE_ROOT)) for module in MODULES]
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script, *paths],
+        [sys.executable, "-W", "ignore", "-c", script, str(BUILD_DIR), GROUP, *paths],
         cwd=SOURCE_ROOT,
         stdout=subprocess.DEVNULL,
         check=False,
     )
     if done.returncode != 0:
-        clean()  # half a build would shadow sources with a mix of old and new code
+        _remove_extensions()  # half a build would shadow sources with a mix of old and new code
         print("remora.native: mypyc build failed; the proxy runs interpreted", file=sys.stderr)
         return done.returncode
     # setuptools copies extensions with the build directory's mtimes, which can predate the

@@ -58,3 +58,23 @@ def test_stale_finds_an_extension_older_than_its_source(
     native.clean()
     assert not extension.exists() and not leftover.exists()
     assert native.compiled() == []
+
+
+def test_clean_removes_the_build_directory_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `make clean` used to leave build/native (mypyc's C, objects, copied extensions) behind.
+    package = tmp_path / "pkg"
+    package.mkdir()
+    extension = package / ("fast" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    extension.write_bytes(b"")
+    build_dir = tmp_path / "build" / "native"
+    (build_dir / "c").mkdir(parents=True)
+    (build_dir / "c" / "fast.c").write_text("int x;\n")
+    monkeypatch.setattr(native, "SOURCE_ROOT", tmp_path)
+    monkeypatch.setattr(native, "PACKAGE_ROOT", package)
+    monkeypatch.setattr(native, "BUILD_DIR", build_dir)
+    native.clean()
+    assert not extension.exists()
+    assert not build_dir.exists()
+    assert (tmp_path / "build").is_dir()  # only the native build's own directory goes
