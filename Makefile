@@ -37,7 +37,8 @@ bytecode:
 	@$(PY) -m compileall -q remora
 
 # The proxy's hot-path modules, compiled by mypyc from their own source (remora/native.py says
-# why and which). A no-op when every extension is newer than its source.
+# why and which). A no-op while the sources the last build read (the compiled modules and all they
+# import, by content) and the toolchain are unchanged: build/native/stamp.json records them.
 native: $(STAMP)
 	@$(PY) -m remora.native build
 

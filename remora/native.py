@@ -7,8 +7,11 @@ proxy's user-space time per request (docs/benchmarks.md). The source stays plain
 the reference: without a build (or with a C compiler missing) the same modules run interpreted.
 
 The extensions are built in place, next to each `.py`, so Python's import system prefers them.
-A compiled module older than its source would silently run old code, so `stale()` finds those,
-`make` rebuilds them, and the test suite and `remora proxy` refuse or warn about them.
+An extension built from other sources than those beside it would silently run old code, so each
+build records what it was made from (remora/native_stamp.py: a content hash of the compiled
+modules' whole import closure, and the toolchain); `stale()` compares that with the tree, `make`
+rebuilds on any difference, and the test suite and `remora proxy` refuse or warn while there is
+one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from remora import native_stamp
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = SOURCE_ROOT / "remora"
@@ -88,22 +93,47 @@ def compiled() -> list[str]:
     return [module for module in MODULES if extension_paths(module)]
 
 
+def stamp_path() -> Path:
+    return BUILD_DIR / "stamp.json"
+
+
+def _extra_inputs() -> list[str]:
+    """Files the build reads besides modules: this one (the module list and build script) and
+    pyproject.toml, whose [tool.mypy] settings mypyc compiles under."""
+    return [f"{PACKAGE_ROOT.name}/native.py", "pyproject.toml"]
+
+
+def changed_inputs() -> list[str]:
+    """What differs, by content, from what the present build was made from (empty: nothing)."""
+    try:
+        text = stamp_path().read_text()
+    except OSError:
+        return ["no record of what the build was made from"]
+    stamp = native_stamp.Stamp.from_json(text)
+    if stamp is None:
+        return [f"{stamp_path()} is not a record this version wrote"]
+    return native_stamp.changes(stamp, SOURCE_ROOT)
+
+
 def stale() -> list[str]:
-    """Compiled modules that would run old code: built before their source last changed, or
-    left over from a build whose module list (this file) has changed since."""
-    result = []
+    """Compiled modules that may run other code than their source says: all of them when any
+    input of the build has changed since, and any left over from a module no longer listed."""
+    built = sorted({_module_of(path) for path in _all_extensions()} - {GROUP + "__mypyc"})
+    if not built:
+        return []
+    if changed_inputs():
+        return built
     listed = set(MODULES)
-    this_file = Path(__file__).with_suffix(".py")
-    list_mtime = this_file.stat().st_mtime if this_file.exists() else 0.0
-    for path in _all_extensions():
-        module = _module_of(path)
-        if module == GROUP + "__mypyc":
-            continue
-        source = source_path(module)
-        unlisted = module not in listed or not source.exists()
-        if unlisted or path.stat().st_mtime < max(source.stat().st_mtime, list_mtime):
-            result.append(module)
-    return sorted(set(result))
+    return [module for module in built if module not in listed]
+
+
+def stale_summary() -> str:
+    """One line for a warning or refusal: which compiled modules are stale, and why."""
+    old = stale()
+    names = ", ".join(old) if len(old) <= 3 else f"{len(old)} modules"
+    changes = changed_inputs() or ["their modules are no longer listed"]
+    shown = ", ".join(changes[:5]) + (f" and {len(changes) - 5} more" if len(changes) > 5 else "")
+    return f"{names} (changed since the build: {shown})"
 
 
 def _all_extensions() -> list[Path]:
@@ -132,15 +162,39 @@ def _remove_extensions() -> None:
 
 
 def build(force: bool = False) -> int:
-    """Compile the listed modules in place unless every extension is newer than its source."""
-    if not force and len(compiled()) == len(MODULES) and not stale():
+    """Compile the listed modules in place unless the present build was made from what is
+    there now (`stale()`)."""
+    if not force and compiled() == list(MODULES) and not stale():
         return 0
-    if shutil.which("cc") is None and shutil.which("gcc") is None:
+    if not _have_compiler():
         print("remora.native: no C compiler; the proxy runs interpreted", file=sys.stderr)
         return 0
+    # Read before compiling: an edit made while mypyc runs then differs from the record, so the
+    # next build redoes it.
+    inputs = native_stamp.take(SOURCE_ROOT, MODULES, _extra_inputs())
     # The intermediate files stay: mypyc rewrites only the C files whose content changed, and
     # setuptools recompiles only those, which makes a rebuild after a small edit much quicker.
     _remove_extensions()
+    stamp_path().unlink(missing_ok=True)
+    done = _compile([str(source_path(module).relative_to(SOURCE_ROOT)) for module in MODULES])
+    if done != 0:
+        _remove_extensions()  # half a build would shadow sources with a mix of old and new code
+        print("remora.native: mypyc build failed; the proxy runs interpreted", file=sys.stderr)
+        return done
+    written = stamp_path().with_suffix(".tmp")
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_text(inputs.to_json())
+    written.replace(stamp_path())
+    return 0
+
+
+def _have_compiler() -> bool:
+    return shutil.which("cc") is not None or shutil.which("gcc") is not None
+
+
+def _compile(paths: list[str]) -> int:
+    """Run mypyc and the C compiler on `paths` (relative to the source root) in a child, whose
+    exit status this returns."""
     # setuptools drives the C compiler; mypyc type-checks the whole program first, so a module
     # that does not pass `mypy --strict` does not compile either.
     script = (
@@ -153,22 +207,13 @@ def build(force: bool = False) -> int:
         "modules = mypycify(paths, group_name=group, target_dir=target + '/c')\n"
         "setup(name='remora-native', ext_modules=modules)\n"
     )
-    paths = [str(source_path(module).relative_to(SOURCE_ROOT)) for module in MODULES]
     done = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", script, str(BUILD_DIR), GROUP, *paths],
         cwd=SOURCE_ROOT,
         stdout=subprocess.DEVNULL,
         check=False,
     )
-    if done.returncode != 0:
-        _remove_extensions()  # half a build would shadow sources with a mix of old and new code
-        print("remora.native: mypyc build failed; the proxy runs interpreted", file=sys.stderr)
-        return done.returncode
-    # setuptools copies extensions with the build directory's mtimes, which can predate the
-    # sources; the in-place files are stamped now so `stale()` compares against this build.
-    for path in _all_extensions():
-        path.touch()
-    return 0
+    return done.returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for module in MODULES:
         state = "stale" if module in old else "compiled" if extension_paths(module) else "source"
         print(f"{state:9} {module}")
+    for module in sorted(set(old) - set(MODULES)):
+        print(f"{'stale':9} {module} (no longer listed)")
+    if old:
+        for change in changed_inputs():
+            print(f"changed since the build: {change}")
     return 1 if old else 0
 
 

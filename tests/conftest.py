@@ -14,10 +14,11 @@ from remora import native
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # A compiled module older than its source would test old code while reporting on the new.
-    old = native.stale()
-    if old:
-        pytest.exit(f"stale compiled modules (run `make native`): {', '.join(old)}", returncode=4)
+    # A compiled module built from other sources would test old code while reporting on the new.
+    if native.stale():
+        pytest.exit(
+            f"stale compiled modules (run `make native`): {native.stale_summary()}", returncode=4
+        )
 
 
 def require_privileged(reason: str = "needs root (CAP_BPF/CAP_SYS_ADMIN)") -> None:
