@@ -7,6 +7,10 @@ proxy's user-space time per request (docs/benchmarks.md). The source stays plain
 the reference: without a build (or with a C compiler missing) the same modules run interpreted.
 
 The extensions are built in place, next to each `.py`, so Python's import system prefers them.
+`REMORA_NATIVE=0` makes a process load the source anyway (`use_source`, called by the package's
+`__init__` before any submodule loads), which is how the tests check that promise on a machine
+that has a build.
+
 An extension built from other sources than those beside it would silently run old code, so each
 build records what it was made from (remora/native_stamp.py: a content hash of the compiled
 modules' whole import closure, and the toolchain); `stale()` compares that with the tree, `make`
@@ -17,12 +21,16 @@ one.
 from __future__ import annotations
 
 import argparse
+import importlib.abc
 import importlib.machinery
+import os
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from remora import native_stamp
 
@@ -74,6 +82,61 @@ MODULES: tuple[str, ...] = (
 GROUP = "remora.native_group"
 
 
+# "0": run interpreted though a build exists; "1" or unset: the build when there is one.
+ENV = "REMORA_NATIVE"
+
+
+def interpreted() -> bool:
+    """Whether this process was asked to run every module from its source."""
+    return os.environ.get(ENV) == "0"
+
+
+def apply_env() -> None:
+    """Honour REMORA_NATIVE; the package's `__init__` calls this, since a module already
+    imported compiled would stay compiled."""
+    value = os.environ.get(ENV)
+    if value == "0":
+        use_source()
+    elif value not in (None, "", "1"):
+        warnings.warn(
+            f"{ENV}={value!r} is neither 0 nor 1; the build runs", RuntimeWarning, stacklevel=2
+        )
+
+
+class SourceOnlyFinder(importlib.abc.MetaPathFinder):
+    """Finds each remora module's source ahead of the path finder, which would prefer an
+    extension beside it, and refuses the compiled group library that every extension loads
+    first: no compiled code can run, even through a path this finder does not cover."""
+
+    def __init__(self) -> None:
+        self._finders: dict[str, importlib.machinery.FileFinder] = {}
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname == GROUP + "__mypyc":
+            raise ImportError(
+                f"{fullname}: compiled code is not loaded with {ENV}=0", name=fullname
+            )
+        if path is None or not fullname.startswith(PACKAGE_ROOT.name + "."):
+            return None
+        for entry in path:
+            finder = self._finders.get(entry)
+            if finder is None:
+                loader = (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)
+                finder = self._finders[entry] = importlib.machinery.FileFinder(entry, loader)
+            spec = finder.find_spec(fullname, target)
+            if spec is not None and spec.loader is not None:  # not a namespace portion
+                return spec
+        return None
+
+
+def use_source() -> None:
+    """Load every remora module imported from now on from its source."""
+    if not any(isinstance(finder, SourceOnlyFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, SourceOnlyFinder())
+
+
 def source_path(module: str) -> Path:
     return SOURCE_ROOT / (module.replace(".", "/") + ".py")
 
@@ -86,6 +149,18 @@ def extension_paths(module: str) -> list[Path]:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES
         if base.with_name(base.name + suffix).exists()
     ]
+
+
+def loaded_extensions() -> list[str]:
+    """remora modules this process has loaded compiled."""
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name.split(".", 1)[0] == PACKAGE_ROOT.name
+        and str(getattr(module, "__file__", None) or "").endswith(
+            tuple(importlib.machinery.EXTENSION_SUFFIXES)
+        )
+    )
 
 
 def compiled() -> list[str]:
@@ -172,8 +247,12 @@ def build(force: bool = False) -> int:
     # Read before compiling: an edit made while mypyc runs then differs from the record, so the
     # next build redoes it.
     inputs = native_stamp.take(SOURCE_ROOT, MODULES, _extra_inputs())
-    # The intermediate files stay: mypyc rewrites only the C files whose content changed, and
-    # setuptools recompiles only those, which makes a rebuild after a small edit much quicker.
+    # The intermediate files stay while the toolchain does: mypyc rewrites only the C files
+    # whose content changed, and setuptools recompiles only those (by their mtimes), which makes
+    # a rebuild after a small edit take seconds. A new mypy can change headers that setuptools
+    # does not track, so then, and on `rebuild`, everything is compiled afresh.
+    if force or _recorded_toolchain() != inputs.toolchain:
+        shutil.rmtree(BUILD_DIR, ignore_errors=True)
     _remove_extensions()
     stamp_path().unlink(missing_ok=True)
     done = _compile([str(source_path(module).relative_to(SOURCE_ROOT)) for module in MODULES])
@@ -186,6 +265,14 @@ def build(force: bool = False) -> int:
     written.write_text(inputs.to_json())
     written.replace(stamp_path())
     return 0
+
+
+def _recorded_toolchain() -> dict[str, str] | None:
+    try:
+        stamp = native_stamp.Stamp.from_json(stamp_path().read_text())
+    except OSError:
+        return None
+    return None if stamp is None else stamp.toolchain
 
 
 def _have_compiler() -> bool:

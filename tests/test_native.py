@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,14 +24,78 @@ def test_listed_modules_exist_and_import() -> None:
         importlib.import_module(module)
 
 
-def test_hot_path_is_compiled_when_a_compiler_exists() -> None:
-    # `make test` builds the extensions first, so the suite exercises the code users run.
+def test_hot_path_runs_as_the_mode_says() -> None:
+    # `make pytest` runs the suite on the build (`make test` builds it first, so the suite
+    # exercises the code users run); `make pytest-interpreted` runs this file and tests/proxy
+    # again with REMORA_NATIVE=0, on the source the build is made from.
+    if native.interpreted():
+        for module in native.MODULES:
+            loaded = importlib.import_module(module).__file__
+            assert loaded is not None and loaded.endswith(".py"), f"{module} ran from {loaded}"
+        assert native.loaded_extensions() == []
+        assert native.GROUP + "__mypyc" not in sys.modules
+        return
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler: the proxy runs interpreted")
     assert native.compiled() == list(native.MODULES)
     for module in native.MODULES:
         loaded = importlib.import_module(module).__file__
         assert loaded is not None and not loaded.endswith(".py"), f"{module} ran from {loaded}"
+
+
+_PROBE = """
+import importlib, importlib.util, json, sys
+from remora import native
+files = {m: importlib.import_module(m).__file__ for m in native.MODULES}
+import remora.proxy.server  # the rest of the proxy, which imports the hot path its own way
+refused = []
+for module in native.MODULES if native.interpreted() else ():
+    for path in native.extension_paths(module):  # loaded by its path, bypassing every finder
+        spec = importlib.util.spec_from_file_location(module, path)
+        try:
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        except ImportError as exc:
+            refused.append(str(exc))
+print(json.dumps({"files": files, "extensions": native.loaded_extensions(), "refused": refused}))
+"""
+
+
+def _probe(native_env: str | None) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != native.ENV}
+    if native_env is not None:
+        env[native.ENV] = native_env
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        env=env,
+        cwd=native.SOURCE_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_remora_native_0_runs_the_source_and_refuses_compiled_code() -> None:
+    # Run in both modes of the suite: the switch itself is checked in a fresh process.
+    result = _probe("0")
+    for module, loaded in result["files"].items():
+        assert loaded.endswith(".py"), f"{module} ran from {loaded}"
+    assert result["extensions"] == []
+    if native.compiled():
+        # Even an extension loaded by its path fails: the library they all share is refused.
+        assert len(result["refused"]) == len(native.compiled())
+        assert all(f"not loaded with {native.ENV}=0" in reason for reason in result["refused"])
+
+
+def test_without_remora_native_the_build_runs() -> None:
+    if native.compiled() != list(native.MODULES):
+        pytest.skip("no complete build here: `make native`")
+    result = _probe(None)
+    assert sorted(result["extensions"]) == sorted([*native.MODULES, native.GROUP + "__mypyc"])
+    for module, loaded in result["files"].items():
+        assert not loaded.endswith(".py"), f"{module} ran from {loaded}"
 
 
 @pytest.fixture
@@ -153,6 +221,23 @@ def test_a_toolchain_change_makes_the_build_stale(
     monkeypatch.setattr(native_stamp, "toolchain", lambda: {**tools, "mypy": "99.0"})
     assert native.stale() == ["pkg.fast"]
     assert native.changed_inputs() == [f"mypy {tools['mypy']} -> 99.0"]
+
+
+def test_only_a_toolchain_change_compiles_everything_afresh(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert native.build() == 0
+    kept = native.BUILD_DIR / "c" / "fast.c"  # what setuptools would not recompile
+    kept.parent.mkdir(parents=True)
+    kept.write_text("")
+    (tree / "pkg" / "helper.py").write_text("X = 5\n")
+    assert native.build() == 0
+    assert kept.exists()
+    tools = native_stamp.toolchain()
+    monkeypatch.setattr(native_stamp, "toolchain", lambda: {**tools, "mypy": "99.0"})
+    assert native.build() == 0
+    assert not kept.exists()
+    assert native.stale() == []
 
 
 def test_an_extension_without_a_record_of_its_build_is_stale(tree: Path) -> None:
