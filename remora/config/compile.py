@@ -18,7 +18,8 @@ from remora.config import support
 from remora.config.common import SocketAddress, socket_address
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.listener_config import ListenerConfig, check_listener_set, compile_listener
-from remora.proxy.upstream.config import ClusterConfig, compile_cluster
+from remora.proxy.upstream.cluster_compiler import compile_cluster
+from remora.proxy.upstream.config import ClusterConfig
 from remora.xds.bootstrap import AdsConfig, compile_dynamic_resources
 
 support.register(

@@ -196,11 +196,11 @@ def run(args: argparse.Namespace) -> int:
 def _warn_stale_native() -> None:
     from remora import native
 
-    for module in native.stale():
+    if native.stale():
         logging.getLogger("remora.native").warning(
-            "%s: the compiled extension is older than its source and runs the old code; "
+            "compiled modules built from other sources than these run old code: %s; "
             "run `make native`",
-            module,
+            native.stale_summary(),
         )
 
 

@@ -14,7 +14,8 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from remora.config import support
 from remora.config.common import SocketAddress, socket_address
 from remora.config.errors import ConfigError, ErrorCollector
-from remora.proxy.http.config import HcmConfig, compile_hcm
+from remora.proxy.http.config import HcmConfig
+from remora.proxy.http.hcm_compiler import compile_hcm
 from remora.proxy.tcp.config import TcpProxyConfig, compile_tcp_proxy
 
 support.register(

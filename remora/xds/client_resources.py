@@ -21,12 +21,8 @@ from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.route import compile_route_configuration
 from remora.proxy.listener_config import ListenerConfig, check_listener_set, compile_listener
-from remora.proxy.upstream.config import (
-    ClusterConfig,
-    DiscoveryType,
-    compile_cluster,
-    compile_endpoints,
-)
+from remora.proxy.upstream.cluster_compiler import compile_cluster, compile_endpoints
+from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
 from remora.xds import types
 
 INVALID_ARGUMENT = 3  # google.rpc.Code carried in a NACK's error_detail

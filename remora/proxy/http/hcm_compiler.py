@@ -1,0 +1,178 @@
+"""`envoy.filters.network.http_connection_manager` proto -> `HcmConfig`.
+
+Config time only: the run-time types live in remora/proxy/http/config.py, which is compiled with
+the hot path; this module stays interpreted (docs/architecture.md, "The compiled hot path").
+"""
+
+from __future__ import annotations
+
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from remora.config import support
+from remora.config.common import optional_seconds
+from remora.config.errors import ErrorCollector
+from remora.proxy.accesslog import compile_access_logs
+from remora.proxy.http.config import HcmConfig, ServerHeader
+from remora.proxy.http.route import compile_route_configuration
+
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+support.register(
+    _HCM,
+    {
+        "codec_type",
+        "stat_prefix",
+        "route_config",
+        "rds",
+        "http_filters",
+        "common_http_protocol_options",
+        "http_protocol_options",
+        "server_name",
+        "server_header_transformation",
+        "max_request_headers_kb",
+        "stream_idle_timeout",
+        "request_timeout",
+        "request_headers_timeout",
+        "drain_timeout",
+        "access_log",
+        "use_remote_address",
+        "xff_num_trusted_hops",
+        "skip_xff_append",
+        "via",
+        "generate_request_id",
+        "preserve_external_request_id",
+        "always_set_request_id_in_response",
+        "upgrade_configs",
+    },
+)
+support.register(f"{_HCM}.UpgradeConfig", {"upgrade_type", "enabled"})
+support.register(
+    "envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+    {"config_source", "route_config_name"},
+)
+support.register(
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
+    {"name", "typed_config"},
+)
+support.register("envoy.extensions.filters.http.router.v3.Router", set())
+support.register(
+    "envoy.config.core.v3.HttpProtocolOptions",
+    {
+        "idle_timeout",
+        "max_headers_count",
+        "max_requests_per_connection",
+        "max_connection_duration",
+        "max_stream_duration",
+    },
+)
+support.register(
+    "envoy.config.core.v3.Http1ProtocolOptions", {"accept_http_10", "default_host_for_http_10"}
+)
+
+ROUTER_FILTER = "envoy.extensions.filters.http.router.v3.Router"
+
+
+def compile_hcm(
+    config: hcm_pb2.HttpConnectionManager, path: str, errors: ErrorCollector
+) -> HcmConfig | None:
+    before = len(errors.errors)
+    if config.codec_type not in (
+        hcm_pb2.HttpConnectionManager.AUTO,
+        hcm_pb2.HttpConnectionManager.HTTP1,
+    ):
+        name = hcm_pb2.HttpConnectionManager.CodecType.Name(config.codec_type)
+        errors.add(f"{path}.codec_type", f"not supported: {path}.codec_type ({name})")
+    if not config.stat_prefix:
+        errors.add(f"{path}.stat_prefix", "must not be empty")
+    rds_name = ""
+    if config.HasField("rds"):
+        rds_name = config.rds.route_config_name
+        if not rds_name:
+            errors.add(f"{path}.rds.route_config_name", "must not be empty")
+        if not config.rds.config_source.HasField("ads"):
+            errors.add(
+                f"{path}.rds.config_source", "not supported: only `ads: {}` (routes over ADS)"
+            )
+    elif not config.HasField("route_config"):
+        errors.add(f"{path}.route_config", "an inline route_config or rds is required")
+    _check_http_filters(config, path, errors)
+    route_table = compile_route_configuration(config.route_config, f"{path}.route_config", errors)
+    access_logs = compile_access_logs(config.access_log, f"{path}.access_log", errors)
+    upgrades: set[str] = set()
+    for i, upgrade in enumerate(config.upgrade_configs):
+        if not upgrade.upgrade_type:
+            errors.add(f"{path}.upgrade_configs[{i}].upgrade_type", "must not be empty")
+        if not upgrade.HasField("enabled") or upgrade.enabled.value:
+            upgrades.add(upgrade.upgrade_type.lower())
+    common = config.common_http_protocol_options
+    max_kb = (
+        config.max_request_headers_kb.value if config.HasField("max_request_headers_kb") else 60
+    )
+    if not 1 <= max_kb <= 8192:
+        errors.add(f"{path}.max_request_headers_kb", "must be 1-8192")
+    if common.HasField("max_response_headers_kb"):
+        field_path = f"{path}.common_http_protocol_options.max_response_headers_kb"
+        errors.add(
+            field_path,
+            f"not supported: {field_path} (it limits upstream responses: set it on the cluster)",
+        )
+    if len(errors.errors) > before:
+        return None
+    return HcmConfig(
+        stat_prefix=config.stat_prefix,
+        route_table=route_table,
+        access_logs=access_logs,
+        server_name=config.server_name or "remora",
+        server_header=ServerHeader(config.server_header_transformation),
+        max_request_headers_bytes=max_kb * 1024,
+        max_headers_count=(
+            common.max_headers_count.value if common.HasField("max_headers_count") else 100
+        ),
+        idle_timeout=optional_seconds(common, "idle_timeout", 3600.0),
+        max_connection_duration=optional_seconds(common, "max_connection_duration", None),
+        max_stream_duration=optional_seconds(common, "max_stream_duration", None),
+        stream_idle_timeout=optional_seconds(config, "stream_idle_timeout", 300.0),
+        request_timeout=optional_seconds(config, "request_timeout", None),
+        request_headers_timeout=optional_seconds(config, "request_headers_timeout", None),
+        drain_timeout=optional_seconds(config, "drain_timeout", 5.0) or 0.0,
+        max_requests_per_connection=(
+            common.max_requests_per_connection.value or None
+            if common.HasField("max_requests_per_connection")
+            else None
+        ),
+        accept_http_10=config.http_protocol_options.accept_http_10,
+        default_host_for_http_10=config.http_protocol_options.default_host_for_http_10,
+        use_remote_address=(
+            config.use_remote_address.value if config.HasField("use_remote_address") else False
+        ),
+        xff_num_trusted_hops=config.xff_num_trusted_hops,
+        skip_xff_append=config.skip_xff_append,
+        via=config.via,
+        generate_request_id=(
+            config.generate_request_id.value if config.HasField("generate_request_id") else True
+        ),
+        preserve_external_request_id=config.preserve_external_request_id,
+        always_set_request_id_in_response=config.always_set_request_id_in_response,
+        upgrade_types=frozenset(upgrades),
+        rds_name=rds_name,
+    )
+
+
+def _check_http_filters(
+    config: hcm_pb2.HttpConnectionManager, path: str, errors: ErrorCollector
+) -> None:
+    filters = list(config.http_filters)
+    if not filters:
+        errors.add(
+            f"{path}.http_filters", "the router filter (envoy.filters.http.router) is required"
+        )
+        return
+    for i, http_filter in enumerate(filters):
+        type_name = http_filter.typed_config.type_url.rpartition("/")[2]
+        filter_path = f"{path}.http_filters[{i}]"
+        if type_name != ROUTER_FILTER:
+            if not type_name:  # a typed_config of another type is refused by the field walk
+                errors.add(filter_path, f"not supported: {filter_path} ({http_filter.name})")
+        elif i != len(filters) - 1:
+            errors.add(filter_path, "the router filter must be the last HTTP filter")
