@@ -121,4 +121,6 @@ class Remora(Peer):
         path = workdir / "remora.json"
         path.write_text(json.dumps(bootstrap(listener), indent=2))
         argv = [sys.executable, "-m", "remora", "proxy", "--config", str(path)]
-        return Launch(argv=[*argv, "--log-level", "error"])
+        # No hot restart socket (Envoy's flag too): two proxies in series, or a remora already
+        # running on this host, would otherwise collide on @remora_hot_restart_0_0.
+        return Launch(argv=[*argv, "--disable-hot-restart", "--log-level", "error"])
