@@ -1,6 +1,9 @@
 """The scenarios: what each peer is asked to do. A scenario is data, so adding one (a Wasm filter,
 mTLS, eBPF acceleration) is one more entry in `SCENARIOS`, plus, if it needs a new listener kind, a
-mode the peers know how to configure."""
+mode the peers know how to configure.
+
+Besides the listener mode and the load, a scenario picks the config profile the peers run
+(suite/realistic.py) and how the upstream treats keep-alive connections (suite/upstream.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from dataclasses import dataclass, replace
 
 from suite.loads import ClosedLoop, IdleConnections, Load, OpenLoop
 from suite.peers.base import Mode
-from suite.upstream import BODIES
+from suite.realistic import Profile
+from suite.upstream import BODIES, DEFAULT_SPEC, REALISTIC_SPEC, UpstreamSpec
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,9 @@ class Scenario:
     body: str = "1k"
     #: One measured run is enough (the idle scenario reads memory, not a rate).
     single_run: bool = False
+    #: The config the peers run: "minimal" (one route, no log) or "realistic".
+    profile: Profile = "minimal"
+    upstream: UpstreamSpec = DEFAULT_SPEC
 
     @property
     def body_bytes(self) -> int:
@@ -40,6 +47,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         "HTTP/1.1 keep-alive, 1 KiB responses, 32 connections",
         "http",
         ClosedLoop(connections=32, path="/1k"),
+    ),
+    Scenario(
+        "realistic-1k",
+        "Realistic config, keep-alive 1 KiB, 32 connections: access log, request ids, 13 routes, "
+        "a response header, upstream reconnects every 1,000 requests",
+        "http",
+        ClosedLoop(connections=32, path="/1k"),
+        profile="realistic",
+        upstream=REALISTIC_SPEC,
     ),
     Scenario(
         "newconn-1k",
