@@ -175,3 +175,38 @@ class Managed:
             except ProcessLookupError:
                 return
             self.proc.wait(timeout=timeout)
+
+
+class ProcGroup:
+    """Several processes measured as one peer (two proxies in series): CPU and memory are summed,
+    and the group is down when any member is."""
+
+    def __init__(self, name: str, members: Sequence[Managed]) -> None:
+        self._name = name
+        self.members = list(members)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(f"[{m.name}]\n{m.log_tail(lines)}" for m in self.members)
+
+    def check_alive(self) -> None:
+        for member in self.members:
+            member.check_alive()
+
+    def usage(self) -> Usage:
+        readings = [m.usage() for m in self.members]
+        return Usage(
+            cpu_s=sum(u.cpu_s for u in readings),
+            rss_kib=sum(u.rss_kib for u in readings),
+            hwm_kib=sum(u.hwm_kib for u in readings),
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for member in self.members:
+            member.stop(timeout)

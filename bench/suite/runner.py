@@ -1,9 +1,10 @@
 """Run scenarios against peers and collect one results document.
 
 Per scenario: start every peer that supports its mode and profile (fresh, so peak RSS belongs to
-this scenario), warm each up, then run the repeats peer after peer (A B C, A B C, ... with the
-starting peer rotated each round), so slow drift on a shared machine spreads over all peers
-instead of landing on one. Every run also reads the peer's CPU time and peak RSS from /proc.
+this scenario; in a multi-hop scenario, that many instances in series), warm each up, then run the
+repeats peer after peer (A B C, A B C, ... with the starting peer rotated each round), so slow
+drift on a shared machine spreads over all peers instead of landing on one. Every run also reads
+the peer's CPU time and peak RSS from /proc.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from suite.loads import (
     needed_nofile,
 )
 from suite.peers import Listener, Peer
-from suite.ports import free_port
-from suite.procs import Managed, Proc, ProcessError
+from suite.ports import free_ports
+from suite.procs import Managed, Proc, ProcessError, ProcGroup
 from suite.scenarios import Scenario
 from suite.stats import BASELINE, ratios, summarize
 from suite.upstream import Upstream, UpstreamSpec
@@ -115,34 +116,55 @@ class Upstreams:
 
 def skip_reason(peer: Peer, scenario: Scenario) -> str | None:
     """Why `peer` sits out `scenario` (shown in its row instead of numbers), or None."""
+    if scenario.peers is not None and peer.name not in scenario.peers:
+        return scenario.left_out or "not in this scenario"
     return peer.skip_reason(scenario.mode, scenario.profile)
 
 
 def _start_peer(
     peer: Peer, scenario: Scenario, upstream: Upstream, opts: Options, tools: tuple[str, str]
 ) -> _Running:
-    port = free_port(HOST)
-    listener = Listener(
-        scenario.mode,
-        HOST,
-        port,
-        upstream.host,
-        upstream.port,
-        max_connections=connection_limit(scenario.load),
-        profile=scenario.profile,
-    )
+    """Start the peer's instances, the one next to the upstream first; the load goes to hop 1.
+
+    Every instance is pinned to the proxy CPU: with two hops both proxies share it, so the row
+    charges the proxy CPU with the cost of both."""
+    hops = 1 if peer.calibration_only else scenario.hops
+    ports = free_ports(hops, HOST)
     peer_dir = opts.workdir / scenario.name / peer.name
-    peer_dir.mkdir(parents=True, exist_ok=True)
-    launch = peer.launch(listener, peer_dir)
-    proc = Managed(
-        peer.name,
-        launch.argv,
-        peer_dir / "peer.log",
-        opts.proxy_cpu,
-        launch.env,
-        stdout=launch.stdout,
-    )
-    port = launch.target_port or port
+    members: list[Managed] = []
+    next_host, next_port = upstream.host, upstream.port
+    try:
+        for hop in range(hops, 0, -1):
+            listener = Listener(
+                scenario.mode,
+                HOST,
+                ports[hop - 1],
+                next_host,
+                next_port,
+                max_connections=connection_limit(scenario.load),
+                profile=scenario.profile,
+            )
+            hop_dir = peer_dir / f"hop{hop}" if hops > 1 else peer_dir
+            hop_dir.mkdir(parents=True, exist_ok=True)
+            launch = peer.launch(listener, hop_dir)
+            name = peer.name if hops == 1 else f"{peer.name} hop {hop}"
+            members.append(
+                Managed(
+                    name,
+                    launch.argv,
+                    hop_dir / "peer.log",
+                    opts.proxy_cpu,
+                    launch.env,
+                    stdout=launch.stdout,
+                )
+            )
+            next_host, next_port = HOST, ports[hop - 1]
+    except BaseException:
+        for member in members:
+            member.stop()
+        raise
+    proc: Proc = members[0] if hops == 1 else ProcGroup(peer.name, members)
+    port = launch.target_port or ports[0]  # `launch` is hop 1's, the one the client talks to
     target = Target(HOST, port, proc, opts.load_cpu, wrk=tools[0], openloop=tools[1])
     return _Running(peer, proc, target, launch.access_log)
 
@@ -181,6 +203,7 @@ def run_scenario(
         "title": scenario.title,
         "mode": scenario.mode,
         "profile": scenario.profile,
+        "hops": scenario.hops,
         "upstream": scenario.upstream.label,
         "load": load.describe(),
         "metrics": [*load.metrics, *EXTRA_KEYS],

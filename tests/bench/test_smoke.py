@@ -20,6 +20,8 @@ PROCESS_PEERS = {"remora", "haproxy", "nginx", "caddy", "threads"}
 SITS_OUT = {
     ("tcp-bulk", "caddy"),
     ("realistic-1k", "threads"),
+    ("two-hop-rate-1k", "caddy"),
+    ("two-hop-rate-1k", "threads"),
 }
 
 
@@ -46,7 +48,7 @@ def test_every_scenario_and_peer_ran(smoke: tuple[Path, dict[str, Any]]) -> None
     assert document["options"]["smoke"] is True
     names = {s["name"] for s in document["scenarios"]}
     assert {"keepalive-1k", "newconn-1k", "keepalive-64k", "rate-1k", "rate-10k"} <= names
-    assert {"tcp-bulk", "idle-10k", "realistic-1k"} <= names
+    assert {"tcp-bulk", "idle-10k", "realistic-1k", "two-hop-rate-1k"} <= names
     for scenario in document["scenarios"]:
         peers = scenario["peers"]
         assert set(peers) >= PROCESS_PEERS, scenario["name"]
@@ -95,6 +97,28 @@ def test_realistic_row_logs_every_request(smoke: tuple[Path, dict[str, Any]]) ->
         # then received a line for (at least) every request the load completed.
         requests = sum(run["requests"] for run in entry["runs"])
         assert entry["access_log_lines"] >= requests > 0, name
+
+
+def test_two_hop_row_has_its_floor(smoke: tuple[Path, dict[str, Any]]) -> None:
+    _, document = smoke
+    row = next(s for s in document["scenarios"] if s["name"] == "two-hop-rate-1k")
+    assert row["hops"] == 2
+    assert {n for n, e in row["peers"].items() if "summary" in e} == {
+        "remora",
+        "haproxy",
+        "nginx",
+        "direct",
+    }
+    for name, entry in row["peers"].items():
+        if "runs" in entry:
+            run = entry["runs"][0]
+            assert run["rps"] == pytest.approx(run["target_rps"], rel=0.1), name
+    # Two proxies' processes are summed: more than one proxy's resident memory.
+    one_hop = next(s for s in document["scenarios"] if s["name"] == "rate-1k")
+    for name in ("remora", "haproxy", "nginx"):
+        two = row["peers"][name]["summary"]["rss_peak_mib"]["median"]
+        one = one_hop["peers"][name]["summary"]["rss_peak_mib"]["median"]
+        assert two > 1.5 * one, name
 
 
 def test_report_and_plots_written(smoke: tuple[Path, dict[str, Any]]) -> None:
