@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from suite.procs import Managed
+from suite.procs import Proc
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 WRK_SCRIPT = BENCH_DIR / "loadgen" / "wrk_report.lua"
@@ -39,7 +39,7 @@ class Target:
 
     host: str
     port: int
-    proc: Managed
+    proc: Proc
     load_cpu: int | None
     wrk: str
     openloop: str

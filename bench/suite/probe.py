@@ -9,20 +9,44 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
-from suite.procs import Managed, ProcessError
+from suite.procs import Proc, ProcessError
+from suite.realistic import CATCH_ALL, ECHO_HEADER, REQUEST_ID_HEADER, ROUTE_HEADER
 
 
 class ProbeError(Exception):
     """The peer did not answer the probe correctly in time."""
 
 
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]  # names lower-cased; a repeated header keeps its last value
+    body_len: int
+
+
 def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, int]:
     """Return (status, body length) of one GET; raises OSError or ProbeError."""
+    response = fetch(host, port, path, timeout)
+    return response.status, response.body_len
+
+
+def fetch(
+    host: str,
+    port: int,
+    path: str,
+    timeout: float = 2.0,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """One GET with `Connection: close` and `headers` (which may replace Host); raises OSError or
+    ProbeError."""
+    sent = {"Host": f"{host}:{port}", **(headers or {}), "Connection": "close"}
+    request_head = "".join(f"{name}: {value}\r\n" for name, value in sent.items())
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
-        )
+        sock.sendall(f"GET {path} HTTP/1.1\r\n{request_head}\r\n".encode())
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = sock.recv(65536)
@@ -32,28 +56,28 @@ def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, int
         head, _, body = data.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        headers = {}
+        got: dict[str, str] = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            want = int(headers["content-length"])
+            got[name.strip().lower()] = value.strip()
+        if "content-length" in got:
+            want = int(got["content-length"])
             while len(body) < want:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 body += chunk
-            return status, len(body)
+            return Response(status, got, len(body))
         while True:  # chunked or close-delimited: read to EOF (we asked for close)
             chunk = sock.recv(65536)
             if not chunk:
                 break
             body += chunk
-        return status, len(body)
+        return Response(status, got, len(body))
 
 
 def wait_ready(
-    proc: Managed, host: str, port: int, path: str, body_len: int, timeout: float = 20.0
+    proc: Proc, host: str, port: int, path: str, body_len: int, timeout: float = 20.0
 ) -> None:
     """Poll until the peer serves `path` with the expected body length."""
     deadline = time.monotonic() + timeout
@@ -71,3 +95,47 @@ def wait_ready(
         last = f"status {status}, body {length} bytes (want 200 and {body_len})"
         time.sleep(0.05)
     raise ProcessError(f"{proc.name} not ready on {host}:{port}{path}: {last}\n{proc.log_tail()}")
+
+
+def check_realistic(
+    proc: Proc, host: str, port: int, path: str, access_log: Path | None, timeout: float = 5.0
+) -> str:
+    """Prove that a peer runs the realistic profile's features, not just that it proxies: the
+    matched route's response header is there, the upstream received a generated x-request-id
+    (the realistic upstream echoes it), and the access log file receives lines. Returns what it
+    saw, for the log; raises ProcessError otherwise."""
+    problems: list[str] = []
+    try:
+        response = fetch(host, port, path)
+    except (OSError, ProbeError, ValueError, IndexError) as exc:
+        raise ProcessError(f"{proc.name}: realistic probe failed: {exc}") from exc
+    route = response.headers.get(ROUTE_HEADER, "")
+    request_id = response.headers.get(ECHO_HEADER, "")
+    if route != CATCH_ALL.name:
+        problems.append(f"response header {ROUTE_HEADER}: {route!r}, want {CATCH_ALL.name!r}")
+    if len(request_id) < 16:
+        problems.append(f"the upstream got {REQUEST_ID_HEADER} {request_id!r}, want a generated id")
+    lines = 0
+    if access_log is None:
+        problems.append("the peer names no access log file")
+    else:
+        deadline = time.monotonic() + timeout
+        while (lines := count_lines(access_log)) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # remora writes its batch on the next loop iteration
+        if lines == 0:
+            problems.append(f"access log {access_log} received no line")
+    if problems:
+        raise ProcessError(f"{proc.name}: realistic probe: " + "; ".join(problems))
+    return (
+        f"{ROUTE_HEADER}: {route}, upstream saw {REQUEST_ID_HEADER} {request_id}, "
+        f"{lines} access log line(s)"
+    )
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a file so far (0 when it does not exist yet)."""
+    try:
+        with path.open("rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0

@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -76,8 +77,28 @@ class Usage:
     hwm_kib: int
 
 
+class Proc(Protocol):
+    """What the runner, the loads and the probe need of a peer: one process or several."""
+
+    @property
+    def name(self) -> str: ...
+
+    def alive(self) -> bool: ...
+
+    def log_tail(self, lines: int = 15) -> str: ...
+
+    def check_alive(self) -> None: ...
+
+    def usage(self) -> Usage: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
 class Managed:
-    """A process started under `taskset`, logged to a file, stopped with SIGTERM then SIGKILL."""
+    """A process started under `taskset`, logged to a file, stopped with SIGTERM then SIGKILL.
+
+    stdout and stderr both go to `log`, unless `stdout` names a file of its own (HAProxy writes
+    its access log to stdout)."""
 
     def __init__(
         self,
@@ -87,6 +108,7 @@ class Managed:
         cpu: int | None,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        stdout: Path | None = None,
     ) -> None:
         self.name = name
         self.log = log
@@ -97,11 +119,11 @@ class Managed:
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        with log.open("wb") as out:
+        with log.open("wb") as out, (stdout or log).open("ab") as separate:
             self.proc = subprocess.Popen(
                 command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                stdout=separate if stdout is not None else out,
+                stderr=out if stdout is not None else subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=full_env,
                 cwd=cwd,
@@ -153,3 +175,38 @@ class Managed:
             except ProcessLookupError:
                 return
             self.proc.wait(timeout=timeout)
+
+
+class ProcGroup:
+    """Several processes measured as one peer (two proxies in series): CPU and memory are summed,
+    and the group is down when any member is."""
+
+    def __init__(self, name: str, members: Sequence[Managed]) -> None:
+        self._name = name
+        self.members = list(members)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(f"[{m.name}]\n{m.log_tail(lines)}" for m in self.members)
+
+    def check_alive(self) -> None:
+        for member in self.members:
+            member.check_alive()
+
+    def usage(self) -> Usage:
+        readings = [m.usage() for m in self.members]
+        return Usage(
+            cpu_s=sum(u.cpu_s for u in readings),
+            rss_kib=sum(u.rss_kib for u in readings),
+            hwm_kib=sum(u.hwm_kib for u in readings),
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        for member in self.members:
+            member.stop(timeout)

@@ -1,9 +1,10 @@
 """Run scenarios against peers and collect one results document.
 
-Per scenario: start every peer that supports its mode (fresh, so peak RSS belongs to this
-scenario), warm each up, then run the repeats peer after peer (A B C, A B C, ... with the starting
-peer rotated each round), so slow drift on a shared machine spreads over all peers instead of
-landing on one. Every run also reads the peer's CPU time and peak RSS from /proc.
+Per scenario: start every peer that supports its mode and profile (fresh, so peak RSS belongs to
+this scenario; in a multi-hop scenario, that many instances in series), warm each up, then run the
+repeats peer after peer (A B C, A B C, ... with the starting peer rotated each round), so slow
+drift on a shared machine spreads over all peers instead of landing on one. Every run also reads
+the peer's CPU time and peak RSS from /proc.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from suite.loads import (
     needed_nofile,
 )
 from suite.peers import Listener, Peer
-from suite.ports import free_port
-from suite.procs import Managed, ProcessError
+from suite.ports import free_ports
+from suite.procs import Managed, Proc, ProcessError, ProcGroup
 from suite.scenarios import Scenario
 from suite.stats import BASELINE, ratios, summarize
-from suite.upstream import Upstream
+from suite.upstream import Upstream, UpstreamSpec
 
 HOST = "127.0.0.1"
 EXTRA_KEYS = ("cpu_s_per_1k", "rss_peak_mib")
@@ -87,29 +88,85 @@ def build_openloop(workdir: Path) -> str:
 @dataclass
 class _Running:
     peer: Peer
-    proc: Managed
+    proc: Proc
     target: Target
+    access_log: Path | None = None
+
+
+class Upstreams:
+    """The upstream nginx instances, one per UpstreamSpec the scenarios ask for, each started on
+    first use and all stopped at the end."""
+
+    def __init__(self, workdir: Path, cpu: int | None) -> None:
+        self.workdir = workdir
+        self.cpu = cpu
+        self.running: dict[UpstreamSpec, Upstream] = {}
+
+    def get(self, spec: UpstreamSpec) -> Upstream:
+        if spec not in self.running:
+            upstream = Upstream(self.workdir, self.cpu, HOST, spec, f"upstream-{len(self.running)}")
+            upstream.start()
+            self.running[spec] = upstream
+        return self.running[spec]
+
+    def stop(self) -> None:
+        for upstream in self.running.values():
+            upstream.stop()
+
+
+def skip_reason(peer: Peer, scenario: Scenario) -> str | None:
+    """Why `peer` sits out `scenario` (shown in its row instead of numbers), or None."""
+    if scenario.peers is not None and peer.name not in scenario.peers:
+        return scenario.left_out or "not in this scenario"
+    return peer.skip_reason(scenario.mode, scenario.profile)
 
 
 def _start_peer(
     peer: Peer, scenario: Scenario, upstream: Upstream, opts: Options, tools: tuple[str, str]
 ) -> _Running:
-    port = free_port(HOST)
-    listener = Listener(
-        scenario.mode,
-        HOST,
-        port,
-        upstream.host,
-        upstream.port,
-        max_connections=connection_limit(scenario.load),
-    )
+    """Start the peer's instances, the one next to the upstream first; the load goes to hop 1.
+
+    Every instance is pinned to the proxy CPU: with two hops both proxies share it, so the row
+    charges the proxy CPU with the cost of both."""
+    hops = 1 if peer.calibration_only else scenario.hops
+    ports = free_ports(hops, HOST)
     peer_dir = opts.workdir / scenario.name / peer.name
-    peer_dir.mkdir(parents=True, exist_ok=True)
-    launch = peer.launch(listener, peer_dir)
-    proc = Managed(peer.name, launch.argv, peer_dir / "peer.log", opts.proxy_cpu, launch.env)
-    port = launch.target_port or port
+    members: list[Managed] = []
+    next_host, next_port = upstream.host, upstream.port
+    try:
+        for hop in range(hops, 0, -1):
+            listener = Listener(
+                scenario.mode,
+                HOST,
+                ports[hop - 1],
+                next_host,
+                next_port,
+                max_connections=connection_limit(scenario.load),
+                profile=scenario.profile,
+            )
+            hop_dir = peer_dir / f"hop{hop}" if hops > 1 else peer_dir
+            hop_dir.mkdir(parents=True, exist_ok=True)
+            launch = peer.launch(listener, hop_dir)
+            name = peer.name if hops == 1 else f"{peer.name} hop {hop}"
+            members.append(
+                Managed(
+                    name,
+                    launch.argv,
+                    hop_dir / "peer.log",
+                    opts.proxy_cpu,
+                    launch.env,
+                    stdout=launch.stdout,
+                )
+            )
+            next_host, next_port = HOST, ports[hop - 1]
+    except BaseException:
+        for member in members:
+            member.stop()
+        raise
+    proc: Proc = members[0] if hops == 1 else ProcGroup(peer.name, members)
+    port = launch.target_port or ports[0]  # `launch` is hop 1's, the one the client talks to
     target = Target(HOST, port, proc, opts.load_cpu, wrk=tools[0], openloop=tools[1])
-    return _Running(peer, proc, target)
+    return _Running(peer, proc, target, launch.access_log)
 
 
 def _measure(running: _Running, scenario: Scenario, duration: float) -> dict[str, Any]:
@@ -129,7 +186,7 @@ def _measure(running: _Running, scenario: Scenario, duration: float) -> dict[str
 
 def run_scenario(
     scenario: Scenario,
-    upstream: Upstream,
+    upstreams: Upstreams,
     opts: Options,
     tools: tuple[str, str],
     log: Callable[[str], None],
@@ -145,19 +202,24 @@ def run_scenario(
         "name": scenario.name,
         "title": scenario.title,
         "mode": scenario.mode,
+        "profile": scenario.profile,
+        "hops": scenario.hops,
+        "upstream": scenario.upstream.label,
         "load": load.describe(),
         "metrics": [*load.metrics, *EXTRA_KEYS],
         "peers": {},
     }
     peers_out: dict[str, dict[str, Any]] = result["peers"]
+    upstream = upstreams.get(scenario.upstream)
     running: list[_Running] = []
     starting: list[_Running] = []
     try:
         for peer in opts.peers:
             if peer.calibration_only and not isinstance(load, OpenLoop):
                 continue
-            if not peer.supports(scenario.mode):
-                peers_out[peer.name] = {"skipped": peer.unsupported_reason or "not supported"}
+            why = skip_reason(peer, scenario)
+            if why is not None:
+                peers_out[peer.name] = {"skipped": why}
                 continue
             try:
                 starting.append(_start_peer(peer, scenario, upstream, opts, tools))
@@ -170,6 +232,11 @@ def run_scenario(
                 probe.wait_ready(
                     r.proc, HOST, r.target.port, scenario.load_path, scenario.body_bytes
                 )
+                if scenario.profile == "realistic" and not r.peer.calibration_only:
+                    seen = probe.check_realistic(
+                        r.proc, HOST, r.target.port, scenario.load_path, r.access_log
+                    )
+                    log(f"  {r.peer.name}: {seen}")
                 running.append(r)
             except ProcessError as exc:
                 log(f"  {r.peer.name}: failed to start: {exc}")
@@ -195,6 +262,9 @@ def run_scenario(
             entry = peers_out.setdefault(name, {})
             entry["runs"] = peer_runs
             entry["summary"] = summarize(peer_runs, keys)
+        for r in running:  # what the access log received over the warm-up and all runs
+            if r.access_log is not None and r.peer.name in runs:
+                peers_out[r.peer.name]["access_log_lines"] = probe.count_lines(r.access_log)
         order = [p.name for p in opts.peers if p.name in peers_out]
         result["peers"] = peers_out = {name: peers_out[name] for name in order}
         baseline = peers_out.get(BASELINE, {}).get("summary")
@@ -244,17 +314,16 @@ def run_suite(opts: Options, log: Callable[[str], None]) -> list[dict[str, Any]]
     loads = [s.load.smoke() if opts.smoke else s.load for s in opts.scenarios]
     limit = raise_nofile(needed_nofile(loads))
     log(f"RLIMIT_NOFILE {limit}; proxy on cpu {opts.proxy_cpu}, load+upstream on {opts.load_cpu}")
-    upstream = Upstream(opts.workdir, opts.load_cpu, HOST)
-    upstream.start()
+    upstreams = Upstreams(opts.workdir, opts.load_cpu)
     results = []
     try:
         for scenario in opts.scenarios:
             started = time.monotonic()
             log(f"scenario {scenario.name}: {scenario.title}")
-            results.append(run_scenario(scenario, upstream, opts, tools, log))
+            results.append(run_scenario(scenario, upstreams, opts, tools, log))
             log(f"  ({time.monotonic() - started:.1f}s)")
     finally:
-        upstream.stop()
+        upstreams.stop()
     return results
 
 

@@ -1,6 +1,10 @@
 """The scenarios: what each peer is asked to do. A scenario is data, so adding one (a Wasm filter,
 mTLS, eBPF acceleration) is one more entry in `SCENARIOS`, plus, if it needs a new listener kind, a
-mode the peers know how to configure."""
+mode the peers know how to configure.
+
+Besides the listener mode and the load, a scenario picks the config profile the peers run
+(suite/realistic.py), how the upstream treats keep-alive connections (suite/upstream.py), how
+many instances of each proxy sit in series, and optionally which peers take part."""
 
 from __future__ import annotations
 
@@ -8,7 +12,12 @@ from dataclasses import dataclass, replace
 
 from suite.loads import ClosedLoop, IdleConnections, Load, OpenLoop
 from suite.peers.base import Mode
-from suite.upstream import BODIES
+from suite.realistic import Profile
+from suite.upstream import BODIES, DEFAULT_SPEC, REALISTIC_SPEC, UpstreamSpec
+
+#: Istio's published figure for the two-hop row: Envoy adds 0.298 ms at P99 over two sidecars at
+#: 1,000 req/s.
+ISTIO_TWO_HOP_P99_MS = 0.298
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,14 @@ class Scenario:
     body: str = "1k"
     #: One measured run is enough (the idle scenario reads memory, not a rate).
     single_run: bool = False
+    #: The config the peers run: "minimal" (one route, no log) or "realistic".
+    profile: Profile = "minimal"
+    upstream: UpstreamSpec = DEFAULT_SPEC
+    #: Instances of each proxy in series: client -> hop 1 -> ... -> hop N -> upstream.
+    hops: int = 1
+    #: Only these peers take part (None: all of them); the others sit out with `left_out`.
+    peers: frozenset[str] | None = None
+    left_out: str = ""
 
     @property
     def body_bytes(self) -> int:
@@ -42,6 +59,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         ClosedLoop(connections=32, path="/1k"),
     ),
     Scenario(
+        "realistic-1k",
+        "Realistic config, keep-alive 1 KiB, 32 connections: access log, request ids, 13 routes, "
+        "a response header, upstream reconnects every 1,000 requests",
+        "http",
+        ClosedLoop(connections=32, path="/1k"),
+        profile="realistic",
+        upstream=REALISTIC_SPEC,
+    ),
+    Scenario(
         "newconn-1k",
         "HTTP/1.1, a new connection per request, 1 KiB responses, 32 connections",
         "http",
@@ -59,6 +85,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Fixed rate 1,000 req/s, 1 KiB responses (Istio's published condition)",
         "http",
         OpenLoop(rate=1_000, connections=32, path="/1k"),
+    ),
+    Scenario(
+        "two-hop-rate-1k",
+        "Two proxies in series at 1,000 req/s, 1 KiB responses: P99 added over direct "
+        f"(Istio publishes +{ISTIO_TWO_HOP_P99_MS} ms for Envoy over two hops)",
+        "http",
+        OpenLoop(rate=1_000, connections=32, path="/1k"),
+        hops=2,
+        peers=frozenset({"remora", "haproxy", "nginx", "direct"}),
+        left_out="not in this row (its one-hop figure is in rate-1k)",
     ),
     Scenario(
         "rate-5k",

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from suite.realistic import Profile
+
 Mode = Literal["http", "tcp"]
 
 # The same limits and timeouts for every peer, so that no peer is measured against its defaults
@@ -28,6 +30,8 @@ class Listener:
     upstream_host: str
     upstream_port: int
     max_connections: int = 4096
+    #: "minimal": one catch-all route, no access log (most rows); "realistic": see suite.realistic.
+    profile: Profile = "minimal"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)
     #: Send the load here instead of the listener's port (the no-proxy floor).
     target_port: int | None = None
+    #: The file the peer's access log goes to (realistic profile): the runner checks it grows.
+    access_log: Path | None = None
+    #: Send the peer's stdout here, apart from its stderr (HAProxy logs to stdout).
+    stdout: Path | None = None
 
 
 class Peer(ABC):
@@ -48,9 +56,20 @@ class Peer(ABC):
     process_costs: bool = True
     #: Only run where a floor is informative (fixed-rate latency).
     calibration_only: bool = False
+    #: The config profiles this peer can be launched with, and why one is missing.
+    profiles: frozenset[Profile] = frozenset({"minimal", "realistic"})
+    profile_reason: str = ""
 
     def supports(self, mode: Mode) -> bool:
         return mode in self.modes
+
+    def skip_reason(self, mode: Mode, profile: Profile) -> str | None:
+        """Why this peer sits out a scenario with this listener mode and profile, or None."""
+        if not self.supports(mode):
+            return self.unsupported_reason or "not supported"
+        if profile not in self.profiles:
+            return self.profile_reason or f"no {profile} config"
+        return None
 
     @abstractmethod
     def version(self) -> str: ...

@@ -1,4 +1,12 @@
-"""HAProxy with one thread, HTTP mode with keep-alive on both sides, or plain TCP mode."""
+"""HAProxy with one thread, HTTP mode with keep-alive on both sides, or plain TCP mode.
+
+The realistic profile (suite/realistic.py) adds what an HAProxy user has on for the same job:
+`option httplog` to a file, a `unique-id-format` UUID sent as X-Request-ID, the routes as ACLs
+with `use_backend` (one backend per route) and `http-response set-header` in each backend.
+HAProxy 2.6 cannot write a log file itself (its `log` targets are syslog servers, unix sockets,
+rings, stdout and stderr): it logs to stdout (`log stdout format raw`, with -db) and the runner
+points stdout at the file.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,14 @@ from suite.peers.base import (
     Mode,
     Peer,
     command_version,
+)
+from suite.realistic import (
+    ALL_ROUTES,
+    CATCH_ALL,
+    REQUEST_ID_HEADER,
+    ROUTE_HEADER,
+    HeaderCond,
+    Route,
 )
 
 _CONF = """\
@@ -44,6 +60,88 @@ _HTTP_OPTIONS = """\
     http-reuse always
 """
 
+_REALISTIC_CONF = """\
+global
+    nbthread 1
+    maxconn {maxconn}
+    no strict-limits
+    tune.bufsize 65536
+    # The access log: raw lines on stdout, which the runner sends to a file.
+    log stdout format raw local0 info
+
+defaults
+    mode http
+    log global
+    option httplog
+    timeout connect 5s
+    timeout client {idle}s
+    timeout server {idle}s
+    timeout http-keep-alive {idle}s
+    maxconn {maxconn}
+    option http-keep-alive
+    http-reuse always
+
+frontend bench
+    bind {host}:{port}
+    # An X-Request-ID (UUID4) for every request, as Envoy's generate_request_id.
+    unique-id-format %[uuid()]
+    unique-id-header {request_id_header}
+    # httplog shows these in %hr as {{user-agent|host|request id}}: Envoy's default format logs
+    # all three.
+    capture request header User-Agent len 128
+    capture request header Host len 64
+    http-request capture unique-id len 36
+{acls}
+    default_backend {catch_all}
+{backends}"""
+
+
+def _header_acl(acl: str, cond: HeaderCond) -> str:
+    name = "host" if cond.name == ":authority" else cond.name
+    if cond.match == "present":
+        return f"    acl {acl} req.hdr({name}) -m found"
+    # Single quotes: HAProxy's parser would otherwise eat the backslashes of a regex.
+    flag = {"exact": "str", "prefix": "beg", "regex": "reg"}[cond.match]
+    # `hdr()` splits values on commas; a user agent holds commas, so match the full line there.
+    fetch = "req.fhdr" if name == "user-agent" else "hdr"
+    return f"    acl {acl} {fetch}({name}) -m {flag} '{cond.value}'"
+
+
+def _route_rules(route: Route) -> list[str]:
+    acl = route.name.replace("-", "_")
+    lines, conds = [], []
+    if route.path_regex is not None:
+        lines.append(f"    acl {acl}_path path_reg '{route.path_regex}'")
+        conds.append(f"{acl}_path")
+    elif route.prefix != "/":
+        lines.append(f"    acl {acl}_path path_beg {route.prefix}")
+        conds.append(f"{acl}_path")
+    if route.header is not None:
+        lines.append(_header_acl(f"{acl}_hdr", route.header))
+        conds.append(f"{acl}_hdr")
+    lines.append(f"    use_backend {route.name} if {' '.join(conds)}")
+    return lines
+
+
+def realistic_config(listener: Listener) -> str:
+    acls = [line for route in ALL_ROUTES if route is not CATCH_ALL for line in _route_rules(route)]
+    backends = [
+        f"\nbackend {route.name}\n"
+        f"    http-response set-header {ROUTE_HEADER} {route.name}\n"
+        f"    server up {listener.upstream_host}:{listener.upstream_port}\n"
+        for route in ALL_ROUTES
+    ]
+    return _REALISTIC_CONF.format(
+        maxconn=listener.max_connections,
+        idle=IDLE_TIMEOUT_S,
+        host=listener.host,
+        port=listener.port,
+        request_id_header=REQUEST_ID_HEADER,
+        acls="\n".join(acls),
+        catch_all=CATCH_ALL.name,
+        backends="".join(backends),
+    )
+
 
 class HAProxy(Peer):
     name = "haproxy"
@@ -58,6 +156,11 @@ class HAProxy(Peer):
 
     def launch(self, listener: Listener, workdir: Path) -> Launch:
         path = workdir / "haproxy.cfg"
+        argv = [self._binary(), "-db", "-f", str(path)]
+        if listener.mode == "http" and listener.profile == "realistic":
+            path.write_text(realistic_config(listener))
+            access_log = workdir / "access.log"
+            return Launch(argv=argv, access_log=access_log, stdout=access_log)
         path.write_text(
             _CONF.format(
                 maxconn=listener.max_connections,
@@ -71,4 +174,4 @@ class HAProxy(Peer):
             )
         )
         # -db: stay in the foreground, no master process.
-        return Launch(argv=[self._binary(), "-db", "-f", str(path)])
+        return Launch(argv=argv)

@@ -1,5 +1,7 @@
-"""remora with one worker, from an Envoy v3 bootstrap modelled on `remora demo`'s, minus the
-access log and extra routes (the other peers log nothing either)."""
+"""remora with one worker, from an Envoy v3 bootstrap modelled on `remora demo`'s: minus the
+access log and extra routes for the minimal profile (the other peers log nothing either), or with
+the realistic profile's file access log, request ids, routes and response header
+(suite/realistic.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.peers.base import IDLE_TIMEOUT_S, Launch, Listener, Mode, Peer
+from suite.realistic import ALL_ROUTES, ROUTE_HEADER, HeaderCond, Route
 
 _EXT = "type.googleapis.com/envoy.extensions"
 
@@ -17,31 +20,70 @@ def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
 
 
-def _http_filter(listener: Listener) -> dict[str, Any]:
+def _header_matcher(cond: HeaderCond) -> dict[str, Any]:
+    if cond.match == "present":
+        return {"name": cond.name, "present_match": True}
+    if cond.match == "regex":
+        return {"name": cond.name, "string_match": {"safe_regex": {"regex": cond.value}}}
+    return {"name": cond.name, "string_match": {cond.match: cond.value}}
+
+
+def _realistic_route(route: Route) -> dict[str, Any]:
+    match: dict[str, Any] = (
+        {"safe_regex": {"regex": route.path_regex}}
+        if route.path_regex is not None
+        else {"prefix": route.prefix}
+    )
+    if route.header is not None:
+        match["headers"] = [_header_matcher(route.header)]
     return {
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": f"{_EXT}.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": "bench",
-            "common_http_protocol_options": {"idle_timeout": f"{IDLE_TIMEOUT_S}s"},
-            "route_config": {
-                "name": "bench",
-                "virtual_hosts": [
-                    {
-                        "name": "bench",
-                        "domains": ["*"],
-                        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
-                    }
-                ],
-            },
-            "http_filters": [
-                {
-                    "name": "envoy.filters.http.router",
-                    "typed_config": {"@type": f"{_EXT}.filters.http.router.v3.Router"},
-                }
-            ],
-        },
+        "name": route.name,
+        "match": match,
+        "route": {"cluster": route.name},
+        "response_headers_to_add": [
+            {
+                "header": {"key": ROUTE_HEADER, "value": route.name},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }
+        ],
     }
+
+
+def _http_filter(listener: Listener, access_log: Path | None) -> dict[str, Any]:
+    if listener.profile == "realistic":
+        routes = [_realistic_route(route) for route in ALL_ROUTES]
+    else:
+        routes = [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+    hcm: dict[str, Any] = {
+        "@type": f"{_EXT}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "bench",
+        "common_http_protocol_options": {"idle_timeout": f"{IDLE_TIMEOUT_S}s"},
+        "route_config": {
+            "name": "bench",
+            "virtual_hosts": [{"name": "bench", "domains": ["*"], "routes": routes}],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": f"{_EXT}.filters.http.router.v3.Router"},
+            }
+        ],
+    }
+    if listener.profile == "realistic":
+        assert access_log is not None
+        # Envoy's default, explicit: an x-request-id (UUID4) for every request without one.
+        hcm["generate_request_id"] = True
+        # No format given: Envoy's default format (remora's accesslog.formatter.DEFAULT_FORMAT).
+        hcm["access_log"] = [
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": f"{_EXT}.access_loggers.file.v3.FileAccessLog",
+                    "path": str(access_log),
+                },
+            }
+        ]
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
 
 
 def _tcp_filter() -> dict[str, Any]:
@@ -55,9 +97,33 @@ def _tcp_filter() -> dict[str, Any]:
     }
 
 
-def bootstrap(listener: Listener) -> dict[str, Any]:
-    network_filter = _http_filter(listener) if listener.mode == "http" else _tcp_filter()
+def _cluster(name: str, listener: Listener) -> dict[str, Any]:
     limit = listener.max_connections
+    address = _address(listener.upstream_host, listener.upstream_port)
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "5s",
+        "circuit_breakers": {
+            "thresholds": [
+                {"max_connections": limit, "max_pending_requests": limit, "max_requests": limit}
+            ]
+        },
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
+        },
+    }
+
+
+def bootstrap(listener: Listener, access_log: Path | None = None) -> dict[str, Any]:
+    """The bootstrap for `listener`; the realistic profile logs to `access_log`."""
+    if listener.mode == "http":
+        network_filter = _http_filter(listener, access_log)
+    else:
+        network_filter = _tcp_filter()
+    realistic = listener.mode == "http" and listener.profile == "realistic"
+    names = [route.name for route in ALL_ROUTES] if realistic else ["upstream"]
     return {
         "static_resources": {
             "listeners": [
@@ -67,38 +133,7 @@ def bootstrap(listener: Listener) -> dict[str, Any]:
                     "filter_chains": [{"filters": [network_filter]}],
                 }
             ],
-            "clusters": [
-                {
-                    "name": "upstream",
-                    "type": "STATIC",
-                    "connect_timeout": "5s",
-                    "circuit_breakers": {
-                        "thresholds": [
-                            {
-                                "max_connections": limit,
-                                "max_pending_requests": limit,
-                                "max_requests": limit,
-                            }
-                        ]
-                    },
-                    "load_assignment": {
-                        "cluster_name": "upstream",
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {
-                                        "endpoint": {
-                                            "address": _address(
-                                                listener.upstream_host, listener.upstream_port
-                                            )
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    },
-                }
-            ],
+            "clusters": [_cluster(name, listener) for name in names],
         }
     }
 
@@ -119,6 +154,10 @@ class Remora(Peer):
 
     def launch(self, listener: Listener, workdir: Path) -> Launch:
         path = workdir / "remora.json"
-        path.write_text(json.dumps(bootstrap(listener), indent=2))
+        access_log = workdir / "access.log" if listener.profile == "realistic" else None
+        path.write_text(json.dumps(bootstrap(listener, access_log), indent=2))
         argv = [sys.executable, "-m", "remora", "proxy", "--config", str(path)]
-        return Launch(argv=[*argv, "--log-level", "error"])
+        # No hot restart socket (Envoy's flag too): two proxies in series, or a remora already
+        # running on this host, would otherwise collide on @remora_hot_restart_0_0.
+        argv += ["--disable-hot-restart", "--log-level", "error"]
+        return Launch(argv=argv, access_log=access_log)

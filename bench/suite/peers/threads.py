@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from suite.peers.base import Launch, Listener, Mode, Peer
+from suite.realistic import Profile
 
 SCRIPT = Path(__file__).resolve().parents[2] / "peers" / "threadproxy.py"
 
@@ -15,6 +16,8 @@ class Threads(Peer):
     name = "threads"
     title = "Python thread-per-connection (blocking sockets, httptools)"
     modes: frozenset[Mode] = frozenset({"http", "tcp"})
+    profiles: frozenset[Profile] = frozenset({"minimal"})
+    profile_reason = "a bare forwarder (no access log, request ids or routes): a baseline only"
 
     def version(self) -> str:
         return f"CPython {platform.python_version()} threads"
