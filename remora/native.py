@@ -42,8 +42,8 @@ BUILD_DIR = SOURCE_ROOT / "build" / "native"
 
 # The modules every proxied request runs through. Only whole modules can be compiled, and a
 # compiled module can still import and call interpreted ones, so this list is only about speed.
-# Left out: modules with generic dataclasses (route.domains, route.pathindex), which mypyc
-# cannot build, and everything that runs only at config time.
+# Left out: everything that runs only at config time. (mypyc cannot build generic slotted
+# dataclasses, so the generic per-request lookups are plain classes with __slots__.)
 MODULES: tuple[str, ...] = (
     "remora.proxy.accesslog.formatter",
     "remora.proxy.accesslog.logger",
@@ -64,6 +64,7 @@ MODULES: tuple[str, ...] = (
     "remora.proxy.http.route.domains",
     "remora.proxy.http.route.headers",
     "remora.proxy.http.route.matchers",
+    "remora.proxy.http.route.pathindex",
     "remora.proxy.http.route.retry_rules",
     "remora.proxy.http.route.table",
     "remora.proxy.listener_stats",

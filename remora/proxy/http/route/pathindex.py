@@ -11,7 +11,6 @@ only its bucket, in the original order. `k` is chosen at compile time to keep bu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -40,11 +39,17 @@ def usable_prefix(prefix: str) -> str:
     return prefix.lower() if prefix.isascii() else ""
 
 
-@dataclass(frozen=True, slots=True)
 class PathIndex(Generic[T]):
-    key_len: int
-    buckets: dict[str, tuple[T, ...]]
-    fallback: tuple[T, ...]  # routes that may match a path whose key has no bucket
+    # A plain class: mypyc compiles this module (one lookup per request) and cannot build a
+    # generic slotted dataclass.
+    __slots__ = ("buckets", "fallback", "key_len")
+
+    def __init__(
+        self, key_len: int, buckets: dict[str, tuple[T, ...]], fallback: tuple[T, ...]
+    ) -> None:
+        self.key_len = key_len
+        self.buckets = buckets
+        self.fallback = fallback  # routes that may match a path whose key has no bucket
 
     def candidates(self, lowered_path: str) -> tuple[T, ...]:
         return self.buckets.get(lowered_path[: self.key_len], self.fallback)
