@@ -12,11 +12,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from remora.config import support
-from remora.config.common import SocketAddress, socket_address
+from remora.config.common import SocketAddress, seconds, socket_address
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.hcm_compiler import compile_hcm
 from remora.proxy.tcp.config import TcpProxyConfig, compile_tcp_proxy
+from remora.proxy.tls.compiler import compile_transport_socket
+from remora.proxy.tls.config import DEFAULT_HANDSHAKE_TIMEOUT, TlsContext
 
 support.register(
     "envoy.config.listener.v3.Listener",
@@ -29,7 +31,10 @@ support.register(
         "tcp_backlog_size",
     },
 )
-support.register("envoy.config.listener.v3.FilterChain", {"filters", "name"})
+support.register(
+    "envoy.config.listener.v3.FilterChain",
+    {"filters", "name", "transport_socket", "transport_socket_connect_timeout"},
+)
 support.register("envoy.config.listener.v3.Filter", {"name", "typed_config"})
 
 
@@ -41,6 +46,7 @@ class ListenerConfig:
     network_filter: HcmConfig | TcpProxyConfig
     buffer_limit: int
     backlog: int
+    tls: TlsContext | None = None  # the filter chain's transport socket; None is plaintext
 
 
 def compile_listener(
@@ -56,15 +62,31 @@ def compile_listener(
         errors.add(f"{path}.name", "a listener needs a name")
     address = socket_address(listener.address, f"{path}.address", errors)
     network_filter: HcmConfig | TcpProxyConfig | None = None
+    tls: TlsContext | None = None
     if len(listener.filter_chains) != 1:
         errors.add(
             f"{path}.filter_chains",
             "exactly one filter chain is supported (filter_chain_match is not)",
         )
     else:
-        network_filter = _compile_chain(
-            listener.filter_chains[0], f"{path}.filter_chains[0]", errors
-        )
+        chain = listener.filter_chains[0]
+        network_filter = _compile_chain(chain, f"{path}.filter_chains[0]", errors)
+        if chain.HasField("transport_socket"):
+            timeout = DEFAULT_HANDSHAKE_TIMEOUT
+            if chain.HasField("transport_socket_connect_timeout"):
+                timeout = seconds(chain.transport_socket_connect_timeout)
+                if timeout <= 0:
+                    errors.add(
+                        f"{path}.filter_chains[0].transport_socket_connect_timeout",
+                        "must be positive",
+                    )
+            tls = compile_transport_socket(
+                chain.transport_socket,
+                f"{path}.filter_chains[0].transport_socket",
+                errors,
+                server_side=True,
+                handshake_timeout=timeout,
+            )
     if network_filter is not None and known_clusters is not None:
         _check_cluster_references(network_filter, path, known_clusters, errors)
     if len(errors.errors) > before or address is None or network_filter is None:
@@ -80,6 +102,7 @@ def compile_listener(
             else 1024 * 1024
         ),
         backlog=listener.tcp_backlog_size.value if listener.HasField("tcp_backlog_size") else 1024,
+        tls=tls,
     )
 
 

@@ -39,6 +39,7 @@ from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tcp.proxy import TcpListener, TcpStats
+from remora.proxy.tls.stats import TlsStats
 from remora.proxy.upstream.cluster import Cluster
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
 from remora.proxy.upstream.health_flags import flag_names
@@ -130,6 +131,7 @@ class ProxyServer:
     async def _start_listener(self, listener: ListenerConfig) -> RunningListener:
         listener_stats = ListenerStats(self.store, listener.stat_prefix)
         runtime: HttpListener | TcpListener
+        tls_stats = self._tls_stats(listener)
         if isinstance(listener.network_filter, HcmConfig):
             runtime = HttpListener(
                 listener.network_filter,
@@ -137,6 +139,9 @@ class ProxyServer:
                 self.store,
                 listener_stats,
                 listener.buffer_limit,
+                listener.tls,
+                tls_stats,
+                listener.name,
             )
         else:
             runtime = TcpListener(
@@ -145,6 +150,9 @@ class ProxyServer:
                 self.store,
                 listener_stats,
                 listener.buffer_limit,
+                listener.tls,
+                tls_stats,
+                listener.name,
             )
         address = listener.address
         loop = asyncio.get_running_loop()
@@ -176,6 +184,11 @@ class ProxyServer:
         return RunningListener(
             listener.name, runtime, server, str(bound[0]), int(bound[1]), listener
         )
+
+    def _tls_stats(self, listener: ListenerConfig) -> TlsStats | None:
+        if listener.tls is None:
+            return None
+        return TlsStats(self.store, f"listener.{listener.stat_prefix}.ssl")
 
     def _inherit(self, host: str, port: int) -> socket.socket | None:
         return self.inherit(host, port) if self.inherit is not None else None
@@ -316,6 +329,13 @@ class ProxyServer:
                 runtime.stats = TcpStats(self.store, new.network_filter.stat_prefix)
             runtime.config = new.network_filter
         runtime.buffer_limit = new.buffer_limit
+        # New connections handshake with the new context (a rotated certificate, say); open
+        # ones keep the one they were accepted with.
+        runtime.tls_stats = self._tls_stats(new)
+        runtime.tls = new.tls
+        runtime.name = new.name
+        if isinstance(runtime, HttpListener):
+            runtime.scheme = "http" if new.tls is None else "https"
         running.config = new
         self._close_loggers_later(old_filter.access_logs, new.network_filter.access_logs)
 

@@ -93,6 +93,7 @@ class DownstreamConnection(asyncio.Protocol):
         "remote_address",
         "remote_ip",
         "requests_started",
+        "scheme",
         "stats",
         "transport",
         "tunnel_mode",
@@ -106,6 +107,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.hcm = listener.hcm  # the config this connection started with
         self.stats = listener.stats
+        self.scheme = listener.scheme  # "https" on a TLS filter chain
         self.transport: asyncio.Transport | None = None
         self.remote_ip = ""
         self.remote_address = ""
@@ -158,6 +160,9 @@ class DownstreamConnection(asyncio.Protocol):
         stats.downstream_cx_active.inc()
         stats.downstream_cx_http1_total.inc()
         stats.downstream_cx_http1_active.inc()
+        if self.scheme == "https":
+            stats.downstream_cx_ssl_total.inc()
+            stats.downstream_cx_ssl_active.inc()
         self.listener.listener_stats.on_open()
         self._arm_timer()
 
@@ -272,6 +277,8 @@ class DownstreamConnection(asyncio.Protocol):
         stats = self.stats
         stats.downstream_cx_active.dec()
         stats.downstream_cx_http1_active.dec()
+        if self.scheme == "https":
+            stats.downstream_cx_ssl_active.dec()
         self.listener.listener_stats.on_close()
         active, self.active = self.active, None
         if active is not None:

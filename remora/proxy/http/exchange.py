@@ -201,7 +201,7 @@ class Exchange:
         # Connection-nominated fields go before the proxy adds its own: a client naming
         # `x-forwarded-for` there must not remove the address the proxy appends.
         headers, _tokens = strip_hop_by_hop([(n, v) for n, v in request.headers if n != "host"])
-        forwarding = apply_forwarding(headers, downstream.remote_ip, "http", hcm)
+        forwarding = apply_forwarding(headers, downstream.remote_ip, downstream.scheme, hcm)
         self.request_id = forwarding.request_id
         self.trusted_address = forwarding.trusted_client_address
         retry_headers = None
@@ -216,7 +216,7 @@ class Exchange:
             path=request.target,
             authority=authority,
             headers=headers,
-            scheme="http",
+            scheme=downstream.scheme,
         )
         route = hcm.route_table.route(route_request)
         if route is None:
@@ -883,7 +883,7 @@ class Exchange:
                 method=request.method,
                 path=request.target,
                 authority=self.authority,
-                scheme="http",
+                scheme=downstream.scheme,
                 protocol=f"HTTP/{request.version}",
                 request_headers=self.request_headers,
                 response_headers=self.response_headers,

@@ -14,6 +14,8 @@ class HcmStats:
     downstream_cx_active: Gauge
     downstream_cx_http1_total: Counter
     downstream_cx_http1_active: Gauge
+    downstream_cx_ssl_total: Counter
+    downstream_cx_ssl_active: Gauge
     downstream_cx_rx_bytes_total: Counter
     downstream_cx_tx_bytes_total: Counter
     downstream_cx_protocol_error: Counter

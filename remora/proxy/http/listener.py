@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,9 @@ from remora.proxy.http.downstream import DownstreamConnection
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
+from remora.proxy.tls.config import TlsContext
+from remora.proxy.tls.layer import TlsLayer
+from remora.proxy.tls.stats import TlsStats
 
 if TYPE_CHECKING:
     from remora.proxy.upstream.cluster import Cluster
@@ -25,7 +29,11 @@ class HttpListener:
         store: Store,
         listener_stats: ListenerStats,
         buffer_limit: int,
+        tls: TlsContext | None = None,
+        tls_stats: TlsStats | None = None,
+        name: str = "",
     ) -> None:
+        self.name = name
         self.hcm = hcm
         self.clusters = clusters
         self.stats = HcmStats.create(store, hcm.stat_prefix)
@@ -33,9 +41,16 @@ class HttpListener:
         self.buffer_limit = buffer_limit
         self.connections: set[DownstreamConnection] = set()
         self.draining = False
+        self.tls = tls
+        self.tls_stats = tls_stats
+        self.scheme = "http" if tls is None else "https"
 
-    def protocol_factory(self) -> DownstreamConnection:
-        return DownstreamConnection(self)
+    def protocol_factory(self) -> asyncio.Protocol:
+        tls = self.tls
+        if tls is None:
+            return DownstreamConnection(self)
+        assert self.tls_stats is not None
+        return TlsLayer(DownstreamConnection(self), tls, self.tls_stats, f"listener {self.name}")
 
     def drain(self) -> None:
         self.draining = True

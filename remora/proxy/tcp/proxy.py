@@ -19,6 +19,9 @@ from remora.proxy.addresses import address_string
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
+from remora.proxy.tls.config import TlsContext
+from remora.proxy.tls.layer import TlsLayer, open_connection
+from remora.proxy.tls.stats import TlsStats
 
 if TYPE_CHECKING:
     from remora.proxy.upstream.cluster import Cluster, Host
@@ -52,7 +55,11 @@ class TcpListener:
         store: Store,
         listener_stats: ListenerStats,
         buffer_limit: int,
+        tls: TlsContext | None = None,
+        tls_stats: TlsStats | None = None,
+        name: str = "",
     ) -> None:
+        self.name = name
         self.config = config
         self.clusters = clusters
         self.stats = TcpStats(store, config.stat_prefix)
@@ -60,9 +67,15 @@ class TcpListener:
         self.buffer_limit = buffer_limit
         self.connections: set[TcpDownstream] = set()
         self.draining = False
+        self.tls = tls
+        self.tls_stats = tls_stats
 
-    def protocol_factory(self) -> TcpDownstream:
-        return TcpDownstream(self)
+    def protocol_factory(self) -> asyncio.Protocol:
+        tls = self.tls
+        if tls is None:
+            return TcpDownstream(self)
+        assert self.tls_stats is not None
+        return TlsLayer(TcpDownstream(self), tls, self.tls_stats, f"listener {self.name}")
 
     def drain(self) -> None:
         self.draining = True  # TCP streams have no request boundary; they run to the drain deadline
@@ -180,7 +193,6 @@ class TcpDownstream(asyncio.Protocol):
         self._arm_idle()
 
     async def _connect(self, cluster: Cluster, host: Host) -> None:
-        loop = asyncio.get_running_loop()
         stats = cluster.stats
         if cluster.open_connections >= cluster.config.max_connections:
             stats.upstream_cx_overflow.inc()
@@ -193,7 +205,14 @@ class TcpDownstream(asyncio.Protocol):
         upstream = _TcpUpstream(self)
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):
-                await loop.create_connection(lambda: upstream, host.address, host.port)
+                await open_connection(
+                    upstream,
+                    host.address,
+                    host.port,
+                    cluster.config.tls,
+                    cluster.tls_stats,
+                    cluster.where,
+                )
         except (OSError, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 stats.upstream_cx_connect_timeout.inc()
@@ -263,8 +282,14 @@ class TcpDownstream(asyncio.Protocol):
         return True
 
     def upstream_eof(self) -> None:
-        if self.transport is not None and not self.closed and self.transport.can_write_eof():
-            self.transport.write_eof()
+        transport = self.transport
+        if transport is not None and not self.closed:
+            if not transport.can_write_eof():
+                # TLS has no half-close that every peer honours (TLS 1.2 takes close_notify as
+                # the end of both directions): the upstream is done, so the connection is.
+                self.close()
+                return
+            transport.write_eof()
         self.half_closed += 1
         if self.half_closed >= 2:
             self.close()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from remora.proxy.addresses import address_string
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
 from remora.proxy.stats.group import by_response_class, resolve_group
+from remora.proxy.tls.stats import TlsStats
 from remora.proxy.upstream.balancer import build_balancer
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType, EndpointConfig
 from remora.proxy.upstream.health_checker import HealthChecker
@@ -151,6 +152,10 @@ class Cluster:
         self.config = config
         self.name = config.name
         self.stats = ClusterStats.create(store, config.name)
+        self.where = f"cluster {config.name}"  # how TLS log lines name it
+        self.tls_stats = (
+            None if config.tls is None else TlsStats(store, f"cluster.{config.name}.ssl")
+        )
         self.hosts: list[Host] = []
         self._balancer: Balancer[Host] = WeightedRoundRobin([], [])
         # Whether a pick reads the request's hash key: route hash policies run only then.

@@ -16,6 +16,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from remora.config import support
 from remora.config.common import optional_seconds, socket_address
 from remora.config.errors import ErrorCollector
+from remora.proxy.tls.compiler import compile_transport_socket
 from remora.proxy.upstream.config import (
     DEFAULT_OVERPROVISIONING,
     ClusterConfig,
@@ -43,6 +44,7 @@ support.register(
         "eds_cluster_config",
         "typed_extension_protocol_options",
         "common_lb_config",
+        "transport_socket",
     },
 )
 support.register("envoy.config.cluster.v3.Cluster.CommonLbConfig", {"locality_weighted_lb_config"})
@@ -128,6 +130,11 @@ def compile_cluster(
     lb = compile_lb(cluster, path, errors)
     health_check = compile_health_checks(cluster, path, errors)
     outlier_detection = compile_outlier_detection(cluster, path, errors)
+    tls = None
+    if cluster.HasField("transport_socket"):
+        tls = compile_transport_socket(
+            cluster.transport_socket, f"{path}.transport_socket", errors, server_side=False
+        )
     eds_service_name = ""
     if discovery_name == "EDS":
         eds = cluster.eds_cluster_config
@@ -237,6 +244,7 @@ def compile_cluster(
         outlier_detection=outlier_detection,
         max_retries=max_retries,
         retry_budget=retry_budget,
+        tls=tls,
     )
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
+from remora.proxy.tls.config import TlsContext
 from remora.proxy.upstream.health_check_config import HealthCheckConfig
 from remora.proxy.upstream.lb_config import LbConfig
 from remora.proxy.upstream.outlier_config import OutlierConfig
@@ -83,3 +84,4 @@ class ClusterConfig:
     # pending requests, minimum concurrency), which overrides it as in Envoy.
     max_retries: int = 3
     retry_budget: tuple[float, int] | None = None
+    tls: TlsContext | None = None  # the cluster's transport socket; None is plaintext

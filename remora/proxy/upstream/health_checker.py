@@ -20,6 +20,7 @@ import httptools
 
 from remora.proxy.stats import Counter, Gauge, Store
 from remora.proxy.stats.group import resolve_group
+from remora.proxy.tls.layer import open_stream
 from remora.proxy.upstream.health_check import (
     CheckState,
     Outcome,
@@ -98,8 +99,10 @@ class _HttpConnection:
         self.used = False  # has carried a whole check: a close before the next is not a failure
 
     @classmethod
-    async def open(cls, host: Host) -> _HttpConnection:
-        reader, writer = await asyncio.open_connection(host.address, host.port)
+    async def open(cls, host: Host, cluster: Cluster) -> _HttpConnection:
+        reader, writer = await open_stream(
+            host.address, host.port, cluster.config.tls, cluster.tls_stats, cluster.where
+        )
         return cls(reader, writer)
 
     def usable(self) -> bool:
@@ -264,14 +267,14 @@ class HealthChecker:
         if connection is not None and not reused:
             connection.close()
         if connection is None or not reused:
-            connection = await _HttpConnection.open(host)
+            connection = await _HttpConnection.open(host, self.cluster)
         try:
             response = await self._exchange(connection, check)
         except _Stale:
             # The host closed the kept-alive connection between checks (its keep-alive timeout
             # is shorter than the interval): not a failure, as in Envoy; ask on a new one.
             connection.close()
-            connection = await _HttpConnection.open(host)
+            connection = await _HttpConnection.open(host, self.cluster)
             response = await self._exchange(connection, check)
         status = response.status
         outcome = status_outcome(status, check)
@@ -301,7 +304,10 @@ class HealthChecker:
         return response
 
     async def _tcp(self, host: Host, check: TcpCheck) -> None:
-        reader, writer = await asyncio.open_connection(host.address, host.port)
+        cluster = self.cluster
+        reader, writer = await open_stream(
+            host.address, host.port, cluster.config.tls, cluster.tls_stats, cluster.where
+        )
         try:
             if check.send:
                 writer.write(check.send)

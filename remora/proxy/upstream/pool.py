@@ -11,6 +11,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from remora.proxy.tls.layer import open_connection
 from remora.proxy.upstream.h1_connection import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -113,7 +114,14 @@ class HostPool:
         self.connections.add(conn)
         try:
             async with asyncio.timeout(cluster.config.connect_timeout):
-                await loop.create_connection(lambda: conn, self.host.address, self.host.port)
+                await open_connection(
+                    conn,
+                    self.host.address,
+                    self.host.port,
+                    cluster.config.tls,
+                    cluster.tls_stats,
+                    cluster.where,
+                )
         except TimeoutError:
             stats.upstream_cx_connect_timeout.inc()
             stats.upstream_cx_connect_fail.inc()
