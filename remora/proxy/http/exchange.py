@@ -325,12 +325,13 @@ class Exchange:
             if host.outlier is not None:
                 host.outlier.on_local_failure(exc.timed_out)
             self._add_flag(flags.UPSTREAM_CONNECTION_FAILURE)
-            self._upstream_failed(
-                503,
+            reason = (
                 "upstream connect error or disconnect/reset before headers. "
-                f"reset reason: connection {'timeout' if exc.timed_out else 'failure'}",
-                CONNECT_FAILED,
+                f"reset reason: connection {'timeout' if exc.timed_out else 'failure'}"
             )
+            if exc.transport_failure:
+                reason += f", transport failure reason: {exc.transport_failure}"
+            self._upstream_failed(503, reason, CONNECT_FAILED)
             return
         finally:
             self.connect_task = None

@@ -232,7 +232,7 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
         _budget.log("TLS %s %s on %s failed: %s", side, self.peer_address, self._where, message)
         self._state = _CLOSED
         self._cancel_timer()
-        self._settle(TlsHandshakeError(f"TLS error: {message}"))
+        self._settle(TlsHandshakeError(f"TLS_error: {message}"))
         if self._raw is not None:
             self._raw.close()
 

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from remora.proxy.tls.layer import open_connection
+from remora.proxy.tls.layer import TlsHandshakeError, open_connection
 from remora.proxy.upstream.h1_connection import UpstreamConnection
 
 if TYPE_CHECKING:
@@ -25,9 +25,12 @@ class PoolOverflow(Exception):
 class ConnectFailure(Exception):
     """The upstream could not be connected (Envoy flag UF); `timed_out` tells a timeout apart."""
 
-    def __init__(self, message: str, timed_out: bool = False) -> None:
+    def __init__(self, message: str, timed_out: bool = False, transport_failure: str = "") -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        # Why the transport socket failed (a TLS handshake), for Envoy's
+        # `transport failure reason` in the local reply.
+        self.transport_failure = transport_failure
 
 
 class HostPool:
@@ -133,7 +136,10 @@ class HostPool:
             stats.upstream_cx_connect_fail.inc()
             self.host.cx_connect_fail += 1
             self._forget(conn)
-            raise ConnectFailure(f"connection failure: {exc.strerror or exc}") from None
+            transport_failure = str(exc) if isinstance(exc, TlsHandshakeError) else ""
+            raise ConnectFailure(
+                f"connection failure: {exc.strerror or exc}", transport_failure=transport_failure
+            ) from None
         except asyncio.CancelledError:
             # The request left while connecting: the slot and the half-open socket go with it.
             self._forget(conn)

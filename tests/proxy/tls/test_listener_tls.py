@@ -135,7 +135,8 @@ async def test_curl_and_openssl_talk_to_a_tls_listener(pki: dict[str, Any]) -> N
     ):
         port = proxy.listener_port("front")
         curl = await asyncio.create_subprocess_exec(
-            "curl", "-sS", "--cacert", str(pki["ca"]), "-w", "\n%{http_version} %{ssl_verify_result}",
+            "curl", "-sS", "--cacert", str(pki["ca"]),
+            "-w", "\n%{http_version} %{ssl_verify_result}",
             f"https://localhost:{port}/via-curl",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
@@ -197,9 +198,7 @@ async def test_mtls_listener_refuses_each_bad_client_with_its_stat(pki: dict[str
 
 async def test_tcp_proxy_terminates_tls(pki: dict[str, Any]) -> None:
     cert, key = pki["server"]
-    listener = tlsconfig.with_tls(
-        tcp_listener("backend"), tlsconfig.downstream(cert=cert, key=key)
-    )
+    listener = tlsconfig.with_tls(tcp_listener("backend"), tlsconfig.downstream(cert=cert, key=key))
     listener["stat_prefix"] = "front"
     async with (
         demo_upstreams(1) as ups,
@@ -223,5 +222,3 @@ async def test_handshake_timeout_closes_a_silent_client(pki: dict[str, Any]) -> 
         assert await asyncio.wait_for(reader.read(), 3) == b""
         writer.close()
         assert ssl_stat(proxy, "connection_error") == 1
-
-
