@@ -93,7 +93,7 @@ def compile_bootstrap(
         # A refused config serves nothing: the log files its listeners opened are closed now,
         # not leaked once per rejected reload of a running proxy.
         for listener in listeners:
-            for logger in listener.network_filter.access_logs:
+            for logger in listener.access_logs:
                 logger.close()
     errors.raise_if_any()
     return ProxyConfig(

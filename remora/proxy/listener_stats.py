@@ -6,11 +6,12 @@ from remora.proxy.stats import Store
 
 
 class ListenerStats:
-    __slots__ = ("downstream_cx_active", "downstream_cx_total")
+    __slots__ = ("downstream_cx_active", "downstream_cx_total", "no_filter_chain_match")
 
     def __init__(self, store: Store, stat_prefix: str) -> None:
         self.downstream_cx_total = store.counter(f"listener.{stat_prefix}.downstream_cx_total")
         self.downstream_cx_active = store.gauge(f"listener.{stat_prefix}.downstream_cx_active")
+        self.no_filter_chain_match = store.counter(f"listener.{stat_prefix}.no_filter_chain_match")
 
     def on_open(self) -> None:
         self.downstream_cx_total.inc()

@@ -128,7 +128,7 @@ def unused_loggers(compiled: ProxyConfig, running: Iterable[ListenerConfig]) -> 
 
 
 def _loggers(listener: ListenerConfig) -> Sequence[AccessLogger]:
-    return listener.network_filter.access_logs
+    return listener.access_logs
 
 
 def _merge(

@@ -34,7 +34,8 @@ from remora.proxy.hot_restart.protocol import VERSION as HOT_RESTART_VERSION
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.http.listener import HttpListener
-from remora.proxy.listener_config import ListenerConfig
+from remora.proxy.listener_config import FilterChainConfig, ListenerConfig
+from remora.proxy.listener_runtime import ChainRuntime, InspectorStats, ListenerRuntime
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
@@ -52,7 +53,7 @@ _STATS_FLUSH_INTERVAL = 5.0
 @dataclass(slots=True)
 class RunningListener:
     name: str
-    runtime: HttpListener | TcpListener
+    runtime: ListenerRuntime
     server: asyncio.Server
     host: str
     port: int
@@ -130,41 +131,24 @@ class ProxyServer:
 
     async def _start_listener(self, listener: ListenerConfig) -> RunningListener:
         listener_stats = ListenerStats(self.store, listener.stat_prefix)
-        runtime: HttpListener | TcpListener
-        tls_stats = self._tls_stats(listener)
-        if isinstance(listener.network_filter, HcmConfig):
-            runtime = HttpListener(
-                listener.network_filter,
-                self.clusters,
-                self.store,
-                listener_stats,
-                listener.buffer_limit,
-                listener.tls,
-                tls_stats,
-                listener.name,
-            )
-        else:
-            runtime = TcpListener(
-                listener.network_filter,
-                self.clusters,
-                self.store,
-                listener_stats,
-                listener.buffer_limit,
-                listener.tls,
-                tls_stats,
-                listener.name,
-            )
+        chains = [self._chain_runtime(listener, chain, listener_stats) for chain in listener.chains]
+        default = None
+        if listener.default_chain is not None:
+            default = self._chain_runtime(listener, listener.default_chain, listener_stats)
+        runtime = ListenerRuntime(
+            listener, chains, default, listener_stats, self._inspector_stats(listener)
+        )
         address = listener.address
         loop = asyncio.get_running_loop()
         inherited = self._inherit(address.host, address.port)
         try:
             if inherited is not None:
                 server = await loop.create_server(
-                    runtime.protocol_factory, sock=inherited, backlog=listener.backlog
+                    runtime.new_protocol, sock=inherited, backlog=listener.backlog
                 )
             else:
                 server = await loop.create_server(
-                    runtime.protocol_factory,
+                    runtime.new_protocol,
                     address.host,
                     address.port,
                     family=socket.AF_INET6 if ":" in address.host else socket.AF_INET,
@@ -185,10 +169,39 @@ class ProxyServer:
             listener.name, runtime, server, str(bound[0]), int(bound[1]), listener
         )
 
-    def _tls_stats(self, listener: ListenerConfig) -> TlsStats | None:
-        if listener.tls is None:
+    def _chain_runtime(
+        self, listener: ListenerConfig, chain: FilterChainConfig, listener_stats: ListenerStats
+    ) -> ChainRuntime:
+        tls_stats = self._tls_stats(listener, chain)
+        if isinstance(chain.network_filter, HcmConfig):
+            return HttpListener(
+                chain.network_filter,
+                self.clusters,
+                self.store,
+                listener_stats,
+                listener.buffer_limit,
+                chain.tls,
+                tls_stats,
+                listener.name,
+            )
+        return TcpListener(
+            chain.network_filter,
+            self.clusters,
+            self.store,
+            listener_stats,
+            listener.buffer_limit,
+            chain.tls,
+            tls_stats,
+            listener.name,
+        )
+
+    def _tls_stats(self, listener: ListenerConfig, chain: FilterChainConfig) -> TlsStats | None:
+        if chain.tls is None:
             return None
         return TlsStats(self.store, f"listener.{listener.stat_prefix}.ssl")
+
+    def _inspector_stats(self, listener: ListenerConfig) -> InspectorStats | None:
+        return None if listener.inspector is None else InspectorStats(self.store)
 
     def _inherit(self, host: str, port: int) -> socket.socket | None:
         return self.inherit(host, port) if self.inherit is not None else None
@@ -274,9 +287,9 @@ class ProxyServer:
     async def update_listeners(self, configs: Sequence[ListenerConfig]) -> None:
         """Make `configs` the listener set without dropping connections.
 
-        A listener whose address and kind are unchanged keeps its socket: new connections get
-        the new config, existing ones finish on the config they were accepted with. So does one
-        renamed on the same address, kind unchanged. Others are started, or stop accepting and
+        A listener whose address is unchanged keeps its socket: new connections get the new
+        config, existing ones finish on the config they were accepted with. So does one renamed
+        on the same address. Others are started, or stop accepting and
         drain.
 
         All or nothing: new sockets are bound before anything changes, so a bind failure (an
@@ -316,33 +329,58 @@ class ProxyServer:
         self.listeners = kept + started
 
     def _reconfigure(self, running: RunningListener, new: ListenerConfig) -> None:
+        """New connections take the new chains; open ones finish on the config they were
+        accepted with. A chain that keeps its name (or, unnamed, its place) and its kind keeps
+        its runtime, updated in place; the others start afresh and the old ones drain."""
         runtime = running.runtime
-        old_filter = running.config.network_filter
-        if isinstance(runtime, HttpListener):
-            assert isinstance(new.network_filter, HcmConfig)
-            if new.network_filter.stat_prefix != runtime.hcm.stat_prefix:
-                runtime.stats = HcmStats.create(self.store, new.network_filter.stat_prefix)
-            runtime.hcm = new.network_filter
+        old = running.config
+        reusable: dict[tuple[str, int], ChainRuntime] = {}
+        for index, (config, chain) in enumerate(zip(old.chains, runtime.chains, strict=True)):
+            reusable[(config.name, index if not config.name else -1)] = chain
+        chains: list[ChainRuntime] = []
+        for index, config in enumerate(new.chains):
+            found = reusable.pop((config.name, index if not config.name else -1), None)
+            chains.append(self._update_chain(found, new, config, runtime.listener_stats))
+        default = None
+        if new.default_chain is not None:
+            default = self._update_chain(
+                runtime.default_chain, new, new.default_chain, runtime.listener_stats
+            )
+        runtime.reconfigure(new, chains, default, self._inspector_stats(new))
+        running.config = new
+        self._close_loggers_later(old.access_logs, new.access_logs)
+
+    def _update_chain(
+        self,
+        found: ChainRuntime | None,
+        listener: ListenerConfig,
+        chain: FilterChainConfig,
+        listener_stats: ListenerStats,
+    ) -> ChainRuntime:
+        network_filter = chain.network_filter
+        if isinstance(found, HttpListener) and isinstance(network_filter, HcmConfig):
+            if network_filter.stat_prefix != found.hcm.stat_prefix:
+                found.stats = HcmStats.create(self.store, network_filter.stat_prefix)
+            found.hcm = network_filter
+            found.scheme = "http" if chain.tls is None else "https"
+        elif isinstance(found, TcpListener) and isinstance(network_filter, TcpProxyConfig):
+            if network_filter.stat_prefix != found.config.stat_prefix:
+                found.stats = TcpStats(self.store, network_filter.stat_prefix)
+            found.config = network_filter
         else:
-            assert isinstance(new.network_filter, TcpProxyConfig)
-            if new.network_filter.stat_prefix != runtime.config.stat_prefix:
-                runtime.stats = TcpStats(self.store, new.network_filter.stat_prefix)
-            runtime.config = new.network_filter
-        runtime.buffer_limit = new.buffer_limit
+            return self._chain_runtime(listener, chain, listener_stats)
+        found.buffer_limit = listener.buffer_limit
         # New connections handshake with the new context (a rotated certificate, say); open
         # ones keep the one they were accepted with.
-        runtime.tls_stats = self._tls_stats(new)
-        runtime.tls = new.tls
-        runtime.name = new.name
-        if isinstance(runtime, HttpListener):
-            runtime.scheme = "http" if new.tls is None else "https"
-        running.config = new
-        self._close_loggers_later(old_filter.access_logs, new.network_filter.access_logs)
+        found.tls_stats = self._tls_stats(listener, chain)
+        found.tls = chain.tls
+        found.name = listener.name
+        return found
 
     def _retire_listener(self, running: RunningListener) -> None:
         running.server.close()
         running.runtime.drain()
-        self._close_loggers_later(running.config.network_filter.access_logs, ())
+        self._close_loggers_later(running.config.access_logs, ())
         timeout = self._drain_timeout()
 
         async def finish() -> None:
@@ -369,11 +407,7 @@ class ProxyServer:
         if self.drain_timeout is not None:
             return self.drain_timeout
         return max(
-            (
-                r.runtime.hcm.drain_timeout
-                for r in self.listeners
-                if isinstance(r.runtime, HttpListener)
-            ),
+            (hcm.drain_timeout for r in self.listeners for hcm in r.config.hcms),
             default=5.0,
         )
 
@@ -410,7 +444,7 @@ class ProxyServer:
         for running in self.listeners:
             running.server.close()
             if self.idle_grace > 0:
-                running.runtime.draining = True  # responses say `Connection: close` from now
+                running.runtime.mark_draining()  # responses say `Connection: close` from now
             else:
                 running.runtime.drain()
         timeout = self._drain_timeout()
@@ -474,7 +508,7 @@ class ProxyServer:
     def _access_loggers(self) -> list[AccessLogger]:
         loggers: list[AccessLogger] = []
         for running in self.listeners:
-            loggers.extend(running.config.network_filter.access_logs)
+            loggers.extend(running.config.access_logs)
         return loggers
 
     def listener_port(self, name: str) -> int:
@@ -607,8 +641,9 @@ def _successors(
 
 
 def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:
-    """Whether a listener update can keep its socket (same address, same kind of filter)."""
-    return old.address == new.address and type(old.network_filter) is type(new.network_filter)
+    """Whether a listener update can keep its socket: its chains, whatever they are, can change
+    under it (`_reconfigure`)."""
+    return old.address == new.address
 
 
 def _reason(exc: OSError) -> str:

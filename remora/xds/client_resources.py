@@ -19,8 +19,13 @@ from google.protobuf.message import Message
 from remora.config import support
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.http.config import HcmConfig
-from remora.proxy.http.route import compile_route_configuration
-from remora.proxy.listener_config import ListenerConfig, check_listener_set, compile_listener
+from remora.proxy.http.route import RouteTable, compile_route_configuration
+from remora.proxy.listener_config import (
+    FilterChainConfig,
+    ListenerConfig,
+    check_listener_set,
+    compile_listener,
+)
 from remora.proxy.upstream.cluster_compiler import compile_cluster, compile_endpoints
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
 from remora.xds import types
@@ -251,10 +256,10 @@ class ClientResources:
                 if c.discovery is DiscoveryType.EDS
             ),
             types.ROUTE: frozenset(
-                listener.network_filter.rds_name
+                hcm.rds_name
                 for listener in self.listeners.values()
-                if isinstance(listener.network_filter, HcmConfig)
-                and listener.network_filter.rds_name
+                for hcm in listener.hcms
+                if hcm.rds_name
             ),
         }
 
@@ -323,19 +328,42 @@ class ClientResources:
     def desired_listeners(self) -> list[ListenerConfig]:
         active: dict[str, ListenerConfig] = {}
         for name, listener in self.listeners.items():
-            hcm = listener.network_filter
-            if isinstance(hcm, HcmConfig) and hcm.rds_name:
-                table = self.routes.get(hcm.rds_name)
-                if table is None:
-                    if name in self._active_listeners:
-                        active[name] = self._active_listeners[name]
-                    continue
-                listener = dataclasses.replace(
-                    listener, network_filter=dataclasses.replace(hcm, route_table=table)
-                )
-            active[name] = listener
+            resolved = _with_routes(listener, self.routes)
+            if resolved is None:  # warming: keep the serving version if there is one
+                if name in self._active_listeners:
+                    active[name] = self._active_listeners[name]
+                continue
+            active[name] = resolved
         self._active_listeners = active
         return list(active.values())
+
+
+def _with_routes(
+    listener: ListenerConfig, routes: Mapping[str, RouteTable]
+) -> ListenerConfig | None:
+    """The listener with every RDS connection manager's route table filled in, or None while
+    one of them has not arrived."""
+
+    def resolve(chain: FilterChainConfig) -> FilterChainConfig | None:
+        hcm = chain.network_filter
+        if not isinstance(hcm, HcmConfig) or not hcm.rds_name:
+            return chain
+        table = routes.get(hcm.rds_name)
+        if table is None:
+            return None
+        return dataclasses.replace(
+            chain, network_filter=dataclasses.replace(hcm, route_table=table)
+        )
+
+    chains = [resolve(chain) for chain in listener.chains]
+    default = None if listener.default_chain is None else resolve(listener.default_chain)
+    if any(chain is None for chain in chains) or (
+        listener.default_chain is not None and default is None
+    ):
+        return None
+    return dataclasses.replace(
+        listener, chains=tuple(c for c in chains if c is not None), default_chain=default
+    )
 
 
 def status(states: Mapping[str, TypeState]) -> dict[str, Any]:

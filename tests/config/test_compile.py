@@ -36,7 +36,7 @@ def test_compiles_into_runtime_objects_with_envoy_defaults() -> None:
             )
         )
     )
-    http, tcp = (listener.network_filter for listener in config.listeners)
+    http, tcp = (listener.chains[0].network_filter for listener in config.listeners)
     assert isinstance(http, HcmConfig) and isinstance(tcp, TcpProxyConfig)
     assert http.max_request_headers_bytes == 60 * 1024
     assert http.max_headers_count == 100
@@ -69,9 +69,14 @@ def test_unsupported_fields_are_rejected_by_path() -> None:
     config = bootstrap(
         [http_listener()], [cluster("backend", [8080], outlier_detection=unsupported)]
     )
+    config["static_resources"]["listeners"][0]["use_original_dst"] = True  # type: ignore[index]
     config["static_resources"]["listeners"][0]["listener_filters"] = [{"name": "x"}]  # type: ignore[index]
     errors = _errors(config)
-    assert "not supported: static_resources.listeners[0].listener_filters" in errors
+    assert "not supported: static_resources.listeners[0].use_original_dst" in errors
+    assert (
+        "static_resources.listeners[0].listener_filters[0]: not supported: listener filter 'x'"
+        in errors
+    )
     assert any("static_resources.clusters[0].outlier_detection.monitors" in e for e in errors)
 
 

@@ -78,10 +78,10 @@ def test_loggers_of_the_compiled_file_that_nothing_serves_with_are_found(tmp_pat
         # The listener is unchanged, so the running one (and its open file) stays; the copy the
         # reload opened is closed by the reloader.
         assert unused_loggers(new, plan.config.listeners) == list(
-            new.listeners[0].network_filter.access_logs
+            new.listeners[0].chains[0].network_filter.access_logs
         )
         assert unused_loggers(old, plan.config.listeners) == []
     finally:
         for compiled in (old, new):
-            for logger in compiled.listeners[0].network_filter.access_logs:
+            for logger in compiled.listeners[0].chains[0].network_filter.access_logs:
                 logger.close()

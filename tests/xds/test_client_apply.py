@@ -76,7 +76,8 @@ async def test_listener_updates_are_checked_and_applied_all_or_nothing(
         await _until(lambda: cache.nacks.total == 2, "NACK of an unbindable listener")
         assert "cannot bind" in cache.nacks.recent[-1].reason
         assert _bound(proxy) == {"static": static_port, "a": port_a}
-        assert proxy.listeners[1].config.network_filter.stat_prefix == "a"  # not half-applied
+        # Not half-applied:
+        assert proxy.listeners[1].config.chains[0].network_filter.stat_prefix == "a"
 
         # Once the port is free, the next version is applied.
         outsider.close()

@@ -83,7 +83,7 @@ def test_listener_warms_until_its_routes_arrive() -> None:
     routes.resources.add().Pack(route("r", "web"))
     state.on_response(routes)
     [listener] = state.resources.desired_listeners()
-    assert listener.network_filter.route_table.cluster_names == {"web"}  # type: ignore[union-attr]
+    assert listener.chains[0].network_filter.route_table.cluster_names == {"web"}  # type: ignore[union-attr]
 
 
 def test_bad_resource_is_nacked_naming_the_field_and_last_good_version() -> None:

@@ -13,7 +13,7 @@ from tests.proxy.harness import bootstrap, cluster, http_listener
 @pytest.fixture(scope="module")
 def hcm() -> HcmConfig:
     config = compile_bootstrap(parse_dict(bootstrap([http_listener()], [cluster("backend", [1])])))
-    network_filter = config.listeners[0].network_filter
+    network_filter = config.listeners[0].chains[0].network_filter
     assert isinstance(network_filter, HcmConfig)
     return network_filter
 

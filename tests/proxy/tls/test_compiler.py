@@ -156,7 +156,7 @@ def test_inline_and_environment_sources_load(
     ]
     listener = tlsconfig.with_tls(http_listener(), socket)
     config = compile_bootstrap(parse_dict(bootstrap([listener], [cluster("backend", [1])])))
-    tls = config.listeners[0].tls
+    tls = config.listeners[0].chains[0].tls
     assert tls is not None and tls.server_side
     assert tls.certificates[0].dns_sans == ("localhost",)
     monkeypatch.delenv("REMORA_TEST_KEY")
