@@ -15,6 +15,8 @@ from enum import Enum
 
 from remora.proxy.accesslog import timefmt
 from remora.proxy.accesslog.record import AccessLogRecord
+from remora.proxy.tls.facts import TlsFacts
+from remora.proxy.tls.peer import PeerCertificate
 
 Value = str | int | None
 ValueFn = Callable[[AccessLogRecord], Value]
@@ -143,6 +145,53 @@ _FIELDS: dict[str, ValueFn] = {
     "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT": lambda r: _without_port(r.downstream_local_address),
     "DOWNSTREAM_LOCAL_PORT": lambda r: _port(r.downstream_local_address),
 }
+
+
+def _joined(values: tuple[str, ...] | None) -> str | None:
+    return ",".join(values) if values else None
+
+
+def _peer_field(read: Callable[[PeerCertificate], Value]) -> ValueFn:
+    def value(record: AccessLogRecord) -> Value:
+        tls = record.tls
+        peer = tls.peer if tls is not None else None
+        return read(peer) if peer is not None else None
+
+    return value
+
+
+def _local_field(read: Callable[[PeerCertificate], Value]) -> ValueFn:
+    def value(record: AccessLogRecord) -> Value:
+        tls = record.tls
+        local = tls.local if tls is not None else None
+        return read(local) if local is not None else None
+
+    return value
+
+
+def _tls_field(read: Callable[[TlsFacts], Value]) -> ValueFn:
+    return lambda r: read(r.tls) if r.tls is not None else None
+
+
+# Envoy's TLS operators: None ("-") on a plaintext connection or without a peer certificate.
+_FIELDS.update(
+    {
+        "DOWNSTREAM_PEER_URI_SAN": _peer_field(lambda p: _joined(p.uri_sans)),
+        "DOWNSTREAM_PEER_DNS_SAN": _peer_field(lambda p: _joined(p.dns_sans)),
+        "DOWNSTREAM_PEER_IP_SAN": _peer_field(lambda p: _joined(p.ip_sans)),
+        "DOWNSTREAM_PEER_EMAIL_SAN": _peer_field(lambda p: _joined(p.email_sans)),
+        "DOWNSTREAM_PEER_SUBJECT": _peer_field(lambda p: p.subject or None),
+        "DOWNSTREAM_PEER_ISSUER": _peer_field(lambda p: p.issuer or None),
+        "DOWNSTREAM_PEER_SERIAL": _peer_field(lambda p: p.serial),
+        "DOWNSTREAM_PEER_FINGERPRINT_256": _peer_field(lambda p: p.sha256),
+        "DOWNSTREAM_LOCAL_URI_SAN": _local_field(lambda p: _joined(p.uri_sans)),
+        "DOWNSTREAM_LOCAL_DNS_SAN": _local_field(lambda p: _joined(p.dns_sans)),
+        "DOWNSTREAM_LOCAL_SUBJECT": _local_field(lambda p: p.subject or None),
+        "DOWNSTREAM_TLS_VERSION": _tls_field(lambda t: t.version),
+        "DOWNSTREAM_TLS_CIPHER": _tls_field(lambda t: t.cipher),
+        "REQUESTED_SERVER_NAME": _tls_field(lambda t: t.server_name),
+    }
+)
 
 OPERATORS: dict[str, OperatorSpec] = {
     name: OperatorSpec(Param.NONE, False, _plain(fn)) for name, fn in _FIELDS.items()

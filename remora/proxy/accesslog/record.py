@@ -8,6 +8,10 @@ connection objects, and so that tests can build one directly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from remora.proxy.tls.facts import TlsFacts
 
 
 @dataclass(slots=True)
@@ -39,3 +43,4 @@ class AccessLogRecord:
     downstream_local_address: str | None = None
     route_name: str | None = None
     connection_id: int | None = None
+    tls: TlsFacts | None = None  # the downstream connection's, when it is TLS

@@ -55,3 +55,7 @@ class HcmConfig:
     # long after it began. None: no limit, Envoy's default.
     max_connection_duration: float | None = None
     max_stream_duration: float | None = None
+    # forward_client_cert_details (remora/proxy/http/xfcc.py: SANITIZE, Envoy's default, is 0)
+    # and the set_current_client_cert_details fields an element carries.
+    forward_client_cert: int = 0
+    client_cert_details: frozenset[str] = frozenset()

@@ -25,7 +25,10 @@ from remora.proxy.http.h1_codec import (
     unterminated_line,
 )
 from remora.proxy.http.request import Request
+from remora.proxy.http.xfcc import ALWAYS_FORWARD_ONLY, FORWARD_PLAN, SANITIZE_PLAN
+from remora.proxy.http.xfcc import plan as xfcc_plan
 from remora.proxy.response_flags import DURATION_TIMEOUT, STREAM_IDLE_TIMEOUT
+from remora.proxy.tls.facts import TlsFacts
 
 if TYPE_CHECKING:
     from remora.proxy.http.listener import HttpListener
@@ -95,10 +98,12 @@ class DownstreamConnection(asyncio.Protocol):
         "requests_started",
         "scheme",
         "stats",
+        "tls_facts",
         "transport",
         "tunnel_mode",
         "tunnel_request",
         "writable",
+        "xfcc",
     )
 
     def __init__(self, listener: HttpListener) -> None:
@@ -108,6 +113,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.hcm = listener.hcm  # the config this connection started with
         self.stats = listener.stats
         self.scheme = listener.scheme  # "https" on a TLS filter chain
+        self.tls_facts: TlsFacts | None = None
+        self.xfcc = SANITIZE_PLAN
         self.transport: asyncio.Transport | None = None
         self.remote_ip = ""
         self.remote_address = ""
@@ -163,6 +170,12 @@ class DownstreamConnection(asyncio.Protocol):
         if self.scheme == "https":
             stats.downstream_cx_ssl_total.inc()
             stats.downstream_cx_ssl_active.inc()
+            tls = transport.get_extra_info("tls")
+            self.tls_facts = facts = tls.facts if tls is not None else None
+            hcm = self.hcm
+            self.xfcc = xfcc_plan(hcm.forward_client_cert, facts, hcm.client_cert_details)
+        elif self.hcm.forward_client_cert == ALWAYS_FORWARD_ONLY:
+            self.xfcc = FORWARD_PLAN
         self.listener.listener_stats.on_open()
         self._arm_timer()
 

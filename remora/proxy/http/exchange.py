@@ -49,6 +49,8 @@ from remora.proxy.http.route.retry_rules import (
     merge_headers,
     split_retry_headers,
 )
+from remora.proxy.http.xfcc import XFCC
+from remora.proxy.http.xfcc import apply as apply_xfcc
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow
 
@@ -200,7 +202,14 @@ class Exchange:
                 return
         # Connection-nominated fields go before the proxy adds its own: a client naming
         # `x-forwarded-for` there must not remove the address the proxy appends.
-        headers, _tokens = strip_hop_by_hop([(n, v) for n, v in request.headers if n != "host"])
+        xfcc = downstream.xfcc
+        if xfcc.keep:
+            kept = [(n, v) for n, v in request.headers if n != "host"]
+        else:  # Envoy's default sanitizes a client's x-forwarded-client-cert
+            kept = [(n, v) for n, v in request.headers if n != "host" and n != XFCC]
+        headers, _tokens = strip_hop_by_hop(kept)
+        if xfcc.value is not None:
+            apply_xfcc(headers, xfcc)
         forwarding = apply_forwarding(headers, downstream.remote_ip, downstream.scheme, hcm)
         self.request_id = forwarding.request_id
         self.trusted_address = forwarding.trusted_client_address
@@ -885,6 +894,7 @@ class Exchange:
                 path=request.target,
                 authority=self.authority,
                 scheme=downstream.scheme,
+                tls=downstream.tls_facts,
                 protocol=f"HTTP/{request.version}",
                 request_headers=self.request_headers,
                 response_headers=self.response_headers,

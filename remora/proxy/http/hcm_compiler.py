@@ -44,8 +44,11 @@ support.register(
         "preserve_external_request_id",
         "always_set_request_id_in_response",
         "upgrade_configs",
+        "forward_client_cert_details",
+        "set_current_client_cert_details",
     },
 )
+support.register(f"{_HCM}.SetCurrentClientCertDetails", {"subject", "cert", "dns", "uri"})
 support.register(f"{_HCM}.UpgradeConfig", {"upgrade_type", "enabled"})
 support.register(
     "envoy.extensions.filters.network.http_connection_manager.v3.Rds",
@@ -156,7 +159,18 @@ def compile_hcm(
         always_set_request_id_in_response=config.always_set_request_id_in_response,
         upgrade_types=frozenset(upgrades),
         rds_name=rds_name,
+        forward_client_cert=config.forward_client_cert_details,
+        client_cert_details=_client_cert_details(config.set_current_client_cert_details),
     )
+
+
+def _client_cert_details(
+    details: hcm_pb2.HttpConnectionManager.SetCurrentClientCertDetails,
+) -> frozenset[str]:
+    chosen = {name for name in ("cert", "dns", "uri") if getattr(details, name)}
+    if details.subject.value:
+        chosen.add("subject")
+    return frozenset(chosen)
 
 
 def _check_http_filters(

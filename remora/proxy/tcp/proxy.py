@@ -20,6 +20,7 @@ from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tls.config import TlsContext
+from remora.proxy.tls.facts import TlsFacts
 from remora.proxy.tls.layer import TlsLayer, open_connection
 from remora.proxy.tls.stats import TlsStats
 
@@ -137,6 +138,7 @@ class TcpDownstream(asyncio.Protocol):
         "started",
         "stats",
         "timer",
+        "tls_facts",
         "transport",
         "tx",
         "upstream",
@@ -164,11 +166,15 @@ class TcpDownstream(asyncio.Protocol):
         self.connect_task: asyncio.Task[None] | None = None
         self.half_closed = 0
         self.downstream_eof = False
+        self.tls_facts: TlsFacts | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.listener.buffer_limit)
+        if self.listener.tls is not None:
+            tls = transport.get_extra_info("tls")
+            self.tls_facts = tls.facts if tls is not None else None
         peer = transport.get_extra_info("peername")
         if peer:
             self.remote_address = address_string(str(peer[0]), int(peer[1]))
@@ -379,6 +385,7 @@ class TcpDownstream(asyncio.Protocol):
             bytes_received=self.rx,
             bytes_sent=self.tx,
             downstream_remote_address=self.remote_address,
+            tls=self.tls_facts,
         )
         for logger in loggers:
             logger.log(record)

@@ -20,7 +20,10 @@ import ssl
 import time
 from typing import Any
 
+from remora.proxy.tls.client_hello import MAX_CLIENT_HELLO
+from remora.proxy.tls.client_hello import inspect as inspect_client_hello
 from remora.proxy.tls.config import TlsContext
+from remora.proxy.tls.facts import TlsFacts
 from remora.proxy.tls.peer import PeerCertificate, describe_der
 from remora.proxy.tls.stats import FAIL_VERIFY_ERROR, FAIL_VERIFY_NO_CERT, TlsStats
 
@@ -108,6 +111,10 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._peer: PeerCertificate | None = None
         self._peer_der: bytes | None = None
+        self._facts: TlsFacts | None = None
+        self._server_name: str | None = None
+        # The first bytes of a server-side handshake, until the ClientHello in them is read.
+        self._hello: bytearray | None = bytearray() if tls.server_side else None
         # The upstream pool waits on this: connected means handshaken and accepted.
         self.handshake = handshake
         self.peer_address = ""
@@ -128,8 +135,29 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
 
     @property
     def server_name(self) -> str | None:
-        name: str | None = self._ssl.server_hostname if not self._tls.server_side else None
-        return name
+        """The SNI: sent (client side) or received (server side, read from the ClientHello:
+        Python's `SSLObject` has no getter for it, and its `sni_callback` raises into the
+        void on a name that is not ASCII, so a hostile client could flood stderr)."""
+        if not self._tls.server_side:
+            sent: str | None = self._ssl.server_hostname
+            return sent
+        return self._server_name
+
+    @property
+    def facts(self) -> TlsFacts | None:
+        """The handshake's outcome for the layers above; None until it is done."""
+        if self._facts is None and self._app_connected:
+            local = self._tls.certificates[0] if self._tls.certificates else None
+            self._facts = TlsFacts(
+                self._ssl.version(),
+                self.cipher,
+                self._ssl.selected_alpn_protocol(),
+                self.server_name,
+                self._peer_der,
+                local,
+            )
+            self._facts._peer = self._peer
+        return self._facts
 
     @property
     def peer(self) -> PeerCertificate | None:
@@ -152,6 +180,8 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
             return
         self._received = True
         self._incoming.write(data)
+        if self._hello is not None:
+            self._read_hello(data)
         if self._state == _HANDSHAKING:
             self._do_handshake()
             if self._state != _OPEN:
@@ -190,6 +220,17 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
             self._app.resume_writing()
 
     # -- the handshake ------------------------------------------------------------------------
+    def _read_hello(self, data: bytes) -> None:
+        hello = self._hello
+        assert hello is not None
+        hello += data
+        found = inspect_client_hello(bytes(hello))
+        if found is None and len(hello) <= MAX_CLIENT_HELLO:
+            return
+        self._hello = None
+        if found is not None and found.server_name:
+            self._server_name = found.server_name
+
     _app_connected = False
 
     def _do_handshake(self) -> None:
@@ -204,6 +245,7 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
             return
         self._flush()
         self._cancel_timer()
+        self._hello = None
         der = self._ssl.getpeercert(binary_form=True)
         self._peer_der = der
         validator = self._tls.validator
