@@ -25,11 +25,13 @@ from remora.config.compile import ProxyConfig
 from remora.proxy.accesslog import AccessLogger
 from remora.proxy.admin import AdminServer
 from remora.proxy.admin.context import (
+    CertificateStatus,
     CircuitBreakerThresholds,
     ClusterStatus,
     HostStatus,
     ListenerStatus,
 )
+from remora.proxy.certificates import certificate_statuses
 from remora.proxy.hot_restart.protocol import VERSION as HOT_RESTART_VERSION
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.hcm_stats import HcmStats
@@ -599,6 +601,12 @@ class AdminView:
         return [
             ListenerStatus(name=r.name, address=r.host, port=r.port) for r in self.server.listeners
         ]
+
+    def certificates(self) -> Sequence[CertificateStatus]:
+        return certificate_statuses(
+            [running.config for running in self.server.listeners],
+            {name: cluster.config for name, cluster in self.server.clusters.items()},
+        )
 
     def is_ready(self) -> bool:
         return self.server.state == "LIVE" and not self.server.healthcheck_failed

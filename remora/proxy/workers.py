@@ -31,7 +31,8 @@ from typing import Any
 
 from remora.config.common import SocketAddress
 from remora.config.compile import ProxyConfig
-from remora.proxy.admin.context import ClusterStatus, ListenerStatus
+from remora.proxy.admin.context import CertificateStatus, ClusterStatus, ListenerStatus
+from remora.proxy.certificates import certificate_statuses
 from remora.proxy.stats import Store
 from remora.proxy.worker_snapshot import (
     listeners,
@@ -215,6 +216,12 @@ class SupervisorView:
     def listeners(self) -> list[ListenerStatus]:
         snapshots = self._snapshots()
         return listeners(snapshots[0]) if snapshots else []
+
+    def certificates(self) -> list[CertificateStatus]:
+        # The bootstrap's: every worker compiled the same one (xDS-delivered contexts are each
+        # worker's own, and /config_dump shows them).
+        config = self.supervisor.config
+        return certificate_statuses(list(config.listeners), config.clusters)
 
     def is_ready(self) -> bool:
         snapshots = self._snapshots()

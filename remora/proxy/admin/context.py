@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from remora.proxy.stats import Store
+from remora.proxy.tls.peer import PeerCertificate
 
 # Envoy's host health flag names, as /clusters prints them (`health_flags::/failed_active_hc`).
 HEALTH_FLAGS = frozenset(
@@ -106,6 +107,15 @@ class ListenerStatus:
     port: int
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateStatus:
+    """One TLS context in use: who uses it (`listener x` or `cluster y`), its CA and its own."""
+
+    owner: str
+    ca_certs: Sequence[PeerCertificate]
+    cert_chain: Sequence[PeerCertificate]
+
+
 class AdminContext(Protocol):
     """The proxy runtime as the admin server sees it."""
 
@@ -123,6 +133,8 @@ class AdminContext(Protocol):
     def clusters(self) -> Sequence[ClusterStatus]: ...
 
     def listeners(self) -> Sequence[ListenerStatus]: ...
+
+    def certificates(self) -> Sequence[CertificateStatus]: ...
 
     def is_ready(self) -> bool:
         """True when the server state is LIVE (initialised and not failing health checks)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from remora.proxy.stats import InvalidStatsQuery, StatsQuery, render_json, render_text
 
+from .certs import certs_json
 from .clusters import clusters_json, clusters_text
 from .context import AdminContext
 from .listeners import listeners_json, listeners_text
@@ -83,6 +84,11 @@ def listeners(context: AdminContext, request: AdminRequest) -> AdminResponse:
         body = listeners_json(context.listeners()) + "\n"
         return AdminResponse(status=200, body=body.encode("utf-8"), content_type=JSON)
     return text(200, listeners_text(context.listeners()))
+
+
+def certs(context: AdminContext, request: AdminRequest) -> AdminResponse:
+    body = certs_json(context.certificates()) + "\n"
+    return AdminResponse(status=200, body=body.encode("utf-8"), content_type=JSON)
 
 
 def healthcheck_fail(context: AdminContext, request: AdminRequest) -> AdminResponse:

@@ -41,6 +41,7 @@ def _index(context: AdminContext, request: AdminRequest) -> AdminResponse:
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/", "Admin home page", _index),
+    Endpoint("/certs", "print certs on machine", handlers.certs),
     Endpoint("/clusters", "upstream cluster status (?format=json)", handlers.clusters),
     Endpoint("/config_dump", "dump current configs", handlers.config_dump),
     Endpoint(

@@ -6,7 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from remora.proxy.admin.context import ClusterStatus, HostStatus, ListenerStatus
+from remora.proxy.admin.context import (
+    CertificateStatus,
+    ClusterStatus,
+    HostStatus,
+    ListenerStatus,
+)
 from remora.proxy.stats import Store
 
 
@@ -55,6 +60,9 @@ class StaticContext:
 
     def listeners(self) -> Sequence[ListenerStatus]:
         return self.listener_list
+
+    def certificates(self) -> Sequence[CertificateStatus]:
+        return ()
 
     def is_ready(self) -> bool:
         return self._state() == "LIVE"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Any
 
 import httpx
 
+from remora.proxy.admin.certs import certs_json
+from remora.proxy.admin.context import CertificateStatus
 from remora.proxy.server import ProxyServer
+from remora.proxy.tls.peer import describe
 from tests.proxy.harness import (
     admin_get,
     bootstrap,
@@ -21,7 +25,7 @@ from tests.proxy.harness import (
     running_proxy,
 )
 from tests.proxy.tls import tlsconfig
-from tests.proxy.tls.pki import Authority
+from tests.proxy.tls.pki import Authority, expired
 
 CALLER = "spiffe://mesh.test/ns/default/sa/frontend"
 SERVER = "spiffe://mesh.test/ns/default/sa/backend"
@@ -145,3 +149,26 @@ async def test_health_checks_go_through_the_clusters_tls(tmp_path: Path) -> None
             clusters = await admin_get(client_side, "/clusters")
             assert set(health_flags(clusters, "mesh").values()) == {"healthy"}, clusters
             assert client_side.store.counter("cluster.mesh.ssl.handshake").value >= 1
+
+
+async def test_admin_certs_lists_each_context_with_its_expiry(tmp_path: Path) -> None:
+    mesh = Mesh(tmp_path)
+    async with demo_upstreams(1) as ups, inbound(mesh, ups[0].port) as server_side:
+        config = outbound_config(mesh, server_side.listener_port("inbound"), mesh.caller, SERVER)
+        async with running_proxy(config) as client_side:
+            listing = json.loads(await admin_get(client_side, "/certs"))
+            (entry,) = listing["certificates"]
+            assert entry["owner"] == "cluster mesh"
+            (leaf,) = entry["cert_chain"]
+            assert leaf["subject"] == "CN=frontend"
+            assert leaf["subject_alt_names"] == [{"uri": CALLER}]
+            assert leaf["days_until_expiration"] == "0"  # issued for one day
+            assert entry["ca_cert"][0]["subject"] == "CN=remora test CA"
+        listing = json.loads(await admin_get(server_side, "/certs"))
+        assert [e["owner"] for e in listing["certificates"]] == ["listener inbound"]
+
+
+def test_an_expired_certificate_counts_negative_days() -> None:
+    leaf = describe(expired(Authority()).cert)
+    entry = json.loads(certs_json([CertificateStatus("x", (), (leaf,))]))["certificates"][0]
+    assert entry["cert_chain"][0]["days_until_expiration"] == "-1"
