@@ -42,6 +42,8 @@ from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tcp.proxy import TcpListener, TcpStats
+from remora.proxy.tls.config import TlsContext
+from remora.proxy.tls.rotation import CertificateWatcher
 from remora.proxy.tls.stats import TlsStats
 from remora.proxy.upstream.cluster import Cluster
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
@@ -81,6 +83,7 @@ class ProxyServer:
         self.drain_timeout = drain_timeout
         self._stopped = asyncio.Event()
         self._flush_task: asyncio.Task[None] | None = None
+        self.tls_watcher: CertificateWatcher | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         # Held while the listener and cluster sets change (`apply`): an xDS update and a reload
@@ -127,6 +130,8 @@ class ProxyServer:
             await self.close()
             raise
         self._flush_task = asyncio.create_task(self._flush_stats(), name="stats-flush")
+        self.tls_watcher = CertificateWatcher(self._tls_contexts, self._swap_tls)
+        self.tls_watcher.start()
         self.state = "LIVE"
         self._server_state.set(0)
         self._live.set(1)
@@ -262,6 +267,8 @@ class ProxyServer:
             await self.update_clusters(before)
             raise
         await self.update_clusters(clusters)
+        if self.tls_watcher is not None:
+            self.tls_watcher.refresh()
 
     async def update_clusters(self, configs: Mapping[str, ClusterConfig]) -> None:
         """Make `configs` the cluster set. Requests in flight keep the cluster they started
@@ -484,7 +491,41 @@ class ProxyServer:
             await asyncio.sleep(_STATS_FLUSH_INTERVAL)
             self.store.flush()
 
+    def _tls_contexts(self) -> list[TlsContext]:
+        found = [
+            chain.tls
+            for running in self.listeners
+            for chain in running.config.all_chains
+            if chain.tls is not None
+        ]
+        found += [c.config.tls for c in self.clusters.values() if c.config.tls is not None]
+        return found
+
+    def _swap_tls(self, old: TlsContext, new: TlsContext) -> None:
+        """`new` (the same config, its files read again) replaces `old` for new connections."""
+
+        def swapped(chain: FilterChainConfig | None) -> FilterChainConfig | None:
+            if chain is None or chain.tls is not old:
+                return chain
+            return dataclasses.replace(chain, tls=new)
+
+        for running in self.listeners:
+            for runtime in running.runtime.all_chains:
+                if runtime.tls is old:
+                    runtime.tls = new
+            config = running.config
+            chains = tuple(swapped(chain) or chain for chain in config.chains)
+            default = swapped(config.default_chain)
+            if chains != config.chains or default is not config.default_chain:
+                running.config = dataclasses.replace(config, chains=chains, default_chain=default)
+                running.runtime.config = running.config
+        for cluster in self.clusters.values():
+            if cluster.config.tls is old:
+                cluster.config = dataclasses.replace(cluster.config, tls=new)
+
     async def close(self) -> None:
+        if self.tls_watcher is not None:
+            await self.tls_watcher.close()
         if self._flush_task is not None:
             self._flush_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -52,7 +52,10 @@ support.register(
         "ecdh_curves",
     },
 )
-support.register(f"{_TLS}.TlsCertificate", {"certificate_chain", "private_key", "password"})
+support.register(
+    f"{_TLS}.TlsCertificate", {"certificate_chain", "private_key", "password", "watched_directory"}
+)
+support.register("envoy.config.core.v3.WatchedDirectory", {"path"})
 support.register(
     f"{_TLS}.CertificateValidationContext",
     {
@@ -63,6 +66,7 @@ support.register(
         "match_typed_subject_alt_names",
         "crl",
         "only_verify_leaf_cert_crl",
+        "watched_directory",
     },
 )
 support.register(f"{_TLS}.CertificateValidationContext.SystemRootCerts", set())
@@ -166,9 +170,24 @@ def compile_transport_socket(
             errors.add(f"{cpath}.alpn_protocols[{index}]", "an ALPN protocol is 1 to 255 bytes")
     if alpn and len(errors.errors) == before:
         context.set_alpn_protocols(list(alpn))
+    watched = _watched_directories(common, cpath, errors)
     if len(errors.errors) > before:
         return None
+
+    def rebuild() -> TlsContext:
+        """The same context read afresh from its files (a rotated certificate); raises
+        ConfigErrors, naming the fields, when what is there now is not usable."""
+        again = ErrorCollector()
+        context = compile_transport_socket(
+            socket, path, again, server_side=server_side, handshake_timeout=handshake_timeout
+        )
+        again.raise_if_any()
+        assert context is not None
+        return context
+
     return TlsContext(
+        watched=watched,
+        rebuild=rebuild if watched else None,
         server_side=server_side,
         context=context,
         validator=validator,
@@ -180,6 +199,32 @@ def compile_transport_socket(
         handshake_timeout=handshake_timeout,
         fingerprint=digest.hexdigest(),
     )
+
+
+def _watched_directories(
+    common: tls_pb2.CommonTlsContext, path: str, errors: ErrorCollector
+) -> tuple[str, ...]:
+    """Envoy's `watched_directory`: when anything in it changes, the files are read again (a
+    Kubernetes secret volume swaps a symlink there), and new handshakes use what they hold."""
+    found: list[str] = []
+    places = [
+        (entry.watched_directory, f"{path}.tls_certificates[{index}].watched_directory")
+        for index, entry in enumerate(common.tls_certificates)
+        if entry.HasField("watched_directory")
+    ]
+    if common.validation_context.HasField("watched_directory"):
+        places.append(
+            (
+                common.validation_context.watched_directory,
+                f"{path}.validation_context.watched_directory",
+            )
+        )
+    for directory, where in places:
+        if not os.path.isdir(directory.path):
+            errors.add(f"{where}.path", f"not a directory: {directory.path!r}")
+        elif directory.path not in found:
+            found.append(directory.path)
+    return tuple(found)
 
 
 def _valid_server_name(name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from remora.proxy.tls.peer import PeerCertificate, PeerValidator
@@ -31,3 +32,6 @@ class TlsContext:
     trusted_ca: tuple[PeerCertificate, ...]
     handshake_timeout: float
     fingerprint: str
+    # `watched_directory` paths, and how to read the context again when they change.
+    watched: tuple[str, ...] = ()
+    rebuild: Callable[[], TlsContext] | None = field(default=None, compare=False, repr=False)
