@@ -43,6 +43,7 @@ class Target:
     load_cpu: int | None
     wrk: str
     openloop: str
+    tls: bool = False  # HTTPS (wrk only: the open-loop generator speaks plaintext)
 
 
 Metrics = dict[str, Any]
@@ -116,7 +117,9 @@ class ClosedLoop(Load):
         ]
         if self.close:
             argv += ["-H", "Connection: close"]
-        return _pinned([*argv, f"http://{target.host}:{target.port}{self.path}"], target.load_cpu)
+        scheme = "https" if target.tls else "http"
+        url = f"{scheme}://{target.host}:{target.port}{self.path}"
+        return _pinned([*argv, url], target.load_cpu)
 
     def run(self, target: Target, duration: float) -> Metrics:
         argv = self.command(target, duration)

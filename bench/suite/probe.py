@@ -8,6 +8,7 @@ produce a number.
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ class Response:
     body_len: int
 
 
-def get(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, int]:
+def get(
+    host: str, port: int, path: str, timeout: float = 2.0, tls: bool = False
+) -> tuple[int, int]:
     """Return (status, body length) of one GET; raises OSError or ProbeError."""
-    response = fetch(host, port, path, timeout)
+    response = fetch(host, port, path, timeout, tls=tls)
     return response.status, response.body_len
 
 
@@ -40,12 +43,13 @@ def fetch(
     path: str,
     timeout: float = 2.0,
     headers: Mapping[str, str] | None = None,
+    tls: bool = False,
 ) -> Response:
     """One GET with `Connection: close` and `headers` (which may replace Host); raises OSError or
     ProbeError."""
     sent = {"Host": f"{host}:{port}", **(headers or {}), "Connection": "close"}
     request_head = "".join(f"{name}: {value}\r\n" for name, value in sent.items())
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with _connect(host, port, timeout, tls) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\n{request_head}\r\n".encode())
         data = b""
         while b"\r\n\r\n" not in data:
@@ -76,8 +80,26 @@ def fetch(
         return Response(status, got, len(body))
 
 
+def _connect(host: str, port: int, timeout: float, tls: bool) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    if not tls:
+        return sock
+    # The TLS rows' certificate is self-signed per run: the probe checks the peer serves, and
+    # wrk does not verify either.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context.wrap_socket(sock, server_hostname="localhost")
+
+
 def wait_ready(
-    proc: Proc, host: str, port: int, path: str, body_len: int, timeout: float = 20.0
+    proc: Proc,
+    host: str,
+    port: int,
+    path: str,
+    body_len: int,
+    timeout: float = 20.0,
+    tls: bool = False,
 ) -> None:
     """Poll until the peer serves `path` with the expected body length."""
     deadline = time.monotonic() + timeout
@@ -85,7 +107,7 @@ def wait_ready(
     while time.monotonic() < deadline:
         proc.check_alive()
         try:
-            status, length = get(host, port, path)
+            status, length = get(host, port, path, tls=tls)
         except (OSError, ProbeError, ValueError, IndexError) as exc:
             last = str(exc) or type(exc).__name__
             time.sleep(0.05)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suite import probe
+from suite import probe, tlscerts
 from suite.loads import (
     OPENLOOP_SOURCE,
     IdleConnections,
@@ -118,7 +118,7 @@ def skip_reason(peer: Peer, scenario: Scenario) -> str | None:
     """Why `peer` sits out `scenario` (shown in its row instead of numbers), or None."""
     if scenario.peers is not None and peer.name not in scenario.peers:
         return scenario.left_out or "not in this scenario"
-    return peer.skip_reason(scenario.mode, scenario.profile)
+    return peer.skip_reason(scenario.mode, scenario.profile, scenario.tls)
 
 
 def _start_peer(
@@ -133,6 +133,7 @@ def _start_peer(
     peer_dir = opts.workdir / scenario.name / peer.name
     members: list[Managed] = []
     next_host, next_port = upstream.host, upstream.port
+    tls = tlscerts.make(opts.workdir / "tls") if scenario.tls else None
     try:
         for hop in range(hops, 0, -1):
             listener = Listener(
@@ -143,6 +144,7 @@ def _start_peer(
                 next_port,
                 max_connections=connection_limit(scenario.load),
                 profile=scenario.profile,
+                tls=tls if hop == 1 else None,
             )
             hop_dir = peer_dir / f"hop{hop}" if hops > 1 else peer_dir
             hop_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,9 @@ def _start_peer(
         raise
     proc: Proc = members[0] if hops == 1 else ProcGroup(peer.name, members)
     port = launch.target_port or ports[0]  # `launch` is hop 1's, the one the client talks to
-    target = Target(HOST, port, proc, opts.load_cpu, wrk=tools[0], openloop=tools[1])
+    target = Target(
+        HOST, port, proc, opts.load_cpu, wrk=tools[0], openloop=tools[1], tls=scenario.tls
+    )
     return _Running(peer, proc, target, launch.access_log)
 
 
@@ -230,7 +234,12 @@ def run_scenario(
         for r in starting:
             try:
                 probe.wait_ready(
-                    r.proc, HOST, r.target.port, scenario.load_path, scenario.body_bytes
+                    r.proc,
+                    HOST,
+                    r.target.port,
+                    scenario.load_path,
+                    scenario.body_bytes,
+                    tls=scenario.tls,
                 )
                 if scenario.profile == "realistic" and not r.peer.calibration_only:
                     seen = probe.check_realistic(

@@ -38,6 +38,8 @@ class Scenario:
     #: Only these peers take part (None: all of them); the others sit out with `left_out`.
     peers: frozenset[str] | None = None
     left_out: str = ""
+    #: The peers terminate TLS (TLS 1.3, one ECDSA P-256 certificate, their default ciphers).
+    tls: bool = False
 
     @property
     def body_bytes(self) -> int:
@@ -66,6 +68,20 @@ SCENARIOS: tuple[Scenario, ...] = (
         ClosedLoop(connections=32, path="/1k"),
         profile="realistic",
         upstream=REALISTIC_SPEC,
+    ),
+    Scenario(
+        "tls-keepalive-1k",
+        "HTTPS keep-alive, 1 KiB responses, 32 connections (TLS 1.3, ECDSA P-256)",
+        "http",
+        ClosedLoop(connections=32, path="/1k"),
+        tls=True,
+    ),
+    Scenario(
+        "tls-newconn-1k",
+        "HTTPS, a new connection and a full TLS 1.3 handshake per request, 32 connections",
+        "http",
+        ClosedLoop(connections=32, path="/1k", close=True),
+        tls=True,
     ),
     Scenario(
         "newconn-1k",

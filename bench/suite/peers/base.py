@@ -21,6 +21,15 @@ UPSTREAM_KEEPALIVE = 128  # idle keep-alive connections a peer may keep to the u
 
 
 @dataclass(frozen=True)
+class TlsFiles:
+    """The TLS rows' certificate: PEM certificate, PEM key, and both in one file."""
+
+    cert: Path
+    key: Path
+    combined: Path
+
+
+@dataclass(frozen=True)
 class Listener:
     """Where a peer listens, in which mode, and where it forwards."""
 
@@ -32,6 +41,8 @@ class Listener:
     max_connections: int = 4096
     #: "minimal": one catch-all route, no access log (most rows); "realistic": see suite.realistic.
     profile: Profile = "minimal"
+    #: Terminate TLS with this certificate (the TLS rows); None is plaintext.
+    tls: TlsFiles | None = None
 
 
 @dataclass(frozen=True)
@@ -59,12 +70,17 @@ class Peer(ABC):
     #: The config profiles this peer can be launched with, and why one is missing.
     profiles: frozenset[Profile] = frozenset({"minimal", "realistic"})
     profile_reason: str = ""
+    #: Whether this peer is configured to terminate TLS in the TLS rows, and why not.
+    tls: bool = False
+    tls_reason: str = "not configured for TLS in this suite"
 
     def supports(self, mode: Mode) -> bool:
         return mode in self.modes
 
-    def skip_reason(self, mode: Mode, profile: Profile) -> str | None:
+    def skip_reason(self, mode: Mode, profile: Profile, tls: bool = False) -> str | None:
         """Why this peer sits out a scenario with this listener mode and profile, or None."""
+        if tls and not self.tls:
+            return self.tls_reason
         if not self.supports(mode):
             return self.unsupported_reason or "not supported"
         if profile not in self.profiles:

@@ -48,7 +48,7 @@ defaults
     maxconn {maxconn}
 {http_options}
 frontend bench
-    bind {host}:{port}
+    bind {host}:{port}{bind_tls}
     default_backend upstream
 
 backend upstream
@@ -147,6 +147,7 @@ class HAProxy(Peer):
     name = "haproxy"
     title = "HAProxy (nbthread 1)"
     modes: frozenset[Mode] = frozenset({"http", "tcp"})
+    tls = True
 
     def _binary(self) -> str:
         return shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -169,6 +170,11 @@ class HAProxy(Peer):
                 http_options=_HTTP_OPTIONS if listener.mode == "http" else "",
                 host=listener.host,
                 port=listener.port,
+                bind_tls=(
+                    f" ssl crt {listener.tls.combined} alpn http/1.1"
+                    if listener.tls is not None
+                    else ""
+                ),
                 upstream_host=listener.upstream_host,
                 upstream_port=listener.upstream_port,
             )

@@ -53,8 +53,8 @@ http {{
         keepalive_timeout {idle}s;
     }}
     server {{
-        listen {host}:{port} backlog=4096;
-        keepalive_timeout {idle}s;
+        listen {host}:{port} backlog=4096{listen_tls};
+{tls_lines}        keepalive_timeout {idle}s;
         keepalive_requests 100000000;
         location / {{
             proxy_pass http://upstream;
@@ -185,6 +185,7 @@ class Nginx(Peer):
     name = "nginx"
     title = "nginx (1 worker, proxy_pass + keepalive)"
     modes: frozenset[Mode] = frozenset({"http", "tcp"})
+    tls = True
 
     def _binary(self) -> str:
         return shutil.which("nginx") or "/usr/sbin/nginx"
@@ -210,6 +211,14 @@ class Nginx(Peer):
             "upstream_port": listener.upstream_port,
             "temp_paths": temp_paths_block(directory),
             "load_module": f"load_module {STREAM_MODULE};\n" if is_tcp else "",
+            "listen_tls": " ssl" if listener.tls is not None else "",
+            "tls_lines": (
+                f"        ssl_certificate {listener.tls.cert};\n"
+                f"        ssl_certificate_key {listener.tls.key};\n"
+                "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+                if listener.tls is not None
+                else ""
+            ),
         }
         if realistic:
             values["maps"] = realistic_maps()

@@ -124,13 +124,31 @@ def bootstrap(listener: Listener, access_log: Path | None = None) -> dict[str, A
         network_filter = _tcp_filter()
     realistic = listener.mode == "http" and listener.profile == "realistic"
     names = [route.name for route in ALL_ROUTES] if realistic else ["upstream"]
+    chain: dict[str, Any] = {"filters": [network_filter]}
+    if listener.tls is not None:
+        chain["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "common_tls_context": {
+                    "tls_certificates": [
+                        {
+                            "certificate_chain": {"filename": str(listener.tls.cert)},
+                            "private_key": {"filename": str(listener.tls.key)},
+                        }
+                    ],
+                    "alpn_protocols": ["http/1.1"],
+                },
+            },
+        }
     return {
         "static_resources": {
             "listeners": [
                 {
                     "name": "bench",
                     "address": _address(listener.host, listener.port),
-                    "filter_chains": [{"filters": [network_filter]}],
+                    "filter_chains": [chain],
                 }
             ],
             "clusters": [_cluster(name, listener) for name in names],
@@ -142,6 +160,7 @@ class Remora(Peer):
     name = "remora"
     title = "remora (1 worker, uvloop)"
     modes: frozenset[Mode] = frozenset({"http", "tcp"})
+    tls = True
 
     def version(self) -> str:
         from importlib.metadata import PackageNotFoundError

@@ -30,7 +30,10 @@ from remora.proxy.tls.stats import FAIL_VERIFY_ERROR, FAIL_VERIFY_NO_CERT, TlsSt
 log = logging.getLogger("remora.tls")
 
 _HANDSHAKING, _OPEN, _CLOSING, _CLOSED = range(4)
-_READ_SIZE = 256 * 1024
+# One record's plaintext at most (RFC 8446 section 5.1), which is all one SSL_read returns:
+# `SSLObject.read(n)` allocates n bytes first, and a larger n made every read an mmap/munmap
+# pair (glibc maps blocks over 128 KiB) that cost a third of the handshake path.
+_READ_SIZE = 16 * 1024
 
 
 class TlsHandshakeError(ConnectionError):
@@ -322,6 +325,8 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
                 closed_by_peer = True
                 break
             chunks.append(chunk)
+            if not self._incoming.pending and not self._ssl.pending():
+                break  # all read: spare the SSLWantReadError the next read would raise
         if self._outgoing.pending:
             self._flush()
         if chunks:
