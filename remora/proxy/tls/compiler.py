@@ -17,9 +17,8 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
@@ -29,9 +28,14 @@ from remora.proxy.http.route.matchers import compile_string_matcher
 from remora.proxy.tls.config import DEFAULT_HANDSHAKE_TIMEOUT, TlsContext
 from remora.proxy.tls.peer import PeerCertificate, PeerValidator, SanMatcher, describe
 
+if TYPE_CHECKING:
+    from cryptography import x509
+
 TLS_SOCKET = "envoy.transport_sockets.tls"
 RAW_BUFFER = "envoy.transport_sockets.raw_buffer"
 _TLS = "envoy.extensions.transport_sockets.tls.v3"
+# `cryptography` is imported by the functions that read certificates (about 50 ms and 10 MB):
+# a config without TLS never loads it.
 
 support.register("envoy.config.core.v3.TransportSocket", {"name", "typed_config"})
 support.register("envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer", set())
@@ -313,6 +317,8 @@ def _private_file(data: bytes) -> Iterator[str]:
 
 
 def _parse_certificates(data: bytes, path: str, errors: ErrorCollector) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         found = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
@@ -330,6 +336,8 @@ def _load_certificates(
     errors: ErrorCollector,
     digest: hashlib._Hash,
 ) -> tuple[PeerCertificate, ...]:
+    from cryptography.hazmat.primitives import serialization
+
     if len(common.tls_certificates) > 1:
         errors.add(f"{path}.tls_certificates", "one certificate per context is supported")
         return ()
@@ -398,6 +406,9 @@ def _load_validation(
     errors: ErrorCollector,
     digest: hashlib._Hash,
 ) -> tuple[PeerValidator, tuple[PeerCertificate, ...], bool] | None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     before = len(errors.errors)
     trusted: list[PeerCertificate] = []
     has_roots = False

@@ -12,12 +12,16 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from remora.proxy.http.route.matchers import EXACT, StringMatch
 from remora.proxy.tls.stats import FAIL_VERIFY_CERT_HASH, FAIL_VERIFY_SAN
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+# `cryptography` is imported where a certificate is read, not with this module: its bindings
+# cost about 50 ms and 10 MB of a proxy that serves no TLS.
 
 # SubjectAltNameMatcher.SanType values.
 SAN_EMAIL, SAN_DNS, SAN_URI, SAN_IP = 1, 2, 3, 4
@@ -50,6 +54,9 @@ class PeerCertificate:
 
 
 def describe(certificate: x509.Certificate) -> PeerCertificate:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = extension.value
@@ -79,6 +86,8 @@ def describe(certificate: x509.Certificate) -> PeerCertificate:
 
 
 def describe_der(der: bytes) -> PeerCertificate:
+    from cryptography import x509
+
     return describe(x509.load_der_x509_certificate(der))
 
 
