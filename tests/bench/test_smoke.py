@@ -22,6 +22,11 @@ SITS_OUT = {
     ("realistic-1k", "threads"),
     ("two-hop-rate-1k", "caddy"),
     ("two-hop-rate-1k", "threads"),
+    # The TLS rows: Caddy and the thread-per-connection baseline are not configured for TLS.
+    ("tls-keepalive-1k", "caddy"),
+    ("tls-keepalive-1k", "threads"),
+    ("tls-newconn-1k", "caddy"),
+    ("tls-newconn-1k", "threads"),
 }
 
 
