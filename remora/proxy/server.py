@@ -35,7 +35,7 @@ from remora.proxy.certificates import certificate_statuses
 from remora.proxy.hot_restart.protocol import VERSION as HOT_RESTART_VERSION
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.hcm_stats import HcmStats
-from remora.proxy.http.listener import HttpListener
+from remora.proxy.http.listener import HttpListener, rbac_stats_for
 from remora.proxy.listener_config import FilterChainConfig, ListenerConfig
 from remora.proxy.listener_runtime import ChainRuntime, InspectorStats, ListenerRuntime
 from remora.proxy.listener_stats import ListenerStats
@@ -371,6 +371,7 @@ class ProxyServer:
             if network_filter.stat_prefix != found.hcm.stat_prefix:
                 found.stats = HcmStats.create(self.store, network_filter.stat_prefix)
             found.hcm = network_filter
+            found.rbac_stats = rbac_stats_for(self.store, network_filter)
             found.scheme = "http" if chain.tls is None else "https"
         elif isinstance(found, TcpListener) and isinstance(network_filter, TcpProxyConfig):
             if network_filter.stat_prefix != found.config.stat_prefix:

@@ -137,6 +137,7 @@ _FIELDS: dict[str, ValueFn] = {
     "BYTES_SENT": lambda r: r.bytes_sent,
     "PROTOCOL": lambda r: r.protocol,
     "ROUTE_NAME": lambda r: r.route_name,
+    "RESPONSE_CODE_DETAILS": lambda r: r.response_code_details,
     "CONNECTION_ID": lambda r: r.connection_id,
     "DOWNSTREAM_REMOTE_ADDRESS": lambda r: r.downstream_remote_address,
     "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT": lambda r: _without_port(r.downstream_remote_address),

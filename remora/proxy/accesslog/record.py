@@ -44,3 +44,4 @@ class AccessLogRecord:
     route_name: str | None = None
     connection_id: int | None = None
     tls: TlsFacts | None = None  # the downstream connection's, when it is TLS
+    response_code_details: str | None = None

@@ -12,6 +12,7 @@ from enum import Enum
 
 from remora.proxy.accesslog.logger import AccessLogger
 from remora.proxy.http.route.table import RouteTable
+from remora.proxy.rbac.filter import RbacConfig
 
 
 class ServerHeader(Enum):
@@ -59,3 +60,4 @@ class HcmConfig:
     # and the set_current_client_cert_details fields an element carries.
     forward_client_cert: int = 0
     client_cert_details: frozenset[str] = frozenset()
+    rbac: RbacConfig | None = None  # envoy.filters.http.rbac, before the router

@@ -51,6 +51,10 @@ from remora.proxy.http.route.retry_rules import (
 )
 from remora.proxy.http.xfcc import XFCC
 from remora.proxy.http.xfcc import apply as apply_xfcc
+from remora.proxy.rbac.filter import DENIED_BODY as RBAC_DENIED_BODY
+from remora.proxy.rbac.filter import RbacConfig
+from remora.proxy.rbac.filter import check as rbac_check
+from remora.proxy.rbac.policy import Subject
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow
 
@@ -88,6 +92,7 @@ class Exchange:
         "request_body_sent",
         "request_headers",
         "request_id",
+        "response_code_details",
         "response_flags",
         "response_has_body",
         "response_headers",
@@ -115,6 +120,7 @@ class Exchange:
         self.upstream: UpstreamConnection | None = None
         self.connect_task: asyncio.Task[None] | None = None
         self.response_flags = ""  # Envoy's comma-separated flags; most requests have none
+        self.response_code_details: str | None = None  # set where remora knows Envoy's
         self.status = 0
         self.response_headers: Headers = []
         self.head_sent = False
@@ -227,6 +233,8 @@ class Exchange:
             headers=headers,
             scheme=downstream.scheme,
         )
+        if hcm.rbac is not None and not self._rbac_admits(hcm.rbac, route_request):
+            return
         route = hcm.route_table.route(route_request)
         if route is None:
             stats.no_route.inc()
@@ -797,6 +805,28 @@ class Exchange:
             upstream.sink = None
             upstream.abort()
 
+    def _rbac_admits(self, rbac: RbacConfig, request: RouteRequest) -> bool:
+        """`envoy.filters.http.rbac`: a refused request is answered 403, as Envoy's filter."""
+        downstream = self.downstream
+        stats = downstream.listener.rbac_stats
+        assert stats is not None
+        transport = downstream.transport
+        local = transport.get_extra_info("sockname") if transport is not None else None
+        subject = Subject(
+            str(local[0]) if local else "",
+            int(local[1]) if local else 0,
+            downstream.remote_ip,
+            self.trusted_address,
+            downstream.tls_facts,
+            request,
+        )
+        details = rbac_check(rbac, stats, subject)
+        if details is None:
+            return True
+        self.response_code_details = details
+        self.local_reply(403, RBAC_DENIED_BODY)
+        return False
+
     def _upstream_failed(self, status: int, body: str, failure: int = -1) -> None:
         """`failure`: why the attempt got no response (retry.py), or -1 if it is never retried."""
         if self.done:
@@ -895,6 +925,7 @@ class Exchange:
                 authority=self.authority,
                 scheme=downstream.scheme,
                 tls=downstream.tls_facts,
+                response_code_details=self.response_code_details,
                 protocol=f"HTTP/{request.version}",
                 request_headers=self.request_headers,
                 response_headers=self.response_headers,

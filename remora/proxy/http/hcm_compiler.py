@@ -6,16 +6,19 @@ the hot path; this module stays interpreted (docs/architecture.md, "The compiled
 
 from __future__ import annotations
 
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
 from remora.config import support
 from remora.config.common import optional_seconds
-from remora.config.errors import ErrorCollector
+from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.accesslog import compile_access_logs
 from remora.proxy.http.config import HcmConfig, ServerHeader
 from remora.proxy.http.route import compile_route_configuration
+from remora.proxy.rbac.compiler import compile_http_rbac
+from remora.proxy.rbac.filter import RbacConfig
 
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 support.register(
@@ -74,6 +77,7 @@ support.register(
 )
 
 ROUTER_FILTER = "envoy.extensions.filters.http.router.v3.Router"
+RBAC_FILTER = "envoy.extensions.filters.http.rbac.v3.RBAC"
 
 
 def compile_hcm(
@@ -99,7 +103,7 @@ def compile_hcm(
             )
     elif not config.HasField("route_config"):
         errors.add(f"{path}.route_config", "an inline route_config or rds is required")
-    _check_http_filters(config, path, errors)
+    rbac = _compile_http_filters(config, path, errors)
     route_table = compile_route_configuration(config.route_config, f"{path}.route_config", errors)
     access_logs = compile_access_logs(config.access_log, f"{path}.access_log", errors)
     upgrades: set[str] = set()
@@ -161,6 +165,7 @@ def compile_hcm(
         rds_name=rds_name,
         forward_client_cert=config.forward_client_cert_details,
         client_cert_details=_client_cert_details(config.set_current_client_cert_details),
+        rbac=rbac,
     )
 
 
@@ -173,20 +178,39 @@ def _client_cert_details(
     return frozenset(chosen)
 
 
-def _check_http_filters(
+def _compile_http_filters(
     config: hcm_pb2.HttpConnectionManager, path: str, errors: ErrorCollector
-) -> None:
+) -> RbacConfig | None:
+    """The router last; before it, at most an `envoy.filters.http.rbac`."""
     filters = list(config.http_filters)
     if not filters:
         errors.add(
             f"{path}.http_filters", "the router filter (envoy.filters.http.router) is required"
         )
-        return
+        return None
+    rbac: RbacConfig | None = None
     for i, http_filter in enumerate(filters):
         type_name = http_filter.typed_config.type_url.rpartition("/")[2]
         filter_path = f"{path}.http_filters[{i}]"
-        if type_name != ROUTER_FILTER:
-            if not type_name:  # a typed_config of another type is refused by the field walk
-                errors.add(filter_path, f"not supported: {filter_path} ({http_filter.name})")
-        elif i != len(filters) - 1:
-            errors.add(filter_path, "the router filter must be the last HTTP filter")
+        if type_name == ROUTER_FILTER:
+            if i != len(filters) - 1:
+                errors.add(filter_path, "the router filter must be the last HTTP filter")
+        elif type_name == RBAC_FILTER:
+            if rbac is not None:
+                errors.add(filter_path, "one envoy.filters.http.rbac per connection manager")
+                continue
+            try:
+                typed = support.unpack_any(http_filter.typed_config, f"{filter_path}.typed_config")
+            except ConfigError as exc:
+                errors.extend([exc])
+                continue
+            assert isinstance(typed, http_rbac_pb2.RBAC)
+            rbac = compile_http_rbac(typed, f"{filter_path}.typed_config", errors)
+        elif not type_name or support.supported_fields().get(type_name) is not None:
+            errors.add(filter_path, f"not supported: {filter_path} ({http_filter.name})")
+    if filters[-1].typed_config.type_url.rpartition("/")[2] != ROUTER_FILTER:
+        errors.add(
+            f"{path}.http_filters[{len(filters) - 1}]",
+            "the last HTTP filter must be the router (envoy.filters.http.router)",
+        )
+    return rbac

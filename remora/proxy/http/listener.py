@@ -10,6 +10,7 @@ from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.downstream import DownstreamConnection
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.listener_stats import ListenerStats
+from remora.proxy.rbac.filter import RbacStats
 from remora.proxy.stats import Store
 from remora.proxy.tls.config import TlsContext
 from remora.proxy.tls.layer import TlsLayer
@@ -17,6 +18,13 @@ from remora.proxy.tls.stats import TlsStats
 
 if TYPE_CHECKING:
     from remora.proxy.upstream.cluster import Cluster
+
+
+def rbac_stats_for(store: Store, hcm: HcmConfig) -> RbacStats | None:
+    """`http.<stat_prefix>.rbac.*`, only when the connection manager has the RBAC filter."""
+    if hcm.rbac is None:
+        return None
+    return RbacStats(store, f"http.{hcm.stat_prefix}.", hcm.rbac)
 
 
 class HttpListener:
@@ -37,6 +45,8 @@ class HttpListener:
         self.hcm = hcm
         self.clusters = clusters
         self.stats = HcmStats.create(store, hcm.stat_prefix)
+        self.store = store
+        self.rbac_stats = rbac_stats_for(store, hcm)
         self.listener_stats = listener_stats
         self.buffer_limit = buffer_limit
         self.connections: set[DownstreamConnection] = set()
