@@ -18,6 +18,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from remora.config import support
@@ -27,6 +28,8 @@ from remora.proxy.accesslog import AccessLogger
 from remora.proxy.filter_chain_match import ChainMatch, Network
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.hcm_compiler import compile_hcm
+from remora.proxy.rbac.compiler import compile_network_rbac
+from remora.proxy.rbac.filter import RbacConfig
 from remora.proxy.tcp.config import TcpProxyConfig, compile_tcp_proxy
 from remora.proxy.tls.client_hello import MAX_CLIENT_HELLO
 from remora.proxy.tls.compiler import compile_transport_socket
@@ -89,6 +92,8 @@ class FilterChainConfig:
     match: ChainMatch
     network_filter: HcmConfig | TcpProxyConfig
     tls: TlsContext | None = None  # the chain's transport socket; None is plaintext
+    # envoy.filters.network.rbac before the network filter, and its stats scope.
+    rbac: tuple[RbacConfig, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,9 +253,10 @@ def _compile_chain(
     known_clusters: Collection[str] | None,
 ) -> FilterChainConfig | None:
     before = len(errors.errors)
-    network_filter = _compile_network_filter(chain, path, errors)
+    network_filter, rbac = _compile_network_filters(chain, path, errors)
     if network_filter is not None and known_clusters is not None:
-        _check_cluster_references(network_filter, f"{path}.filters[0]", known_clusters, errors)
+        terminal = f"{path}.filters[{len(chain.filters) - 1}]"
+        _check_cluster_references(network_filter, terminal, known_clusters, errors)
     match = _compile_match(chain.filter_chain_match, f"{path}.filter_chain_match", errors)
     tls = None
     if chain.HasField("transport_socket"):
@@ -268,32 +274,46 @@ def _compile_chain(
         )
     if len(errors.errors) > before or network_filter is None:
         return None
-    return FilterChainConfig(chain.name, match, network_filter, tls)
+    return FilterChainConfig(chain.name, match, network_filter, tls, rbac)
 
 
-def _compile_network_filter(
+def _compile_network_filters(
     chain: listener_pb2.FilterChain, path: str, errors: ErrorCollector
-) -> HcmConfig | TcpProxyConfig | None:
+) -> tuple[HcmConfig | TcpProxyConfig | None, tuple[RbacConfig, str] | None]:
+    """The chain's terminal filter, and an `envoy.filters.network.rbac` before it if any."""
     filters = list(chain.filters)
-    if len(filters) != 1:
-        errors.add(
-            f"{path}.filters",
-            "exactly one network filter is supported: "
-            "envoy.filters.network.tcp_proxy or envoy.filters.network.http_connection_manager",
-        )
-        return None
-    filter_path = f"{path}.filters[0].typed_config"
+    terminal_hint = (
+        "envoy.filters.network.tcp_proxy or envoy.filters.network.http_connection_manager, "
+        "optionally after one envoy.filters.network.rbac"
+    )
+    if not 1 <= len(filters) <= 2:
+        errors.add(f"{path}.filters", f"one terminal network filter is supported: {terminal_hint}")
+        return None, None
+    rbac = None
+    if len(filters) == 2:
+        rbac_path = f"{path}.filters[0].typed_config"
+        try:
+            first = support.unpack_any(filters[0].typed_config, rbac_path)
+        except ConfigError as exc:
+            errors.extend([exc])
+            return None, None
+        if not isinstance(first, network_rbac_pb2.RBAC):
+            errors.add(f"{path}.filters", f"not supported: {terminal_hint}")
+            return None, None
+        rbac = compile_network_rbac(first, rbac_path, errors)
+    index = len(filters) - 1
+    filter_path = f"{path}.filters[{index}].typed_config"
     try:
-        typed = support.unpack_any(filters[0].typed_config, filter_path)
+        typed = support.unpack_any(filters[index].typed_config, filter_path)
     except ConfigError as exc:
         errors.extend([exc])
-        return None
+        return None, rbac
     if isinstance(typed, hcm_pb2.HttpConnectionManager):
-        return compile_hcm(typed, filter_path, errors)
+        return compile_hcm(typed, filter_path, errors), rbac
     if isinstance(typed, tcp_proxy_pb2.TcpProxy):
-        return compile_tcp_proxy(typed, filter_path, errors)
+        return compile_tcp_proxy(typed, filter_path, errors), rbac
     errors.add(filter_path, f"not supported: {filter_path} (@type {typed.DESCRIPTOR.full_name})")
-    return None
+    return None, rbac
 
 
 def _cidrs(

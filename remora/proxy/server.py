@@ -39,6 +39,7 @@ from remora.proxy.http.listener import HttpListener, rbac_stats_for
 from remora.proxy.listener_config import FilterChainConfig, ListenerConfig
 from remora.proxy.listener_runtime import ChainRuntime, InspectorStats, ListenerRuntime
 from remora.proxy.listener_stats import ListenerStats
+from remora.proxy.rbac.filter import RbacConfig, RbacStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tcp.proxy import TcpListener, TcpStats
@@ -180,8 +181,9 @@ class ProxyServer:
         self, listener: ListenerConfig, chain: FilterChainConfig, listener_stats: ListenerStats
     ) -> ChainRuntime:
         tls_stats = self._tls_stats(listener, chain)
+        runtime: ChainRuntime
         if isinstance(chain.network_filter, HcmConfig):
-            return HttpListener(
+            runtime = HttpListener(
                 chain.network_filter,
                 self.clusters,
                 self.store,
@@ -191,16 +193,25 @@ class ProxyServer:
                 tls_stats,
                 listener.name,
             )
-        return TcpListener(
-            chain.network_filter,
-            self.clusters,
-            self.store,
-            listener_stats,
-            listener.buffer_limit,
-            chain.tls,
-            tls_stats,
-            listener.name,
-        )
+        else:
+            runtime = TcpListener(
+                chain.network_filter,
+                self.clusters,
+                self.store,
+                listener_stats,
+                listener.buffer_limit,
+                chain.tls,
+                tls_stats,
+                listener.name,
+            )
+        runtime.network_rbac = self._network_rbac(chain)
+        return runtime
+
+    def _network_rbac(self, chain: FilterChainConfig) -> tuple[RbacConfig, RbacStats] | None:
+        if chain.rbac is None:
+            return None
+        config, scope = chain.rbac
+        return config, RbacStats(self.store, scope, config)
 
     def _tls_stats(self, listener: ListenerConfig, chain: FilterChainConfig) -> TlsStats | None:
         if chain.tls is None:
@@ -385,6 +396,7 @@ class ProxyServer:
         found.tls_stats = self._tls_stats(listener, chain)
         found.tls = chain.tls
         found.name = listener.name
+        found.network_rbac = self._network_rbac(chain)
         return found
 
     def _retire_listener(self, running: RunningListener) -> None:

@@ -10,7 +10,8 @@ from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.downstream import DownstreamConnection
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.listener_stats import ListenerStats
-from remora.proxy.rbac.filter import RbacStats
+from remora.proxy.rbac.filter import RbacConfig, RbacStats
+from remora.proxy.rbac.gate import RbacGate
 from remora.proxy.stats import Store
 from remora.proxy.tls.config import TlsContext
 from remora.proxy.tls.layer import TlsLayer
@@ -53,14 +54,20 @@ class HttpListener:
         self.draining = False
         self.tls = tls
         self.tls_stats = tls_stats
+        # envoy.filters.network.rbac on this chain: its rules and stats (None: no filter).
+        self.network_rbac: tuple[RbacConfig, RbacStats] | None = None
         self.scheme = "http" if tls is None else "https"
 
     def protocol_factory(self) -> asyncio.Protocol:
+        app: asyncio.Protocol = DownstreamConnection(self)
+        gate = self.network_rbac
+        if gate is not None:
+            app = RbacGate(app, gate[0], gate[1])
         tls = self.tls
         if tls is None:
-            return DownstreamConnection(self)
+            return app
         assert self.tls_stats is not None
-        return TlsLayer(DownstreamConnection(self), tls, self.tls_stats, f"listener {self.name}")
+        return TlsLayer(app, tls, self.tls_stats, f"listener {self.name}")
 
     def drain(self) -> None:
         self.draining = True

@@ -7,6 +7,7 @@ import ipaddress
 from envoy.config.core.v3 import address_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
 from remora.config import support
 from remora.config.errors import ErrorCollector
@@ -86,6 +87,28 @@ def compile_http_rbac(
     return RbacConfig(
         rules, shadow, filter_config.rules_stat_prefix, filter_config.shadow_rules_stat_prefix
     )
+
+
+_NETWORK_RBAC = "envoy.extensions.filters.network.rbac.v3.RBAC"
+support.register(
+    _NETWORK_RBAC, {"rules", "shadow_rules", "stat_prefix", "shadow_rules_stat_prefix"}
+)
+
+
+def compile_network_rbac(
+    filter_config: network_rbac_pb2.RBAC, path: str, errors: ErrorCollector
+) -> tuple[RbacConfig, str]:
+    """The config and its stats scope (`<stat_prefix>.`; Envoy requires the prefix)."""
+    if not filter_config.stat_prefix:
+        errors.add(f"{path}.stat_prefix", "the network RBAC filter needs a stat_prefix")
+    rules = None
+    if filter_config.HasField("rules"):
+        rules = compile_rules(filter_config.rules, f"{path}.rules", errors)
+    shadow = None
+    if filter_config.HasField("shadow_rules"):
+        shadow = compile_rules(filter_config.shadow_rules, f"{path}.shadow_rules", errors)
+    config = RbacConfig(rules, shadow, "", filter_config.shadow_rules_stat_prefix)
+    return config, f"{filter_config.stat_prefix}."
 
 
 def compile_rules(rules: rbac_pb2.RBAC, path: str, errors: ErrorCollector) -> Rules:

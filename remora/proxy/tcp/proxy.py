@@ -17,6 +17,8 @@ from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.addresses import address_string
 from remora.proxy.listener_stats import ListenerStats
+from remora.proxy.rbac.filter import RbacConfig, RbacStats
+from remora.proxy.rbac.gate import RbacGate
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tls.config import TlsContext
@@ -70,13 +72,19 @@ class TcpListener:
         self.draining = False
         self.tls = tls
         self.tls_stats = tls_stats
+        # envoy.filters.network.rbac on this chain: its rules and stats (None: no filter).
+        self.network_rbac: tuple[RbacConfig, RbacStats] | None = None
 
     def protocol_factory(self) -> asyncio.Protocol:
+        app: asyncio.Protocol = TcpDownstream(self)
+        gate = self.network_rbac
+        if gate is not None:
+            app = RbacGate(app, gate[0], gate[1])
         tls = self.tls
         if tls is None:
-            return TcpDownstream(self)
+            return app
         assert self.tls_stats is not None
-        return TlsLayer(TcpDownstream(self), tls, self.tls_stats, f"listener {self.name}")
+        return TlsLayer(app, tls, self.tls_stats, f"listener {self.name}")
 
     def drain(self) -> None:
         self.draining = True  # TCP streams have no request boundary; they run to the drain deadline
