@@ -166,6 +166,8 @@ def compile_listener(
         chain_path = f"{path}.filter_chains[{index}]"
         compiled = _compile_chain(chain, chain_path, errors, known_clusters)
         if compiled is None:
+            if inspector is None and chain.filter_chain_match.server_names:
+                _needs_inspector(chain_path, errors)
             continue
         if compiled.match in seen:
             errors.add(
@@ -175,11 +177,7 @@ def compile_listener(
             )
         seen.setdefault(compiled.match, index)
         if compiled.match.needs_client_hello and inspector is None:
-            errors.add(
-                f"{chain_path}.filter_chain_match",
-                "server_names, application_protocols and transport_protocol: tls are only "
-                f"known from the ClientHello: add the {TLS_INSPECTOR} listener filter",
-            )
+            _needs_inspector(chain_path, errors)
         chains.append(compiled)
     default_chain = None
     if listener.HasField("default_filter_chain"):
@@ -206,6 +204,14 @@ def compile_listener(
             else 1024 * 1024
         ),
         backlog=listener.tcp_backlog_size.value if listener.HasField("tcp_backlog_size") else 1024,
+    )
+
+
+def _needs_inspector(chain_path: str, errors: ErrorCollector) -> None:
+    errors.add(
+        f"{chain_path}.filter_chain_match",
+        "server_names, application_protocols and transport_protocol: tls are only "
+        f"known from the ClientHello: add the {TLS_INSPECTOR} listener filter",
     )
 
 

@@ -15,6 +15,7 @@ import os
 import re
 import ssl
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -317,10 +318,16 @@ def _private_file(data: bytes) -> Iterator[str]:
 
 
 def _parse_certificates(data: bytes, path: str, errors: ErrorCollector) -> list[x509.Certificate]:
-    from cryptography import x509
+    from cryptography import utils, x509
 
     try:
-        found = x509.load_pem_x509_certificates(data)
+        # A system bundle holds a few old roots that cryptography warns about (a negative
+        # serial number); OpenSSL accepts them, so a proxy start does not print a warning each.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", utils.CryptographyDeprecationWarning)
+            found = x509.load_pem_x509_certificates(data)
+            for certificate in found:
+                certificate.serial_number  # noqa: B018  (parsed here, under the filter)
     except ValueError as exc:
         errors.add(path, f"not a PEM certificate: {exc}")
         return []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,16 @@ class PeerCertificate:
 
 
 def describe(certificate: x509.Certificate) -> PeerCertificate:
+    from cryptography import utils
+
+    # Old roots in system bundles have negative serial numbers, which cryptography warns about
+    # on every read; OpenSSL accepts them, and so does this description.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", utils.CryptographyDeprecationWarning)
+        return _describe(certificate)
+
+
+def _describe(certificate: x509.Certificate) -> PeerCertificate:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tests.proxy.harness import bootstrap, cluster, http_listener
 from tests.proxy.tls import tlsconfig
 from tests.proxy.tls.pki import Authority, expired
 
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 CHAIN = "static_resources.listeners[0].filter_chains[0].transport_socket"
 COMMON = f"{CHAIN}.typed_config.common_tls_context"
 
@@ -165,3 +167,27 @@ def test_inline_and_environment_sources_load(
         f"{COMMON}.tls_certificates[0].private_key.environment_variable: "
         "environment variable 'REMORA_TEST_KEY' is not set"
     ]
+
+
+@pytest.mark.skipif(not Path(SYSTEM_BUNDLE).exists(), reason=f"no {SYSTEM_BUNDLE}")
+def test_the_system_bundle_loads_without_a_warning() -> None:
+    socket = tlsconfig.upstream(sni="example.com", ca=Path(SYSTEM_BUNDLE))
+    config = bootstrap([http_listener()], [cluster("backend", [1], transport_socket=socket)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # cryptography warns about old roots' serial numbers
+        compiled = compile_bootstrap(parse_dict(config))
+    tls = compiled.clusters["backend"].tls
+    assert tls is not None and len(tls.trusted_ca) > 50
+
+
+def test_a_bad_chain_and_a_missing_inspector_are_reported_together(
+    files: dict[str, Path],
+) -> None:
+    socket = tlsconfig.downstream(cert=files["missing"], key=files["key"])
+    listener = tlsconfig.with_tls(http_listener(), socket)
+    listener["filter_chains"][0]["filter_chain_match"] = {"server_names": ["a.test"]}
+    with pytest.raises(ConfigErrors) as info:
+        compile_bootstrap(parse_dict(bootstrap([listener], [cluster("backend", [1])])))
+    found = [str(error) for error in info.value.errors]
+    assert any("cannot read" in line for line in found), found
+    assert any("add the envoy.filters.listener.tls_inspector" in line for line in found), found
