@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from envoy.config.bootstrap.v3 import bootstrap_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import json_format
 
 from remora.config import support
 from remora.config.common import SocketAddress, socket_address
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.listener_config import ListenerConfig, check_listener_set, compile_listener
+from remora.proxy.tls.secrets import static_secrets
 from remora.proxy.upstream.cluster_compiler import compile_cluster
 from remora.proxy.upstream.config import ClusterConfig
 from remora.xds.bootstrap import AdsConfig, compile_dynamic_resources
@@ -26,7 +28,9 @@ support.register(
     "envoy.config.bootstrap.v3.Bootstrap",
     {"static_resources", "admin", "node", "dynamic_resources"},
 )
-support.register("envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters"})
+support.register(
+    "envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters", "secrets"}
+)
 support.register("envoy.config.bootstrap.v3.Admin", {"address"})
 # A static bootstrap has no use for the node identity, so it warns; with dynamic_resources the
 # ADS client sends it to the control plane and the warning is dropped (compile_bootstrap).
@@ -62,22 +66,16 @@ def compile_bootstrap(
     # second error), then references.
     unsupported, warnings = support.check(bootstrap, "")
     errors.extend(unsupported)
-    clusters: dict[str, ClusterConfig] = {}
-    defined: set[str] = set()  # a cluster that failed to compile still counts for references
-    for i, cluster in enumerate(bootstrap.static_resources.clusters):
-        path = f"static_resources.clusters[{i}]"
-        if cluster.name in defined:
-            errors.add(f"{path}.name", f"duplicate cluster name {cluster.name!r}")
-        defined.add(cluster.name)
-        compiled = compile_cluster(cluster, path, errors)
-        if compiled is not None:
-            clusters[compiled.name] = compiled
-    compiled_listeners: list[tuple[str, ListenerConfig]] = []
-    for i, listener in enumerate(bootstrap.static_resources.listeners):
-        path = f"static_resources.listeners[{i}]"
-        compiled_listener = compile_listener(listener, path, errors, known_clusters=defined)
-        if compiled_listener is not None:
-            compiled_listeners.append((path, compiled_listener))
+    secrets: dict[str, secret_pb2.Secret] = {}
+    for i, secret in enumerate(bootstrap.static_resources.secrets):
+        spath = f"static_resources.secrets[{i}]"
+        if not secret.name:
+            errors.add(f"{spath}.name", "a secret needs a name")
+        elif secret.name in secrets:
+            errors.add(f"{spath}.name", f"duplicate secret name {secret.name!r}")
+        secrets.setdefault(secret.name, secret)
+    with static_secrets(secrets):
+        clusters, defined, compiled_listeners = _compile_resources(bootstrap, errors)
     check_listener_set(compiled_listeners, errors)
     listeners = [listener for _path, listener in compiled_listeners]
     admin = None
@@ -106,3 +104,26 @@ def compile_bootstrap(
         node_cluster=bootstrap.node.cluster,
         ads=ads,
     )
+
+
+def _compile_resources(
+    bootstrap: bootstrap_pb2.Bootstrap, errors: ErrorCollector
+) -> tuple[dict[str, ClusterConfig], set[str], list[tuple[str, ListenerConfig]]]:
+    """The static clusters and listeners (with the bootstrap's secrets in scope)."""
+    clusters: dict[str, ClusterConfig] = {}
+    defined: set[str] = set()  # a cluster that failed to compile still counts for references
+    for i, cluster in enumerate(bootstrap.static_resources.clusters):
+        path = f"static_resources.clusters[{i}]"
+        if cluster.name in defined:
+            errors.add(f"{path}.name", f"duplicate cluster name {cluster.name!r}")
+        defined.add(cluster.name)
+        compiled = compile_cluster(cluster, path, errors)
+        if compiled is not None:
+            clusters[compiled.name] = compiled
+    compiled_listeners: list[tuple[str, ListenerConfig]] = []
+    for i, listener in enumerate(bootstrap.static_resources.listeners):
+        path = f"static_resources.listeners[{i}]"
+        compiled_listener = compile_listener(listener, path, errors, known_clusters=defined)
+        if compiled_listener is not None:
+            compiled_listeners.append((path, compiled_listener))
+    return clusters, defined, compiled_listeners

@@ -26,6 +26,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from remora.config import support
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.http.route.matchers import compile_string_matcher
+from remora.proxy.tls import secrets as tls_secrets
 from remora.proxy.tls.config import DEFAULT_HANDSHAKE_TIMEOUT, TlsContext
 from remora.proxy.tls.peer import PeerCertificate, PeerValidator, SanMatcher, describe
 
@@ -46,7 +47,15 @@ support.register(
 support.register(f"{_TLS}.UpstreamTlsContext", {"common_tls_context", "sni"})
 support.register(
     f"{_TLS}.CommonTlsContext",
-    {"tls_params", "tls_certificates", "validation_context", "alpn_protocols"},
+    {
+        "tls_params",
+        "tls_certificates",
+        "validation_context",
+        "alpn_protocols",
+        "tls_certificate_sds_secret_configs",
+        "validation_context_sds_secret_config",
+        "combined_validation_context",
+    },
 )
 support.register(
     f"{_TLS}.TlsParameters",
@@ -135,6 +144,9 @@ def compile_transport_socket(
         if sni is not None and not _valid_server_name(sni):
             errors.add(f"{tpath}.sni", f"not a valid server name: {sni!r}")
     cpath = f"{tpath}.common_tls_context"
+    known_secrets = tls_secrets.current()
+    common, sds_watched = tls_secrets.resolve(common, cpath, errors, known_secrets)
+    digest.update(common.SerializeToString(deterministic=True))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False  # Envoy matches SANs itself (below), never the host name
     context.verify_mode = ssl.CERT_NONE
@@ -176,6 +188,7 @@ def compile_transport_socket(
     if alpn and len(errors.errors) == before:
         context.set_alpn_protocols(list(alpn))
     watched = _watched_directories(common, cpath, errors)
+    watched += tuple(d for d in sds_watched if d not in watched)
     if len(errors.errors) > before:
         return None
 
@@ -183,9 +196,10 @@ def compile_transport_socket(
         """The same context read afresh from its files (a rotated certificate); raises
         ConfigErrors, naming the fields, when what is there now is not usable."""
         again = ErrorCollector()
-        context = compile_transport_socket(
-            socket, path, again, server_side=server_side, handshake_timeout=handshake_timeout
-        )
+        with tls_secrets.static_secrets(known_secrets):
+            context = compile_transport_socket(
+                socket, path, again, server_side=server_side, handshake_timeout=handshake_timeout
+            )
         again.raise_if_any()
         assert context is not None
         return context
