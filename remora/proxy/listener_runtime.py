@@ -178,7 +178,7 @@ class ChainSelector(asyncio.Protocol):
             return
         self.buffer += data
         assert self.inspector is not None
-        hello = inspect(bytes(self.buffer), self.inspector.max_client_hello)
+        hello = inspect(self.buffer, self.inspector.max_client_hello)
         if hello is None:
             return
         if self.listener.inspector_stats is not None:
@@ -244,6 +244,8 @@ class ChainSelector(asyncio.Protocol):
         protocol = chain.protocol_factory()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        if self.buffer:
-            protocol.data_received(bytes(self.buffer))
-            self.buffer.clear()
+        if self.buffer and not transport.is_closing():
+            # To whoever reads the socket now: a gate (network RBAC) that admitted the
+            # connection has handed it on to the next protocol.
+            transport.get_protocol().data_received(bytes(self.buffer))  # type: ignore[attr-defined]
+        self.buffer.clear()

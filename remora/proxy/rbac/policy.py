@@ -93,21 +93,24 @@ def port_in(low: int, high: int) -> Rule:
 
 
 def authenticated(matcher: StringMatch | None) -> Rule:
-    """Envoy's `principal_name` is matched against the peer certificate's URI SANs, else its
-    DNS SANs, else its subject; without one, any verified client certificate matches."""
+    """Envoy's `AuthenticatedMatcher`: without a `principal_name`, any TLS connection (with or
+    without a client certificate); with one, a client certificate any of whose URI SANs, DNS
+    SANs or subject matches."""
 
     def match(subject: Subject) -> bool:
         tls = subject.tls
-        peer = tls.peer if tls is not None else None
-        if peer is None:
+        if tls is None:
             return False
         if matcher is None:
             return True
-        if peer.uri_sans:
-            return any(matcher.matches(uri) for uri in peer.uri_sans)
-        if peer.dns_sans:
-            return any(matcher.matches(name) for name in peer.dns_sans)
-        return matcher.matches(peer.subject)
+        peer = tls.peer
+        if peer is None:
+            return False
+        return (
+            any(matcher.matches(uri) for uri in peer.uri_sans)
+            or any(matcher.matches(name) for name in peer.dns_sans)
+            or matcher.matches(peer.subject)
+        )
 
     return match
 
@@ -130,7 +133,11 @@ def header(matcher: HeaderMatch) -> Rule:
 def url_path(matcher: StringMatch) -> Rule:
     def match(subject: Subject) -> bool:
         request = subject.request
-        return request is not None and matcher.matches(request.path.partition("?")[0])
+        if request is None:
+            return False
+        path = request.path
+        end = min((i for i in (path.find("?"), path.find("#")) if i >= 0), default=len(path))
+        return matcher.matches(path[:end])  # without query and fragment, as Envoy
 
     return match
 

@@ -18,6 +18,9 @@ _EXT_SERVER_NAME = 0
 _EXT_ALPN = 16
 # Envoy's default `max_client_hello_size`.
 MAX_CLIENT_HELLO = 64 * 1024
+# A real ClientHello fits one record, a few at most; a peer that splits one into hundreds of
+# tiny records would make every arriving segment re-assemble them all (a CPU sink).
+MAX_RECORDS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +35,7 @@ class ClientHello:
 NOT_TLS = ClientHello(False)
 
 
-def inspect(data: bytes, limit: int = MAX_CLIENT_HELLO) -> ClientHello | None:
+def inspect(data: bytes | bytearray, limit: int = MAX_CLIENT_HELLO) -> ClientHello | None:
     """The ClientHello's facts, or None while more bytes are needed."""
     if not data:
         return None
@@ -45,7 +48,11 @@ def inspect(data: bytes, limit: int = MAX_CLIENT_HELLO) -> ClientHello | None:
     # Reassemble the handshake message from as many handshake records as it spans.
     message = bytearray()
     offset = 0
+    records = 0
     while len(data) >= offset + 5:
+        records += 1
+        if records > MAX_RECORDS:
+            return ClientHello(True, malformed=True)
         if data[offset] != _HANDSHAKE:
             return ClientHello(True, malformed=True)
         length = int.from_bytes(data[offset + 3 : offset + 5], "big")

@@ -357,6 +357,7 @@ def _load_certificates(
     errors: ErrorCollector,
     digest: hashlib._Hash,
 ) -> tuple[PeerCertificate, ...]:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     if len(common.tls_certificates) > 1:
@@ -387,7 +388,7 @@ def _load_certificates(
         chain = _parse_certificates(chain_pem, f"{epath}.certificate_chain", errors)
         try:
             key = serialization.load_pem_private_key(key_pem, password)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             errors.add(f"{epath}.private_key", f"not a usable PEM private key: {reason}")
             continue
@@ -456,7 +457,8 @@ def _load_validation(
                 errors.add(f"{path}.crl", f"not a PEM CRL: {exc}")
                 crls = []
             if crls:
-                with _private_file(data) as crl_file:
+                # Only the CRLs: a certificate in the same file would become a trust anchor.
+                with _private_file(b"\n".join(_CRL_BLOCK.findall(data))) as crl_file:
                     context.load_verify_locations(cafile=crl_file)
                 context.verify_flags |= (
                     ssl.VERIFY_CRL_CHECK_LEAF

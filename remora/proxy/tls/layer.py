@@ -115,6 +115,8 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
         self._peer: PeerCertificate | None = None
         self._peer_der: bytes | None = None
         self._facts: TlsFacts | None = None
+        self._eof_delivered = False
+        self._keep_open = False
         self._server_name: str | None = None
         # The first bytes of a server-side handshake, until the ClientHello in them is read.
         self._hello: bytearray | None = bytearray() if tls.server_side else None
@@ -197,11 +199,21 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
             return False
         self._incoming.write_eof()
         if self._state == _OPEN:
-            self._read()
+            self._read()  # the last records, then the end (once) to the protocol above
             if self._state == _OPEN:
-                # A close without close_notify: end of data to the protocol above all the same.
-                return self._app.eof_received()
+                return self._deliver_eof()
         return False
+
+    def _deliver_eof(self) -> bool:
+        """The peer is done sending (close_notify, or a TCP FIN without one, which Envoy takes
+        as the end too): tell the protocol above once; whether it keeps the socket open to
+        finish writing is its answer."""
+        if not self._eof_delivered:
+            self._eof_delivered = True
+            self._keep_open = bool(self._app.eof_received())
+            if not self._keep_open:
+                self.close()
+        return self._keep_open
 
     def connection_lost(self, exc: Exception | None) -> None:
         state, self._state = self._state, _CLOSED
@@ -227,7 +239,7 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
         hello = self._hello
         assert hello is not None
         hello += data
-        found = inspect_client_hello(bytes(hello))
+        found = inspect_client_hello(hello)
         if found is None and len(hello) <= MAX_CLIENT_HELLO:
             return
         self._hello = None
@@ -313,7 +325,7 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
                 chunk = self._ssl.read(_READ_SIZE)
             except ssl.SSLWantReadError:
                 break
-            except ssl.SSLZeroReturnError:
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 closed_by_peer = True
                 break
             except ssl.SSLError as exc:
@@ -331,8 +343,8 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
             self._flush()
         if chunks:
             self._app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        if closed_by_peer and self._state == _OPEN and not self._app.eof_received():
-            self.close()
+        if closed_by_peer and self._state == _OPEN:
+            self._deliver_eof()
 
     def _flush(self) -> None:
         if self._outgoing.pending and self._raw is not None:

@@ -123,8 +123,9 @@ class SanMatcher:
 def dns_name_matches(wanted: str, san: str, ignore_case: bool) -> bool:
     """An exact DNS matcher also accepts a certificate's one-label wildcard (`*.example.com`
     matches `api.example.com`, not `a.b.example.com` or `example.com`)."""
-    if ignore_case:
-        wanted, san = wanted.lower(), san.lower()
+    # DNS names compare case-insensitively whatever the matcher says (RFC 4343; Envoy too).
+    del ignore_case
+    wanted, san = wanted.lower(), san.lower()
     if san == wanted:
         return True
     if san.startswith("*.") and "." in wanted:

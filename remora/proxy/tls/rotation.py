@@ -62,7 +62,7 @@ class CertificateWatcher:
                 ):
                     changed = {path for _, path in changes}
                     await self._reload(changed)
-            except (OSError, RuntimeError) as exc:  # a directory removed under the watch
+            except Exception as exc:  # a directory removed under the watch, say
                 log.warning("TLS watch on %s stopped (%s); retrying", directories, exc)
                 await asyncio.sleep(1.0)
 
@@ -78,8 +78,11 @@ class CertificateWatcher:
                 continue
             try:
                 fresh = await asyncio.to_thread(context.rebuild)
-            except ConfigErrors as exc:
+            except Exception as exc:  # anything: the watch goes on, the last good one serves
                 self.refusals += 1
+                if not isinstance(exc, ConfigErrors):
+                    log.exception("TLS files in %s could not be read again", context.watched)
+                    continue
                 log.error(
                     "TLS files in %s changed but are not usable, the last good ones keep "
                     "serving: %s",

@@ -4,6 +4,7 @@ connection manager or tcp_proxy sees a byte."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,66 @@ async def test_a_plaintext_listener_refuses_by_address() -> None:
         assert await talk(proxy.listener_port("http"), None) == b""
         assert proxy.store.counter("gate.rbac.denied").value == 1
         assert proxy.store.counter("http.http.downstream_rq_total").value == 0
+
+
+async def test_an_admitting_gate_passes_on_the_bytes_the_inspector_read() -> None:
+    allow_all = {
+        "action": "ALLOW",
+        "policies": {"all": {"permissions": [{"any": True}], "principals": [{"any": True}]}},
+    }
+    listener = with_rbac(http_listener(direct_routes("hello")), allow_all)
+    listener["filter_chains"][0]["filter_chain_match"] = {"transport_protocol": "raw_buffer"}
+    inspector = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+    listener["listener_filters"] = [
+        {
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {"@type": f"type.googleapis.com/{inspector}"},
+        }
+    ]
+    async with running_proxy(bootstrap([listener], [])) as proxy:
+        answer = await talk(proxy.listener_port("http"), None)
+        assert answer.endswith(b"hello"), answer
+        assert proxy.store.counter("gate.rbac.allowed").value == 1
+
+
+async def test_tls_close_notify_then_fin_ends_the_stream_once(tmp_path: Path) -> None:
+    """A client sends its request, close_notify, then FIN: tcp_proxy must still relay the
+    upstream's answer (the end of the client's stream is one half-close, not two)."""
+    ca = Authority()
+    server = ca.issue("backend").write(tmp_path, "server")
+    listener = tlsconfig.with_tls(
+        tcp_listener("backend"), tlsconfig.downstream(cert=server[0], key=server[1])
+    )
+    context = ssl.create_default_context(cafile=str(ca.write(tmp_path)))
+    async with (
+        demo_upstreams(1) as ups,
+        running_proxy(bootstrap([listener], [cluster("backend", [ups[0].port])])) as proxy,
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.listener_port("tcp"))
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        while True:
+            try:
+                client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                incoming.write(await asyncio.wait_for(reader.read(65536), 5))
+        client.write(REQUEST)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            client.unwrap()
+        writer.write(outgoing.read())
+        writer.write_eof()
+        received = b""
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            if not data:
+                break
+            incoming.write(data)
+            try:
+                while True:
+                    received += client.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+        writer.close()
+        assert received.startswith(b"HTTP/1.1 200"), received[:80]

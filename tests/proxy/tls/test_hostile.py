@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import random
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from remora.proxy.tls.client_hello import inspect
 from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
 from tests.proxy.tls import tlsconfig
 from tests.proxy.tls.pki import Authority
@@ -123,3 +125,21 @@ async def test_junk_after_the_handshake_closes_only_that_connection(tmp_path: Pa
         writer.close()
         async with httpx.AsyncClient(verify=context) as client:
             assert (await client.get(f"https://localhost:{port}/")).status_code == 200
+
+
+def test_a_client_hello_in_tiny_records_is_refused_in_bounded_time() -> None:
+    context = ssl.create_default_context()
+    body = client_hello(context)[5:]
+    split = b"".join(bytes([0x16, 3, 1, 0, 1, byte]) for byte in body)
+    started = time.monotonic()
+    for end in range(100, len(split), 100):  # as it arrives, segment by segment
+        found = inspect(split[:end])
+        if found is not None:
+            break
+    assert found is not None and found.is_tls and found.malformed
+    assert time.monotonic() - started < 0.5
+    # A ClientHello in a few records (allowed by TLS) is still read.
+    two = bytes([0x16, 3, 1]) + (100).to_bytes(2, "big") + body[:100]
+    two += bytes([0x16, 3, 1]) + (len(body) - 100).to_bytes(2, "big") + body[100:]
+    again = inspect(two)
+    assert again is not None and not again.malformed
