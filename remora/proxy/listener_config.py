@@ -161,7 +161,7 @@ def compile_listener(
     address = socket_address(listener.address, f"{path}.address", errors)
     inspector = _compile_listener_filters(listener, path, errors)
     chains: list[FilterChainConfig] = []
-    seen: dict[ChainMatch, int] = {}
+    seen: list[tuple[int, ChainMatch]] = []
     for index, chain in enumerate(listener.filter_chains):
         chain_path = f"{path}.filter_chains[{index}]"
         compiled = _compile_chain(chain, chain_path, errors, known_clusters)
@@ -169,13 +169,16 @@ def compile_listener(
             if inspector is None and chain.filter_chain_match.server_names:
                 _needs_inspector(chain_path, errors)
             continue
-        if compiled.match in seen:
-            errors.add(
-                f"{chain_path}.filter_chain_match",
-                f"the same matching rules as filter_chains[{seen[compiled.match]}]: "
-                "multiple filter chains with the same matching rules are not allowed",
-            )
-        seen.setdefault(compiled.match, index)
+        for other_index, other in seen:
+            shared = _overlap(other, compiled.match)
+            if shared is not None:
+                errors.add(
+                    f"{chain_path}.filter_chain_match",
+                    f"the same matching rules as filter_chains[{other_index}]{shared}: "
+                    "multiple filter chains with the same matching rules are not allowed",
+                )
+                break
+        seen.append((index, compiled.match))
         if compiled.match.needs_client_hello and inspector is None:
             _needs_inspector(chain_path, errors)
         chains.append(compiled)
@@ -205,6 +208,38 @@ def compile_listener(
         ),
         backlog=listener.tcp_backlog_size.value if listener.HasField("tcp_backlog_size") else 1024,
     )
+
+
+_LIST_FIELDS = (
+    "prefix_ranges",
+    "server_names",
+    "application_protocols",
+    "direct_source_prefix_ranges",
+    "source_prefix_ranges",
+    "source_ports",
+)
+
+
+def _overlap(a: ChainMatch, b: ChainMatch) -> str | None:
+    """Whether a connection could match both equally (Envoy refuses such a listener): every
+    single criterion equal, and each list criterion either the same set or sharing a value.
+    Returns "" or " (for <values>)", None when they never tie."""
+    if (a.destination_port, a.transport_protocol, a.source_type) != (
+        b.destination_port,
+        b.transport_protocol,
+        b.source_type,
+    ):
+        return None
+    shared_values: list[str] = []
+    for name in _LIST_FIELDS:
+        left, right = set(getattr(a, name)), set(getattr(b, name))
+        if left == right:
+            continue
+        common = left & right
+        if not common:
+            return None
+        shared_values.extend(str(value) for value in sorted(common, key=str))
+    return f" (for {', '.join(shared_values)})" if shared_values else ""
 
 
 def _needs_inspector(chain_path: str, errors: ErrorCollector) -> None:

@@ -202,6 +202,20 @@ def test_chain_config_errors_name_their_field() -> None:
         f"{path}.filter_chains[1].filter_chain_match: the same matching rules as "
         "filter_chains[0]: multiple filter chains with the same matching rules are not allowed"
     ]
+    # Overlapping lists tie for a connection too, and so do the same names in another order.
+    found = errors_of(
+        listener_with(
+            chain("x", {"server_names": ["a.test", "b.test"]}),
+            chain("y", {"server_names": ["a.test"]}),
+            chain("z", {"server_names": ["c.test", "d.test"]}),
+            chain("w", {"server_names": ["d.test", "c.test"]}),
+        )
+    )
+    assert [line.split(": ")[0] for line in found] == [
+        f"{path}.filter_chains[1].filter_chain_match",
+        f"{path}.filter_chains[3].filter_chain_match",
+    ]
+    assert "(for a.test)" in found[0]
     found = errors_of(listener_with(chain("x", {"server_names": ["a.*.test"]})))
     assert found[0].startswith(f"{path}.filter_chains[0].filter_chain_match.server_names[0]: ")
     found = errors_of(listener_with(chain("x", {"transport_protocol": "quic"})))
