@@ -180,30 +180,21 @@ class ProxyServer:
     def _chain_runtime(
         self, listener: ListenerConfig, chain: FilterChainConfig, listener_stats: ListenerStats
     ) -> ChainRuntime:
-        tls_stats = self._tls_stats(listener, chain)
-        runtime: ChainRuntime
-        if isinstance(chain.network_filter, HcmConfig):
-            runtime = HttpListener(
-                chain.network_filter,
-                self.clusters,
-                self.store,
-                listener_stats,
-                listener.buffer_limit,
-                chain.tls,
-                tls_stats,
-                listener.name,
-            )
-        else:
-            runtime = TcpListener(
-                chain.network_filter,
-                self.clusters,
-                self.store,
-                listener_stats,
-                listener.buffer_limit,
-                chain.tls,
-                tls_stats,
-                listener.name,
-            )
+        shared = (
+            self.clusters,
+            self.store,
+            listener_stats,
+            listener.buffer_limit,
+            chain.tls,
+            self._tls_stats(listener, chain),
+            listener.name,
+        )
+        network_filter = chain.network_filter
+        runtime: ChainRuntime = (
+            HttpListener(network_filter, *shared)
+            if isinstance(network_filter, HcmConfig)
+            else TcpListener(network_filter, *shared)
+        )
         runtime.network_rbac = self._network_rbac(chain)
         return runtime
 

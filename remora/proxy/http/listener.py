@@ -6,15 +6,14 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from remora.proxy.connection_stack import stack
 from remora.proxy.http.config import HcmConfig
 from remora.proxy.http.downstream import DownstreamConnection
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.rbac.filter import RbacConfig, RbacStats
-from remora.proxy.rbac.gate import RbacGate
 from remora.proxy.stats import Store
 from remora.proxy.tls.config import TlsContext
-from remora.proxy.tls.layer import TlsLayer
 from remora.proxy.tls.stats import TlsStats
 
 if TYPE_CHECKING:
@@ -59,15 +58,10 @@ class HttpListener:
         self.scheme = "http" if tls is None else "https"
 
     def protocol_factory(self) -> asyncio.Protocol:
-        app: asyncio.Protocol = DownstreamConnection(self)
-        gate = self.network_rbac
-        if gate is not None:
-            app = RbacGate(app, gate[0], gate[1])
-        tls = self.tls
-        if tls is None:
+        app = DownstreamConnection(self)
+        if self.tls is None and self.network_rbac is None:
             return app
-        assert self.tls_stats is not None
-        return TlsLayer(app, tls, self.tls_stats, f"listener {self.name}")
+        return stack(app, self.network_rbac, self.tls, self.tls_stats, f"listener {self.name}")
 
     def drain(self) -> None:
         self.draining = True

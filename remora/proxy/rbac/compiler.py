@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.rbac.v3 import rbac_pb2
@@ -17,6 +18,7 @@ from remora.proxy.rbac.policy import (
     Policy,
     Rule,
     Rules,
+    Subject,
     all_of,
     always,
     any_of,
@@ -151,6 +153,30 @@ def _cidr(
         return None
 
 
+def _request_rule(
+    message: rbac_pb2.Permission | rbac_pb2.Principal,
+    which: str,
+    where: str,
+    errors: ErrorCollector,
+) -> Rule:
+    """`header` and `url_path`, which permissions and principals share."""
+    if which == "header":
+        matcher = compile_header_matcher(message.header, where, errors)
+        return header(matcher) if matcher is not None else _never
+    found = compile_string_matcher(message.url_path.path, f"{where}.path", errors)
+    return url_path(found) if found is not None else _never
+
+
+def _network_rule(
+    cidr: address_pb2.CidrRange,
+    where: str,
+    errors: ErrorCollector,
+    read: Callable[[Subject], str],
+) -> Rule:
+    network = _cidr(cidr, where, errors)
+    return in_network(network, read) if network is not None else _never
+
+
 def _permission(permission: rbac_pb2.Permission, path: str, errors: ErrorCollector) -> Rule:
     which = permission.WhichOneof("rule")
     where = f"{path}.{which}"
@@ -162,15 +188,10 @@ def _permission(permission: rbac_pb2.Permission, path: str, errors: ErrorCollect
         return all_of(parts) if which == "and_rules" else any_of(parts)
     if which == "not_rule":
         return negate(_permission(permission.not_rule, where, errors))
-    if which == "header":
-        matcher = compile_header_matcher(permission.header, where, errors)
-        return header(matcher) if matcher is not None else _never
-    if which == "url_path":
-        found = compile_string_matcher(permission.url_path.path, f"{where}.path", errors)
-        return url_path(found) if found is not None else _never
+    if which in ("header", "url_path"):
+        return _request_rule(permission, which, where, errors)
     if which == "destination_ip":
-        network = _cidr(permission.destination_ip, where, errors)
-        return in_network(network, lambda s: s.destination_ip) if network else _never
+        return _network_rule(permission.destination_ip, where, errors, lambda s: s.destination_ip)
     if which == "destination_port":
         port = permission.destination_port
         if not 0 < port <= 65535:
@@ -208,17 +229,12 @@ def _principal(principal: rbac_pb2.Principal, path: str, errors: ErrorCollector)
         return authenticated(found) if found is not None else _never
     if which in ("source_ip", "direct_remote_ip"):
         # source_ip (deprecated) is the directly connected peer, as direct_remote_ip.
-        network = _cidr(getattr(principal, which), where, errors)
-        return in_network(network, lambda s: s.direct_remote_ip) if network else _never
+        cidr = getattr(principal, which)
+        return _network_rule(cidr, where, errors, lambda s: s.direct_remote_ip)
     if which == "remote_ip":
-        network = _cidr(principal.remote_ip, where, errors)
-        return in_network(network, lambda s: s.remote_ip) if network else _never
-    if which == "header":
-        matcher = compile_header_matcher(principal.header, where, errors)
-        return header(matcher) if matcher is not None else _never
-    if which == "url_path":
-        found = compile_string_matcher(principal.url_path.path, f"{where}.path", errors)
-        return url_path(found) if found is not None else _never
+        return _network_rule(principal.remote_ip, where, errors, lambda s: s.remote_ip)
+    if which in ("header", "url_path"):
+        return _request_rule(principal, which, where, errors)
     errors.add(
         path, "a principal needs one identifier" if which is None else f"not supported: {where}"
     )

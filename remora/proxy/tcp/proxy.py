@@ -16,14 +16,14 @@ import xxhash
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.addresses import address_string
+from remora.proxy.connection_stack import stack
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.rbac.filter import RbacConfig, RbacStats
-from remora.proxy.rbac.gate import RbacGate
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tls.config import TlsContext
 from remora.proxy.tls.facts import TlsFacts
-from remora.proxy.tls.layer import TlsLayer, open_connection
+from remora.proxy.tls.layer import open_connection
 from remora.proxy.tls.stats import TlsStats
 
 if TYPE_CHECKING:
@@ -76,15 +76,10 @@ class TcpListener:
         self.network_rbac: tuple[RbacConfig, RbacStats] | None = None
 
     def protocol_factory(self) -> asyncio.Protocol:
-        app: asyncio.Protocol = TcpDownstream(self)
-        gate = self.network_rbac
-        if gate is not None:
-            app = RbacGate(app, gate[0], gate[1])
-        tls = self.tls
-        if tls is None:
+        app = TcpDownstream(self)
+        if self.tls is None and self.network_rbac is None:
             return app
-        assert self.tls_stats is not None
-        return TlsLayer(app, tls, self.tls_stats, f"listener {self.name}")
+        return stack(app, self.network_rbac, self.tls, self.tls_stats, f"listener {self.name}")
 
     def drain(self) -> None:
         self.draining = True  # TCP streams have no request boundary; they run to the drain deadline
