@@ -67,3 +67,16 @@ def socket_address(
             )
             return None
     return SocketAddress(sa.address, sa.port_value)
+
+
+def cidr_range(
+    cidr: address_pb2.CidrRange, path: str, errors: ErrorCollector
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """Envoy's `CidrRange` as a network (host bits allowed, as Envoy masks them), or None with
+    an error at `path`."""
+    text = f"{cidr.address_prefix}/{cidr.prefix_len.value}"
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError as exc:
+        errors.add(path, f"not a CIDR range ({text}): {exc}")
+        return None

@@ -8,7 +8,6 @@ matches.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from remora.config import support
-from remora.config.common import SocketAddress, seconds, socket_address
+from remora.config.common import SocketAddress, cidr_range, seconds, socket_address
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.accesslog import AccessLogger
 from remora.proxy.filter_chain_match import ChainMatch, Network
@@ -360,14 +359,8 @@ def _compile_network_filters(
 def _cidrs(
     ranges: Sequence[address_pb2.CidrRange], path: str, errors: ErrorCollector
 ) -> tuple[Network, ...]:
-    found: list[Network] = []
-    for index, cidr in enumerate(ranges):
-        text = f"{cidr.address_prefix}/{cidr.prefix_len.value}"
-        try:
-            found.append(ipaddress.ip_network(text, strict=False))
-        except ValueError as exc:
-            errors.add(f"{path}[{index}]", f"not a CIDR range ({text}): {exc}")
-    return tuple(found)
+    found = (cidr_range(cidr, f"{path}[{index}]", errors) for index, cidr in enumerate(ranges))
+    return tuple(network for network in found if network is not None)
 
 
 def _compile_match(

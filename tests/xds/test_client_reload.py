@@ -86,6 +86,8 @@ async def test_a_reload_merges_with_dynamic_listeners_static_first(
         await until(lambda: cache.nacks.total == 1, "NACK of a listener on a static address")
         assert "listener 's2' has it" in cache.nacks.recent[-1].reason
         port_a2 = free_port()
+        while port_a2 in (static_port, port_a, port_c):  # static_port is free at this point:
+            port_a2 = free_port()  # the kernel may hand it out again, and the last reload takes it
         moved_a = (tcp_listener_dict("static", port_c), tcp_listener_dict("a", port_a2))
         cache.set_snapshot(DEFAULT, listener_snapshot(*moved_a))
         await until(lambda: "a" in bound(proxy), "dynamic listener a, moved")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 
 from envoy.config.core.v3 import address_pb2
@@ -11,6 +10,7 @@ from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
 from remora.config import support
+from remora.config.common import cidr_range
 from remora.config.errors import ErrorCollector
 from remora.proxy.http.route.matchers import compile_header_matcher, compile_string_matcher
 from remora.proxy.rbac.filter import RbacConfig
@@ -142,17 +142,6 @@ def _never(_: object) -> bool:
     return False
 
 
-def _cidr(
-    cidr: address_pb2.CidrRange, path: str, errors: ErrorCollector
-) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    text = f"{cidr.address_prefix}/{cidr.prefix_len.value}"
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError as exc:
-        errors.add(path, f"not a CIDR range ({text}): {exc}")
-        return None
-
-
 def _request_rule(
     message: rbac_pb2.Permission | rbac_pb2.Principal,
     which: str,
@@ -173,7 +162,7 @@ def _network_rule(
     errors: ErrorCollector,
     read: Callable[[Subject], str],
 ) -> Rule:
-    network = _cidr(cidr, where, errors)
+    network = cidr_range(cidr, where, errors)
     return in_network(network, read) if network is not None else _never
 
 
