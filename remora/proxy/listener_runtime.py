@@ -135,10 +135,6 @@ class ListenerRuntime:
         self.retired = [chain for chain in self.retired if chain.connections]
         return [c for chain in (*self.all_chains, *self.retired) for c in chain.connections]
 
-    @property
-    def draining(self) -> bool:
-        return any(chain.draining for chain in self.all_chains)
-
     def drain(self) -> None:
         for chain in (*self.all_chains, *self.retired):
             chain.drain()

@@ -45,7 +45,6 @@ class HttpListener:
         self.hcm = hcm
         self.clusters = clusters
         self.stats = HcmStats.create(store, hcm.stat_prefix)
-        self.store = store
         self.rbac_stats = rbac_stats_for(store, hcm)
         self.listener_stats = listener_stats
         self.buffer_limit = buffer_limit

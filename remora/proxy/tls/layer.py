@@ -126,17 +126,9 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
 
     # -- what the connection's other layers read ----------------------------------------------
     @property
-    def version(self) -> str | None:
-        return self._ssl.version()
-
-    @property
     def cipher(self) -> str | None:
         found = self._ssl.cipher()
         return found[0] if found else None
-
-    @property
-    def alpn(self) -> str | None:
-        return self._ssl.selected_alpn_protocol()
 
     @property
     def server_name(self) -> str | None:

@@ -18,7 +18,7 @@ from tests.proxy.harness import (
     running_proxy,
     tcp_listener,
 )
-from tests.proxy.tls import tlsconfig
+from tests.proxy.tls import bioclient, tlsconfig
 from tests.proxy.tls.pki import Authority
 
 CALLER = "spiffe://mesh.test/ns/default/sa/frontend"
@@ -148,15 +148,7 @@ async def test_tls_close_notify_then_fin_ends_the_stream_once(tmp_path: Path) ->
         running_proxy(bootstrap([listener], [cluster("backend", [ups[0].port])])) as proxy,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.listener_port("tcp"))
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        client = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-        while True:
-            try:
-                client.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                writer.write(outgoing.read())
-                incoming.write(await asyncio.wait_for(reader.read(65536), 5))
+        client, incoming, outgoing = await bioclient.handshake(context, reader, writer)
         client.write(REQUEST)
         with contextlib.suppress(ssl.SSLWantReadError):
             client.unwrap()

@@ -20,7 +20,7 @@ import pytest
 
 from remora.proxy.tls.client_hello import inspect
 from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
-from tests.proxy.tls import tlsconfig
+from tests.proxy.tls import bioclient, tlsconfig
 from tests.proxy.tls.pki import Authority
 
 
@@ -109,15 +109,7 @@ async def test_junk_after_the_handshake_closes_only_that_connection(tmp_path: Pa
         port = proxy.listener_port("front")
         # A real handshake over a raw socket, then bytes that are no TLS record.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                writer.write(outgoing.read())
-                incoming.write(await asyncio.wait_for(reader.read(65536), 5))
+        _, _, outgoing = await bioclient.handshake(context, reader, writer)
         writer.write(outgoing.read())
         writer.write(b"\x17\x03\x03\x00\x10" + b"\x00" * 16)  # an application record, bad MAC
         rest = await asyncio.wait_for(reader.read(), 5)
