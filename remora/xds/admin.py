@@ -1,5 +1,5 @@
 """The control plane's admin endpoint: NACKs with their reasons, snapshots, streams, metrics,
-the config source's state, and the endpoint-registration API.
+the config source's state, the endpoint-registration API, and the CA's status and rotation.
 
 A deliberately tiny HTTP/1.0 responder (one request per connection, bodies by Content-Length):
 operators, instances and tests use it with curl or httpx; it carries no traffic worth a
@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remora.xds.cache import SnapshotCache
 from remora.xds.registration import RegistrationApi, RegistrationError
 from remora.xds.server import XdsServer
 
+if TYPE_CHECKING:
+    from remora.xds.ca.api import SigningApi
+
 _MAX_BODY = 64 * 1024
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Content Too Large"}  # fmt: skip
+            409: "Conflict", 413: "Content Too Large"}  # fmt: skip
 _REGISTRATIONS = "/registrations"
+_CA = "/ca"
+_ROTATE = {"/ca/rotate/prepare", "/ca/rotate/activate", "/ca/rotate/withdraw"}
 
 
 class ControlPlaneAdmin:
@@ -31,17 +37,22 @@ class ControlPlaneAdmin:
         source_error: Callable[[], str],
         source_info: Callable[[], dict[str, Any]] | None = None,
         registrations: RegistrationApi | None = None,
+        ca: SigningApi | None = None,
     ):
         self.cache = cache
         self.xds = xds
         self.source_error = source_error
         self.source_info = source_info
         self.registrations = registrations
+        self.ca = ca
         self._server: asyncio.Server | None = None
         self.port = 0
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str, str]:
-        """(status, content type, body) for one request."""
+        """(status, content type, body) for one request; `path` may carry a query string."""
+        path, _, query = path.partition("?")
+        if path == _CA or path.startswith(_CA + "/"):
+            return self._ca(method, path, query)
         if path == _REGISTRATIONS or path.startswith(_REGISTRATIONS + "/"):
             return self._registrations(method, path, body)
         if method != "GET":
@@ -68,6 +79,34 @@ class ControlPlaneAdmin:
         )
         return _json(405, {"error": f"{method} {path}: {usage}"})
 
+    def _ca(self, method: str, path: str, query: str) -> tuple[int, str, str]:
+        """GET /ca, and the three rotation steps as POSTs: each answers with the new status or
+        409 and why the step cannot be taken now."""
+        from remora.xds.ca.errors import CaError
+
+        if self.ca is None:
+            return _json(404, {"error": "no CA runs (start the control plane with --ca-dir)"})
+        authority = self.ca.authority
+        if path == _CA and method == "GET":
+            return _json(200, self.ca.status())
+        if path in _ROTATE and method == "POST":
+            step = path.rsplit("/", 1)[1]
+            try:
+                if step == "prepare":
+                    authority.prepare_rotation()
+                elif step == "activate":
+                    authority.activate_rotation()
+                else:
+                    authority.withdraw_old(force="force=1" in query.split("&"))
+            except CaError as exc:
+                return _json(409, {"error": str(exc)})
+            logging.getLogger("remora.ca").info("rotation: %s done", step)
+            return _json(200, self.ca.status())
+        if path == _CA or path in _ROTATE:
+            usage = f"use GET {_CA}" if path == _CA else f"use POST {path}"
+            return _json(405, {"error": f"{method} {path}: {usage}"})
+        return _json(404, {"error": f"no such CA endpoint {path!r}"})
+
     def render(self, path: str) -> tuple[int, str, str]:
         """(status, content type, body) for a GET of `path`."""
         if path == "/metrics":
@@ -89,7 +128,7 @@ class ControlPlaneAdmin:
             body = self.source_info()
         elif path in ("/", "/ready"):
             body = {"endpoints": ["/nacks", "/snapshots", "/streams", "/metrics", "/source",
-                                  _REGISTRATIONS]}  # fmt: skip
+                                  _REGISTRATIONS, _CA]}  # fmt: skip
         else:
             return 404, "text/plain", "not found\n"
         return 200, "application/json", json.dumps(body, indent=2, sort_keys=True) + "\n"
@@ -120,7 +159,7 @@ class ControlPlaneAdmin:
                 status, kind, body = _json(413, {"error": f"body over {_MAX_BODY} bytes"})
             else:
                 data = await asyncio.wait_for(reader.readexactly(length), 5) if length else b""
-                status, kind, body = self.handle(parts[0], parts[1].split("?", 1)[0], data)
+                status, kind, body = self.handle(parts[0], parts[1], data)
             encoded = body.encode()
             writer.write(
                 f"HTTP/1.0 {status} {_REASONS.get(status, 'Error')}\r\n"
