@@ -71,7 +71,9 @@ class _Issued:
 
 def check_ttl(ttl: float, what: str = "ttl") -> float:
     if not MIN_TTL <= ttl <= MAX_TTL:
-        raise CaError(f"{what} {ttl:g} s is outside [{MIN_TTL:g} s, {MAX_TTL:g} s (30 days)]")
+        raise CaError(
+            f"{what} {ttl:.10g} s is outside [{MIN_TTL:.10g} s, {MAX_TTL:.10g} s (30 days)]"
+        )
     return float(ttl)
 
 
@@ -444,11 +446,12 @@ def _load_operator(
                 f"{what}: certificate {index + 1} in the file is not issued by certificate "
                 f"{index + 2}; list the chain from the CA certificate up to its root"
             )
+    # What a workload sends after its leaf: every CA certificate in the file but a root.
     roots: list[x509.Certificate] = []
-    intermediates = chain[1:]
+    intermediates = chain
     if certs.is_self_signed(chain[-1]):
         roots.append(chain[-1])
-        intermediates = chain[1:-1]
+        intermediates = chain[:-1]
     if bundle_file is not None:
         extra = _certs(store.read_file(bundle_file, "CA bundle"), bundle_file)
         if not roots and not any(_issued_by(chain[-1], root) for root in extra):
