@@ -7,7 +7,9 @@ config means swapping one reference.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from remora.config import support
 from remora.config.common import SocketAddress, socket_address
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.listener_config import ListenerConfig, check_listener_set, compile_listener
+from remora.proxy.tls.secrets import local as local_secrets
 from remora.proxy.tls.secrets import static_secrets
 from remora.proxy.upstream.cluster_compiler import compile_cluster
 from remora.proxy.upstream.config import ClusterConfig
@@ -50,6 +53,10 @@ class ProxyConfig:
     node_id: str = ""
     node_cluster: str = ""
     ads: AdsConfig | None = None  # dynamic_resources over ADS, when the bootstrap has them
+    # static_resources.secrets by name: what xDS resources may name (with the agent's ones).
+    static_secrets: Mapping[str, secret_pb2.Secret] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
 
 
 def compile_bootstrap(
@@ -73,8 +80,14 @@ def compile_bootstrap(
             errors.add(f"{spath}.name", "a secret needs a name")
         elif secret.name in secrets:
             errors.add(f"{spath}.name", f"duplicate secret name {secret.name!r}")
+        elif secret.name in local_secrets():
+            errors.add(
+                f"{spath}.name",
+                f"{secret.name!r} is the name of the identity agent's secret (--identity-*); "
+                "name this one differently",
+            )
         secrets.setdefault(secret.name, secret)
-    with static_secrets(secrets):
+    with static_secrets({**secrets, **local_secrets()}):
         clusters, defined, compiled_listeners = _compile_resources(bootstrap, errors)
     check_listener_set(compiled_listeners, errors)
     listeners = [listener for _path, listener in compiled_listeners]
@@ -103,6 +116,7 @@ def compile_bootstrap(
         node_id=bootstrap.node.id,
         node_cluster=bootstrap.node.cluster,
         ads=ads,
+        static_secrets=types.MappingProxyType(secrets),
     )
 
 

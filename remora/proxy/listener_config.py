@@ -8,6 +8,7 @@ matches.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -141,6 +142,20 @@ class ListenerConfig:
             for chain in self.all_chains
             if isinstance(chain.network_filter, HcmConfig)
         )
+
+    def with_tls_swapped(self, old: TlsContext, new: TlsContext) -> ListenerConfig:
+        """This listener with `new` wherever a chain has `old` (itself if none has)."""
+
+        def swapped(chain: FilterChainConfig) -> FilterChainConfig:
+            return dataclasses.replace(chain, tls=new) if chain.tls is old else chain
+
+        chains = tuple(swapped(chain) for chain in self.chains)
+        default = None if self.default_chain is None else swapped(self.default_chain)
+        if all(a is b for a, b in zip(chains, self.chains, strict=True)) and (
+            default is self.default_chain
+        ):
+            return self
+        return dataclasses.replace(self, chains=chains, default_chain=default)
 
 
 _ANY = ChainMatch()

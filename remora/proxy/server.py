@@ -43,8 +43,11 @@ from remora.proxy.rbac.filter import RbacConfig, RbacStats
 from remora.proxy.stats import Store
 from remora.proxy.tcp.config import TcpProxyConfig
 from remora.proxy.tcp.proxy import TcpListener, TcpStats
+from remora.proxy.tls import secrets as tls_secrets
 from remora.proxy.tls.config import TlsContext
 from remora.proxy.tls.rotation import CertificateWatcher
+from remora.proxy.tls.secret_updates import rebuild_dependents
+from remora.proxy.tls.secrets import SecretView
 from remora.proxy.tls.stats import TlsStats
 from remora.proxy.upstream.cluster import Cluster
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
@@ -92,6 +95,11 @@ class ProxyServer:
         self.update_lock = asyncio.Lock()
         # Set by the ADS client: extra /config_dump entries (versions, last NACK reason).
         self.xds_status: Callable[[], list[dict[str, Any]]] | None = None
+        # Secrets delivered over ADS (the client's store), and who else holds compiled TLS
+        # contexts that must follow a swap (the ADS client's accepted resources).
+        self.ads_secrets: Mapping[str, Any] = {}
+        self.tls_swap_hooks: list[Callable[[TlsContext, TlsContext], None]] = []
+        self.secret_swaps = 0  # contexts rebuilt because a secret they use changed
         # A hot restart's child takes the parent's listening sockets through this (host, port ->
         # the socket, or None to bind it); `first_started_at` is when epoch 0 started.
         self.inherit: Callable[[str, int], socket.socket | None] | None = None
@@ -505,24 +513,60 @@ class ProxyServer:
         found += [c.config.tls for c in self.clusters.values() if c.config.tls is not None]
         return found
 
+    def secret_view(self) -> SecretView:
+        """The secrets TLS contexts may name now: the bootstrap's and the identity agent's
+        static ones, and those the ADS stream delivered."""
+        return SecretView(
+            static={**self.config.static_secrets, **tls_secrets.local()}, ads=self.ads_secrets
+        )
+
+    async def update_secrets(
+        self, *, ads: Mapping[str, Any] | None = None, local: Mapping[str, Any] | None = None
+    ) -> int:
+        """Take new ADS or identity-agent secrets: every context built on a changed one is
+        rebuilt off the loop and swapped for new connections (open ones keep theirs). Raises
+        ConfigErrors, changing nothing, if any cannot take the new value. Call it holding
+        `update_lock`. Returns how many contexts were swapped."""
+        old = self.secret_view()
+        new = SecretView(
+            static={
+                **self.config.static_secrets,
+                **(tls_secrets.local() if local is None else local),
+            },
+            ads=self.ads_secrets if ads is None else ads,
+        )
+        changed = tls_secrets.changed_refs(old, new)
+        pairs = []
+        if changed:
+            pairs = await asyncio.to_thread(rebuild_dependents, self._tls_contexts(), changed, new)
+        if local is not None:
+            tls_secrets.set_local(local)
+        if ads is not None:
+            self.ads_secrets = dict(ads)
+        for before, after in pairs:
+            self._swap_tls(before, after)
+        if pairs:
+            self.secret_swaps += len(pairs)
+            names = sorted(name for _kind, name in changed)
+            log.info(
+                "secret %s updated: %d TLS context(s) use it for new connections",
+                ", ".join(names), len(pairs),
+            )  # fmt: skip
+        return len(pairs)
+
     def _swap_tls(self, old: TlsContext, new: TlsContext) -> None:
-        """`new` (the same config, its files read again) replaces `old` for new connections."""
-
-        def swapped(chain: FilterChainConfig | None) -> FilterChainConfig | None:
-            if chain is None or chain.tls is not old:
-                return chain
-            return dataclasses.replace(chain, tls=new)
-
+        """`new` (the same config, its files or secrets read again) replaces `old` for new
+        connections."""
+        for hook in self.tls_swap_hooks:
+            hook(old, new)
         for running in self.listeners:
             for runtime in running.runtime.all_chains:
                 if runtime.tls is old:
                     runtime.tls = new
-            config = running.config
-            chains = tuple(swapped(chain) or chain for chain in config.chains)
-            default = swapped(config.default_chain)
-            if chains != config.chains or default is not config.default_chain:
-                running.config = dataclasses.replace(config, chains=chains, default_chain=default)
-                running.runtime.config = running.config
+            swapped = running.config.with_tls_swapped(old, new)
+            if swapped is not running.config:
+                running.config = swapped
+                running.runtime.config = swapped
         for cluster in self.clusters.values():
             if cluster.config.tls is old:
                 cluster.config = dataclasses.replace(cluster.config, tls=new)

@@ -21,6 +21,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import json_format
 
 from remora.config.compile import ProxyConfig
+from remora.config.errors import ConfigErrors
 from remora.proxy.server import ProxyServer
 from remora.xds import types
 from remora.xds.client_delta import DeltaClientState
@@ -76,6 +77,8 @@ class AdsClient:
         else:
             self.state = ClientState(node_of(config), lds, cds)
         self.state.resources = ClientResources(config.listeners, config.clusters)
+        self.state.resources.static_secrets = lambda: server.secret_view().static
+        server.tls_swap_hooks.append(lambda old, new: self.state.resources.swap_tls(old, new))
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.connected = False
@@ -141,9 +144,14 @@ class AdsClient:
                 if changed:
                     try:
                         await self._apply()
-                    except OSError as exc:  # a bind failure: nothing of it was applied
-                        replies = self.state.reject(saved, response, str(exc))
-                        log.error("rejected an xDS update the proxy could not apply: %s", exc)
+                    except (OSError, ConfigErrors) as exc:  # nothing of it was applied
+                        reason = (
+                            "; ".join(str(e) for e in exc.errors)
+                            if isinstance(exc, ConfigErrors)
+                            else str(exc)
+                        )
+                        replies = self.state.reject(saved, response, reason)
+                        log.error("rejected an xDS update the proxy could not apply: %s", reason)
                 else:
                     log.warning(
                         "NACK %s version %s: %s",
@@ -166,6 +174,9 @@ class AdsClient:
             await self._apply_locked(self.server.config)
 
     async def _apply_locked(self, config: ProxyConfig) -> None:
+        # New secrets first: contexts built on a changed one are rebuilt (ConfigErrors, and
+        # nothing changes, if one cannot take it); then the clusters and listeners.
+        await self.server.update_secrets(ads=self.state.resources.secrets)
         clusters, listeners = self.state.resources.merged(config.clusters)
         self._log_warnings()
         await self.server.apply(clusters, listeners)
@@ -193,6 +204,7 @@ class AdsClient:
             (types.LISTENER, "ListenersConfigDump", "dynamic_listeners", "listener"),
             (types.ROUTE, "RoutesConfigDump", "dynamic_route_configs", "route_config"),
             (types.ENDPOINT, "EndpointsConfigDump", "dynamic_endpoint_configs", "endpoint_config"),
+            (types.SECRET, "SecretsConfigDump", "dynamic_active_secrets", "secret"),
         )
         for type_url, dump_type, key, field in kinds:
             entry: dict[str, Any] = {

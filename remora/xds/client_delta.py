@@ -100,15 +100,22 @@ class DeltaClientState:
             items.append((resource.name, resource.version, resource.resource))
         checked = self.resources.check(type_url, items, errors)
         compiled = self.resources.compile(type_url, checked, errors) if not errors.errors else {}
+        woken: dict[str, dict[str, Any]] = {}
         if not errors.errors:
             self.resources.check_set(
                 type_url, compiled, checked, errors, False, response.removed_resources
             )
+            if type_url == types.SECRET:
+                after = {**self.resources.secrets, **compiled}
+                for name in response.removed_resources:
+                    after.pop(name, None)
+                woken = self.resources.wake(after, errors)
         if errors.errors:
             return False, [self._nack(response, "; ".join(str(e) for e in errors.errors))]
         self.resources.install(
             type_url, compiled, checked, replace=False, removed=response.removed_resources
         )
+        self.resources.install_woken(woken)
         state.version = response.system_version_info
         requests = [self._request(type_url, response.nonce)]
         requests.extend(self._resubscribe())

@@ -9,7 +9,7 @@ or changes plus `removed_resources`), so that is the one thing `install` is told
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,9 @@ from remora.proxy.listener_config import (
     check_listener_set,
     compile_listener,
 )
+from remora.proxy.tls import secrets as tls_secrets
+from remora.proxy.tls.compiler import check_secret
+from remora.proxy.tls.config import TlsContext
 from remora.proxy.upstream.cluster_compiler import compile_cluster, compile_endpoints
 from remora.proxy.upstream.config import ClusterConfig, DiscoveryType
 from remora.xds import types
@@ -62,8 +65,18 @@ class Checked:
     message: Message
 
 
+@dataclass(frozen=True, slots=True)
+class Awaiting:
+    """A cluster or listener that names ADS secrets not delivered yet: kept as received and
+    compiled when they arrive (it warms meanwhile, as in Envoy)."""
+
+    item: Checked
+    secrets: frozenset[str]
+
+
 # Per-resource config dump: name -> (version, JSON body).
 Dumps = dict[str, tuple[str, dict[str, Any]]]
+_WARMS_ON_SECRETS = (types.CLUSTER, types.LISTENER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,8 @@ class Saved:
     dumps: dict[str, Dumps]
     active_clusters: dict[str, ClusterConfig]
     active_listeners: dict[str, ListenerConfig]
+    awaiting: dict[str, dict[str, Awaiting]]
+    secret_names: dict[str, dict[str, frozenset[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,13 @@ class ClientResources:
         self.static_listeners = {listener.name: listener for listener in static_listeners}
         self.static_clusters = frozenset(static_clusters)
         self.warnings: list[str] = []  # for the shell to log; cleared as it does
+        # Clusters and listeners waiting for ADS secrets, and the ADS secrets every accepted
+        # one names (what the SDS subscription asks for).
+        self.awaiting: dict[str, dict[str, Awaiting]] = {t: {} for t in _WARMS_ON_SECRETS}
+        self.secret_names: dict[str, dict[str, frozenset[str]]] = {t: {} for t in _WARMS_ON_SECRETS}
+        # The static secrets resources may name (the bootstrap's and the identity agent's):
+        # the shell points this at the proxy's.
+        self.static_secrets: Callable[[], tls_secrets.Secrets] = lambda: {}
 
     @property
     def clusters(self) -> dict[str, ClusterConfig]:
@@ -116,6 +138,15 @@ class ClientResources:
     @property
     def routes(self) -> dict[str, Any]:
         return self.stores[types.ROUTE]
+
+    @property
+    def secrets(self) -> dict[str, Any]:
+        return self.stores[types.SECRET]
+
+    def view(self, ads: Mapping[str, Any] | None = None) -> tls_secrets.SecretView:
+        return tls_secrets.SecretView(
+            static=self.static_secrets(), ads=self.secrets if ads is None else ads
+        )
 
     # -- response -> compiled ------------------------------------------------------------------
     def check(
@@ -152,23 +183,58 @@ class ClientResources:
         return checked
 
     def compile(
-        self, type_url: str, checked: Sequence[Checked], errors: ErrorCollector
+        self,
+        type_url: str,
+        checked: Sequence[Checked],
+        errors: ErrorCollector,
+        ads: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Compile every resource (reporting all errors); name -> runtime object."""
+        """Compile every resource (reporting all errors); name -> runtime object, or `Awaiting`
+        for a cluster or listener whose ADS secrets (`ads`, by default those held) are not all
+        there. A Secret compiles to itself once it is checked usable on its own."""
         compiled: dict[str, Any] = {}
-        for item in checked:
-            result: Any
-            if type_url == types.CLUSTER:
-                result = compile_cluster(item.message, item.path, errors)
-            elif type_url == types.ENDPOINT:
-                result = compile_endpoints(item.message, item.path, errors)
-            elif type_url == types.LISTENER:
-                result = compile_listener(item.message, item.path, errors)
-            else:
-                result = compile_route_configuration(item.message, item.path, errors)
-            if result is not None:
-                compiled[item.name] = result
+        held = self.secrets if ads is None else ads
+        with tls_secrets.using(self.view(held)):
+            for item in checked:
+                result: Any
+                if type_url in _WARMS_ON_SECRETS:
+                    wanted = frozenset(tls_secrets.resource_ads_secrets(item.message))
+                    if not wanted <= held.keys():
+                        compiled[item.name] = Awaiting(item, wanted)
+                        continue
+                if type_url == types.CLUSTER:
+                    result = compile_cluster(item.message, item.path, errors)
+                elif type_url == types.ENDPOINT:
+                    result = compile_endpoints(item.message, item.path, errors)
+                elif type_url == types.LISTENER:
+                    result = compile_listener(item.message, item.path, errors)
+                elif type_url == types.SECRET:
+                    result = item.message if check_secret(item.message, item.path, errors) else None
+                else:
+                    result = compile_route_configuration(item.message, item.path, errors)
+                if result is not None:
+                    compiled[item.name] = result
         return compiled
+
+    def wake(self, ads: Mapping[str, Any], errors: ErrorCollector) -> dict[str, dict[str, Any]]:
+        """The waiting clusters and listeners that the ADS secrets `ads` (what an SDS update
+        would leave held) complete, compiled: type -> name -> config. A compile error here is
+        the secret update's (it NACKs)."""
+        woken: dict[str, dict[str, Any]] = {}
+        for type_url in _WARMS_ON_SECRETS:
+            ready = [w.item for w in self.awaiting[type_url].values() if w.secrets <= ads.keys()]
+            if not ready:
+                continue
+            compiled = self.compile(type_url, ready, errors, ads)
+            self.check_set(type_url, compiled, ready, errors, replace=False)
+            woken[type_url] = compiled
+        return woken
+
+    def install_woken(self, woken: Mapping[str, Mapping[str, Any]]) -> None:
+        for type_url, compiled in woken.items():
+            for name, config in compiled.items():
+                self.awaiting[type_url].pop(name, None)
+                self.stores[type_url][name] = config
 
     def check_set(
         self,
@@ -200,6 +266,9 @@ class ClientResources:
         gone = set(removed)
         kept = {} if replace else {n: v for n, v in self.listeners.items() if n not in gone}
         kept.update(compiled)
+        # One that waits for its secrets is checked when they arrive (`wake`); until then the
+        # version it replaces, if any, still serves.
+        kept = {n: v for n, v in kept.items() if not isinstance(v, Awaiting)}
         # A shadowed listener is stored, not served: it takes over if a reload drops the static
         # one of its name (`merged`), so only the served ones are checked against each other.
         kept = {n: v for n, v in kept.items() if n not in static}
@@ -220,16 +289,40 @@ class ClientResources:
     ) -> None:
         """Make an accepted response current: `replace` for a SotW full set, else merge."""
         store, dumps = self.stores[type_url], self.dumps[type_url]
+        awaiting = self.awaiting.get(type_url, {})
+        names = self.secret_names.get(type_url, {})
         if replace:
-            store.clear()
-            dumps.clear()
+            for table in (store, dumps, awaiting, names):
+                table.clear()
         for name in removed:
-            store.pop(name, None)
-            dumps.pop(name, None)
-        store.update(compiled)
+            for table in (store, dumps, awaiting, names):
+                table.pop(name, None)
+        for name, config in compiled.items():
+            if isinstance(config, Awaiting):
+                store.pop(name, None)
+                awaiting[name] = config
+            else:
+                awaiting.pop(name, None)
+                store[name] = config
         for item in checked:
             body = json_format.MessageToDict(item.message, preserving_proto_field_name=True)
+            if type_url == types.SECRET:
+                body = _redacted(body)
             dumps[item.name] = (item.version, body)
+            if type_url in _WARMS_ON_SECRETS:
+                names[item.name] = frozenset(tls_secrets.resource_ads_secrets(item.message))
+
+    def swap_tls(self, old: TlsContext, new: TlsContext) -> None:
+        """The proxy swapped a TLS context (a secret or file delivered again): the accepted
+        resources that hold it take the new one too, or the next update would bring the old
+        one back."""
+        for table in (self.listeners, self._active_listeners):
+            for name, listener in table.items():
+                table[name] = listener.with_tls_swapped(old, new)
+        for ctable in (self.clusters, self._active_clusters):
+            for name, cluster in ctable.items():
+                if cluster.tls is old:
+                    ctable[name] = dataclasses.replace(cluster, tls=new)
 
     def save(self) -> Saved:
         """What `restore` needs to undo one install (the stores are replaced, not mutated)."""
@@ -238,6 +331,8 @@ class ClientResources:
             {t: dict(dumps) for t, dumps in self.dumps.items()},
             dict(self._active_clusters),
             dict(self._active_listeners),
+            {t: dict(table) for t, table in self.awaiting.items()},
+            {t: dict(table) for t, table in self.secret_names.items()},
         )
 
     def restore(self, saved: Saved) -> None:
@@ -245,6 +340,8 @@ class ClientResources:
         self.dumps = {t: dict(dumps) for t, dumps in saved.dumps.items()}
         self._active_clusters = dict(saved.active_clusters)
         self._active_listeners = dict(saved.active_listeners)
+        self.awaiting = {t: dict(table) for t, table in saved.awaiting.items()}
+        self.secret_names = {t: dict(table) for t, table in saved.secret_names.items()}
 
     # -- subscriptions -------------------------------------------------------------------------
     def wanted(self) -> dict[str, frozenset[str]]:
@@ -260,6 +357,12 @@ class ClientResources:
                 for listener in self.listeners.values()
                 for hcm in listener.hcms
                 if hcm.rds_name
+            ),
+            types.SECRET: frozenset(
+                secret
+                for table in self.secret_names.values()
+                for names in table.values()
+                for secret in names
             ),
         }
 
@@ -322,6 +425,9 @@ class ClientResources:
                     overprovisioning_factor=assignment.overprovisioning_factor,
                 )
             active[name] = cluster
+        for name in self.awaiting[types.CLUSTER]:  # waiting for secrets: the old one serves
+            if name not in active and name in self._active_clusters:
+                active[name] = self._active_clusters[name]
         self._active_clusters = active
         return dict(active)
 
@@ -334,6 +440,9 @@ class ClientResources:
                     active[name] = self._active_listeners[name]
                 continue
             active[name] = resolved
+        for name in self.awaiting[types.LISTENER]:  # waiting for secrets: the old one serves
+            if name not in active and name in self._active_listeners:
+                active[name] = self._active_listeners[name]
         self._active_listeners = active
         return list(active.values())
 
@@ -364,6 +473,17 @@ def _with_routes(
     return dataclasses.replace(
         listener, chains=tuple(c for c in chains if c is not None), default_chain=default
     )
+
+
+def _redacted(body: dict[str, Any]) -> dict[str, Any]:
+    """A Secret as /config_dump shows it: the private key and its password replaced, as
+    Envoy's dump does."""
+    certificate = body.get("tls_certificate")
+    if isinstance(certificate, dict):
+        for key in ("private_key", "password"):
+            if key in certificate:
+                certificate[key] = {"inline_string": "[redacted]"}
+    return body
 
 
 def status(states: Mapping[str, TypeState]) -> dict[str, Any]:

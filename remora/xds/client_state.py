@@ -8,8 +8,10 @@ It follows the client half of Envoy's xDS protocol:
 - a response is accepted or rejected as a whole, after compiling every resource with the same
   compilers and allowlist as a static bootstrap (`ClientResources`, shared with delta);
 - a SotW CDS/LDS response is the full set: what it omits is removed;
-- clusters warm until their endpoints arrive and listeners until their routes arrive; a warming
-  update to something already serving leaves the old version serving meanwhile.
+- clusters warm until their endpoints arrive and listeners until their routes arrive, and both
+  until the secrets (SDS over ADS, asked for by name) their TLS contexts name arrive; a warming
+  update to something already serving leaves the old version serving meanwhile. A secret that is
+  not usable, or that a waiting cluster or listener cannot be compiled with, is NACKed.
 """
 
 from __future__ import annotations
@@ -90,12 +92,16 @@ class ClientState:
             type_url, (("", version, item) for item in response.resources), errors
         )
         compiled = self.resources.compile(type_url, checked, errors) if not errors.errors else {}
+        woken: dict[str, dict[str, Any]] = {}
         if not errors.errors:
             replace = type_url in types.FULL_STATE
             self.resources.check_set(type_url, compiled, checked, errors, replace)
+            if type_url == types.SECRET:
+                woken = self.resources.wake({**self.resources.secrets, **compiled}, errors)
         if errors.errors:
             return False, [self._nack(response, "; ".join(str(e) for e in errors.errors))]
         self.resources.install(type_url, compiled, checked, replace=type_url in types.FULL_STATE)
+        self.resources.install_woken(woken)
         state.version = version
         requests = [self._request(type_url, response.nonce)]
         requests.extend(self._resubscribe())

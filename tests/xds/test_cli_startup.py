@@ -261,5 +261,5 @@ def test_raw_resource_errors_are_named_by_path_not_by_protobuf(tmp_path: Path) -
         "LOGICAL_DNS, EDS, ORIGINAL_DST",
         "  r.yaml: resources[1]: not an xDS resource: @type envoy.extensions.filters.http.cors.v3."
         "Cors (a resources: file serves Cluster, ClusterLoadAssignment, Listener, "
-        "RouteConfiguration)",
+        "RouteConfiguration, Secret)",
     ]

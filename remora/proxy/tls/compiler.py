@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from envoy.config.core.v3 import base_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 
 from remora.config import support
 from remora.config.errors import ConfigError, ErrorCollector
@@ -145,7 +145,7 @@ def compile_transport_socket(
             errors.add(f"{tpath}.sni", f"not a valid server name: {sni!r}")
     cpath = f"{tpath}.common_tls_context"
     known_secrets = tls_secrets.current()
-    common, sds_watched = tls_secrets.resolve(common, cpath, errors, known_secrets)
+    common, sds_watched, secret_refs = tls_secrets.resolve(common, cpath, errors, known_secrets)
     digest.update(common.SerializeToString(deterministic=True))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False  # Envoy matches SANs itself (below), never the host name
@@ -192,11 +192,12 @@ def compile_transport_socket(
     if len(errors.errors) > before:
         return None
 
-    def rebuild() -> TlsContext:
-        """The same context read afresh from its files (a rotated certificate); raises
+    def rebuild(secrets: tls_secrets.SecretView | None = None) -> TlsContext:
+        """The same context read afresh from its files (a rotated certificate), or with
+        `secrets` in place of those it was compiled with (a secret delivered again); raises
         ConfigErrors, naming the fields, when what is there now is not usable."""
         again = ErrorCollector()
-        with tls_secrets.static_secrets(known_secrets):
+        with tls_secrets.using(secrets or known_secrets):
             context = compile_transport_socket(
                 socket, path, again, server_side=server_side, handshake_timeout=handshake_timeout
             )
@@ -206,7 +207,8 @@ def compile_transport_socket(
 
     return TlsContext(
         watched=watched,
-        rebuild=rebuild if watched else None,
+        secret_refs=secret_refs,
+        rebuild=rebuild,
         server_side=server_side,
         context=context,
         validator=validator,
@@ -505,3 +507,31 @@ def _load_validation(
         return None
     validator = PeerValidator(tuple(matchers), frozenset(hashes), frozenset(spkis))
     return validator, tuple(trusted), has_roots
+
+
+def check_secret(secret: secret_pb2.Secret, path: str, errors: ErrorCollector) -> bool:
+    """Whether a delivered secret is usable on its own: its key pair loads, matches and is
+    within its validity, or its trusted CAs parse. Errors name `path.tls_certificate...` or
+    `path.validation_context...`, as the secret itself is laid out."""
+    if secret.HasField("tls_certificate"):
+        downstream = tls_pb2.DownstreamTlsContext()
+        downstream.common_tls_context.tls_certificates.append(secret.tls_certificate)
+        typed, server_side, inner = downstream, True, "tls_certificates[0]"
+        field = "tls_certificate"
+    elif secret.HasField("validation_context"):
+        upstream = tls_pb2.UpstreamTlsContext()
+        upstream.common_tls_context.validation_context.CopyFrom(secret.validation_context)
+        typed, server_side = upstream, False
+        inner = field = "validation_context"
+    else:
+        errors.add(path, "a secret needs a tls_certificate or a validation_context")
+        return False
+    socket = base_pb2.TransportSocket(name=TLS_SOCKET)
+    socket.typed_config.Pack(typed)
+    found = ErrorCollector()
+    compile_transport_socket(socket, "", found, server_side=server_side)
+    prefix = f".typed_config.common_tls_context.{inner}"
+    for error in found.errors:
+        where = error.path.removeprefix(prefix) if error.path.startswith(prefix) else ""
+        errors.add(f"{path}.{field}{where}", error.message)
+    return not found.errors

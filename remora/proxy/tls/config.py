@@ -5,8 +5,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from remora.proxy.tls.peer import PeerCertificate, PeerValidator
+
+if TYPE_CHECKING:
+    from remora.proxy.tls.secrets import SecretRef, SecretView
 
 # A listener's handshake must finish this soon unless the filter chain's
 # `transport_socket_connect_timeout` says otherwise: a client that opens a TLS port and never
@@ -32,6 +36,10 @@ class TlsContext:
     trusted_ca: tuple[PeerCertificate, ...]
     handshake_timeout: float
     fingerprint: str
-    # `watched_directory` paths, and how to read the context again when they change.
+    # `watched_directory` paths, the static and ADS secrets it was built from, and how to
+    # build it again when one of them changes (given the secrets to use, or those it had).
     watched: tuple[str, ...] = ()
-    rebuild: Callable[[], TlsContext] | None = field(default=None, compare=False, repr=False)
+    secret_refs: frozenset[SecretRef] = frozenset()
+    rebuild: Callable[[SecretView | None], TlsContext] | None = field(
+        default=None, compare=False, repr=False
+    )

@@ -68,7 +68,7 @@ class CertificateWatcher:
 
     async def _reload(self, changed: set[str]) -> None:
         for context in list(self._contexts()):
-            if context.rebuild is None:
+            if context.rebuild is None or not context.watched:
                 continue
             if not any(
                 p.startswith(d.rstrip("/") + "/") or p == d
@@ -77,7 +77,7 @@ class CertificateWatcher:
             ):
                 continue
             try:
-                fresh = await asyncio.to_thread(context.rebuild)
+                fresh = await asyncio.to_thread(context.rebuild, None)
             except Exception as exc:  # anything: the watch goes on, the last good one serves
                 self.refusals += 1
                 if not isinstance(exc, ConfigErrors):

@@ -1,0 +1,192 @@
+"""SDS over the ADS stream: a listener whose TLS context names a secret `sds_config: {ads: {}}`
+warms until the control plane sends it, serves it, takes a new one for new handshakes without
+dropping open connections, and NACKs a bad one while the last good one keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
+from google.protobuf import json_format
+
+from remora.config.bootstrap import parse_dict
+from remora.config.compile import compile_bootstrap
+from remora.proxy.server import ProxyServer
+from remora.xds import types
+from remora.xds.cache import DEFAULT, SnapshotCache
+from remora.xds.client import AdsClient
+from remora.xds.server import XdsServer
+from remora.xds.snapshot import Snapshot
+from tests.proxy.harness import direct_routes, http_listener
+from tests.proxy.procs import free_port
+from tests.proxy.tls import tlsconfig
+from tests.proxy.tls.pki import Authority, Issued
+from tests.proxy.tls.test_sds import secret, serial_of
+from tests.xds.helpers import bound, until
+
+
+def _tls_listener(port: int, secret_name: str = "server") -> listener_pb2.Listener:
+    listener = http_listener(direct_routes("ok"), name="front")
+    listener["address"]["socket_address"]["port_value"] = port
+    socket = tlsconfig.downstream()
+    socket["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"] = [
+        {"name": secret_name, "sds_config": {"ads": {}, "resource_api_version": "V3"}}
+    ]
+    listener = tlsconfig.with_tls(listener, socket)
+    return json_format.ParseDict(listener, listener_pb2.Listener())
+
+
+def _secret(name: str, issued: Issued, key_of: Issued | None = None) -> secret_pb2.Secret:
+    body: dict[str, Any] = secret(name, issued)
+    if key_of is not None:
+        body["tls_certificate"]["private_key"]["inline_string"] = key_of.key_pem.decode()
+    return json_format.ParseDict(body, secret_pb2.Secret())
+
+
+def proxy_swaps(proxy: ProxyServer) -> int:
+    return proxy.secret_swaps
+
+
+@asynccontextmanager
+async def _proxy_on_ads(
+    api_type: str,
+) -> AsyncIterator[tuple[SnapshotCache, ProxyServer, AdsClient]]:
+    cache = SnapshotCache()
+    xds = XdsServer(cache)
+    xds_port = await xds.start("127.0.0.1", 0)
+    config = {
+        "node": {"id": "p1"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "dynamic_resources": {
+            "ads_config": {"api_type": api_type, "transport_api_version": "V3",
+                           "grpc_services": [{"google_grpc": {
+                               "target_uri": f"127.0.0.1:{xds_port}"}}]},
+            "lds_config": {"ads": {}},
+        },
+    }  # fmt: skip
+    proxy = ProxyServer(compile_bootstrap(parse_dict(config)), 0.5)
+    await proxy.start()
+    client = AdsClient(proxy, f"127.0.0.1:{xds_port}", backoff_base=0.05, backoff_max=0.2)
+    client.start()
+    try:
+        yield cache, proxy, client
+    finally:
+        await client.stop()
+        await proxy.close()
+        await xds.stop(0)
+
+
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+async def test_a_listener_warms_on_its_secret_then_follows_it(
+    api_type: str, tmp_path: Path
+) -> None:
+    ca = Authority()
+    first, second, third = ca.issue(), ca.issue(), ca.issue()
+    context = ssl.create_default_context(cafile=str(ca.write(tmp_path)))
+    port = free_port()
+    listener = _tls_listener(port)
+    async with _proxy_on_ads(api_type) as (cache, proxy, client):
+        state = client.state
+        cache.set_snapshot(DEFAULT, Snapshot.build([listener]))
+        await until(lambda: state.types[types.SECRET].names == {"server"}, "SDS subscription")
+        await asyncio.sleep(0.2)
+        assert "front" not in bound(proxy), "a listener without its secret must warm"
+
+        cache.set_snapshot(DEFAULT, Snapshot.build([listener, _secret("server", first)]))
+        await until(lambda: "front" in bound(proxy), "the listener, once its secret is there")
+        assert await serial_of(port, context) == first.cert.serial_number
+
+        # An open connection outlives the secret it was accepted with.
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="localhost"
+        )
+        cache.set_snapshot(DEFAULT, Snapshot.build([listener, _secret("server", second)]))
+        await until(lambda: proxy_swaps(proxy) >= 1, "the new secret applied")
+        assert await serial_of(port, context) == second.cert.serial_number
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+        writer.close()
+
+        # A key that is not the certificate's: NACKed, and the last good secret serves on.
+        cache.set_snapshot(DEFAULT, Snapshot.build([listener, _secret("server", third, first)]))
+        await until(lambda: state.types[types.SECRET].last_nack is not None, "the NACK")
+        nack = state.types[types.SECRET].last_nack
+        assert nack is not None
+        assert "resources[0](server).tls_certificate" in nack.reason, nack.reason
+        assert await serial_of(port, context) == second.cert.serial_number
+
+        dump = next(d for d in client.config_dump() if d["@type"].endswith("SecretsConfigDump"))
+        (entry,) = dump["dynamic_active_secrets"]
+        shown = entry["secret"]["tls_certificate"]
+        assert shown["private_key"] == {"inline_string": "[redacted]"}
+        assert "BEGIN CERTIFICATE" in shown["certificate_chain"]["inline_string"]
+
+
+def _tls_cluster(name: str) -> Any:
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    socket = tlsconfig.upstream()
+    socket["typed_config"]["common_tls_context"]["validation_context_sds_secret_config"] = {
+        "name": "ROOTCA",
+        "sds_config": {"ads": {}},
+    }
+    body = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": []},
+        "transport_socket": socket,
+    }
+    return json_format.ParseDict(body, cluster_pb2.Cluster())
+
+
+def _bundle(pem: str) -> secret_pb2.Secret:
+    return json_format.ParseDict(
+        {"name": "ROOTCA", "validation_context": {"trusted_ca": {"inline_string": pem}}},
+        secret_pb2.Secret(),
+    )
+
+
+def test_a_cluster_waits_for_its_trust_bundle_and_a_garbage_bundle_is_nacked() -> None:
+    """Sans-IO: the SotW client subscribes to the secret its cluster names, keeps the cluster
+    out until it arrives, and refuses a bundle that is not PEM, naming the field."""
+    from envoy.config.core.v3 import base_pb2
+
+    from remora.xds.client_state import ClientState
+    from remora.xds.nacks import NackLog
+    from remora.xds.sotw import SotwStream
+    from tests.xds.helpers import parse
+
+    state = ClientState(base_pb2.Node(id="p1", user_agent_name="remora"))
+    server = SotwStream("p1", "g", NackLog())
+    snap = Snapshot.build([_tls_cluster("up"), _bundle("not a certificate")])
+
+    def respond(request: Any) -> list[Any]:
+        return [parse(r.data) for r in server.on_request(request, snap)]
+
+    cds_request = state.initial_requests()[0]
+    [cds] = respond(cds_request)
+    changed, replies = state.on_response(cds)
+    assert changed
+    assert state.resources.desired_clusters() == {}  # warming on ROOTCA
+    sds_request = next(r for r in replies if r.type_url == types.SECRET)
+    assert list(sds_request.resource_names) == ["ROOTCA"]
+    [sds] = respond(sds_request)
+    changed, replies = state.on_response(sds)
+    assert not changed
+    reason = replies[0].error_detail.message
+    assert reason.startswith("resources[0](ROOTCA).validation_context.trusted_ca"), reason
+    assert state.resources.desired_clusters() == {}
+
+    snap = Snapshot.build([_tls_cluster("up"), _bundle(Authority().cert_pem.decode())])
+    [sds] = respond(replies[0])
+    changed, _ = state.on_response(sds)
+    assert changed
+    assert list(state.resources.desired_clusters()) == ["up"]
