@@ -144,7 +144,7 @@ def _ca_usage_error(args: argparse.Namespace) -> str | None:
     if args.ca_bundle is not None and args.ca_cert is None:
         return "--ca-bundle is only used with --ca-cert"
     if not MIN_TTL <= args.svid_ttl <= MAX_TTL:
-        return f"--svid-ttl must be between {MIN_TTL:g} and {MAX_TTL:g} seconds (30 days)"
+        return f"--svid-ttl must be between {MIN_TTL:.0f} and {MAX_TTL:.0f} seconds (30 days)"
     try:
         check_trust_domain(args.trust_domain)
     except ValueError as exc:
@@ -354,6 +354,7 @@ async def _serve(
     import logging
     import os
     import signal
+    import socket
 
     from remora.xds.admin import ControlPlaneAdmin
     from remora.xds.cache import SnapshotCache
@@ -394,6 +395,8 @@ async def _serve(
             ca_server = CaServer(signing, _serving_hosts(ca[0]))
             try:
                 ca_port = await ca_server.start(*ca)
+            except socket.gaierror:
+                raise StartupError(f"--ca-address: cannot resolve {ca[0]!r}") from None
             except OSError as exc:
                 reason = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise StartupError(f"--ca-address: cannot bind {ca[0]}:{ca[1]}: {reason}") from None

@@ -135,7 +135,7 @@ class Holder:
 def _peer_id(sock: ssl.SSLSocket) -> str:
     peer = sock.getpeercert()
     assert peer is not None
-    uris = [value for kind, value in peer.get("subjectAltName", ()) if kind == "URI"]
+    uris = [entry[1] for entry in peer.get("subjectAltName", ()) if entry[0] == "URI"]
     assert len(uris) == 1, peer
     return str(uris[0])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -24,7 +25,7 @@ def api(tmp_path: Path) -> SigningApi:
     return SigningApi(authority, lambda: grants, "cluster.local")
 
 
-def _post(api: SigningApi, body: bytes, token: str | None = TOKEN) -> tuple[int, dict]:  # type: ignore[type-arg]
+def _post(api: SigningApi, body: bytes, token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
     headers = {"authorization": f"Bearer {token}"} if token is not None else {}
     return api.handle("POST", "/v1/svid", headers, body, "127.0.0.1:5555")
 

@@ -284,12 +284,16 @@ def test_an_unusable_operator_ca_is_refused_naming_the_file(
 
 def test_a_directory_keeps_to_the_kind_of_ca_it_was_made_for(tmp_path: Path) -> None:
     root = operator_ca("corp root")
-    files = {"cert_file": _write(tmp_path, "r.pem", cert_pem(root.cert)),
-             "key_file": _write(tmp_path, "r.key", key_pem(root.key))}  # fmt: skip
+    cert_file = _write(tmp_path, "r.pem", cert_pem(root.cert))
+    key_file = _write(tmp_path, "r.key", key_pem(root.key))
     CertificateAuthority.open(tmp_path / "own", "cluster.local")
     with pytest.raises(CaError, match=r"holds remora's own roots"):
-        CertificateAuthority.open(tmp_path / "own", "cluster.local", **files)
-    CertificateAuthority.open(tmp_path / "op", "cluster.local", **files)
+        CertificateAuthority.open(
+            tmp_path / "own", "cluster.local", cert_file=cert_file, key_file=key_file
+        )
+    CertificateAuthority.open(
+        tmp_path / "op", "cluster.local", cert_file=cert_file, key_file=key_file
+    )
     with pytest.raises(CaError, match=r"holds an operator CA's state"):
         CertificateAuthority.open(tmp_path / "op", "cluster.local")
 
@@ -394,7 +398,7 @@ def test_serving_certificates_name_the_hosts_and_chain_to_the_signer(tmp_path: P
     assert san.get_values_for_type(x509.DNSName) == ["ca.example"]
     assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     store = Store(x509.load_pem_x509_certificates(ca.bundle_pem()))
-    from cryptography.x509.verification import DNSName
+    from cryptography.x509 import DNSName
 
     PolicyBuilder().store(store).build_server_verifier(DNSName("ca.example")).verify(leaf, [])
     assert serialization.load_pem_private_key(key, None)
