@@ -232,8 +232,7 @@ class CertificateAuthority:
                 "serial": f"{root.cert.serial_number:x}",
                 "not_after": root.cert.not_valid_after_utc.timestamp(),
                 "state": root.state,
-                "unexpired_svids": live.get(root.fingerprint, 0)
-                + (live.get(signer, 0) if self.operator and root.state == SIGNING else 0),
+                "unexpired_svids": self._vouched_by(root, live),
             }
             for root in self._roots
         ]
@@ -250,6 +249,14 @@ class CertificateAuthority:
             "issued_total": self.issued_total,
             "unexpired_svids": len(self._ledger),
         }
+
+    def _vouched_by(self, root: _Root, live: dict[str, int]) -> int:
+        """Unexpired SVIDs that depend on `root`: signed by it, or by the operator's
+        intermediate that chains to it."""
+        count = live.get(root.fingerprint, 0)
+        if self.operator and root.state == SIGNING and root.fingerprint != self.signer_fingerprint:
+            count += live.get(self.signer_fingerprint, 0)
+        return count
 
     # -- rotation ---------------------------------------------------------------------------
 

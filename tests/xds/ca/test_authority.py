@@ -206,6 +206,7 @@ def test_an_operator_root_signs_and_is_the_bundle(tmp_path: Path) -> None:
     assert svid.bundle_pem == cert_pem(root.cert)
     assert _verify(svid.chain_pem, svid.bundle_pem) == [WEB]
     assert ca.status()["roots"][0]["state"] == "signing"
+    assert ca.status()["roots"][0]["unexpired_svids"] == 1
     for step in (ca.prepare_rotation, ca.activate_rotation, ca.withdraw_old):
         with pytest.raises(CaError, match=r"signs with the operator's certificate .*root.pem"):
             step()
@@ -224,6 +225,7 @@ def test_an_operator_intermediate_sends_its_chain_and_trusts_its_root(tmp_path: 
     assert chain[1:] == [issuing.cert, middle.cert]
     assert svid.bundle_pem == cert_pem(root.cert)
     assert _verify(svid.chain_pem, svid.bundle_pem) == [WEB]
+    assert [r["unexpired_svids"] for r in ca.status()["roots"]] == [1]
     assert mtls(_holder(ca, WEB), _holder(ca, API), ca.bundle_pem()) == (API, WEB)
 
     partial = _write(tmp_path, "partial.pem", cert_pem(issuing.cert, middle.cert))
