@@ -9,12 +9,14 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from remora.argtypes import whole_number
 from remora.config.errors import ConfigErrors
 
 if TYPE_CHECKING:
+    from remora.proxy.identity.agent import IdentityAgent
     from remora.proxy.workers import WorkerLink
 
 _DESCRIPTION = """\
@@ -100,6 +102,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="claim no hot restart socket: runs beside other proxies whatever their base id, "
         "and cannot be taken over",
     )  # fmt: skip
+    identity = parser.add_argument_group(
+        "workload identity (an SVID from `remora control-plane --ca-address`, as secret `default`)"
+    )
+    identity.add_argument(
+        "--identity-ca", metavar="URL",
+        help="the control plane's CA endpoint, https://HOST:PORT",
+    )  # fmt: skip
+    identity.add_argument(
+        "--identity-token-file", metavar="FILE",
+        help="this workload's token (the mesh config grants it an identity)",
+    )  # fmt: skip
+    identity.add_argument(
+        "--identity-ca-bundle", metavar="FILE",
+        help="the CA's root certificate(s), to verify its endpoint on first contact",
+    )  # fmt: skip
+    identity.add_argument(
+        "--identity-wait", type=whole_number(0), default=60, metavar="S",
+        help="how long to retry for the first SVID before giving up (default: 60)",
+    )  # fmt: skip
     add_log_level(parser)
     parser.set_defaults(handler=run)
 
@@ -149,6 +170,21 @@ def run(args: argparse.Namespace) -> int:
         # Before the loop takes SIGHUP over: the file is about to be read, so a signal saying it
         # changed needs nothing more, and must not end the process (the default).
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    agent = None
+    flags = (args.identity_ca, args.identity_token_file, args.identity_ca_bundle)
+    if any(flags):
+        if not all(flags):
+            print(
+                "error: --identity-ca, --identity-token-file and --identity-ca-bundle go together",
+                file=sys.stderr,
+            )
+            return 2
+        if args.concurrency > 1:
+            print("error: --identity-* needs --concurrency 1", file=sys.stderr)
+            return 2
+        agent = _first_identity(args)
+        if agent is None:
+            return 1
     try:
         config = load(args.config)
     except ConfigErrors as exc:
@@ -186,11 +222,31 @@ def run(args: argparse.Namespace) -> int:
         if args.restart_epoch > 0:
             print("error: --restart-epoch above 0 needs hot restart", file=sys.stderr)
             return 2
-        return run_config(config, args.config, watch=args.watch)
+        return run_config(config, args.config, watch=args.watch, identity=agent)
     restart = HotRestart(
         args.restart_epoch, args.base_id, args.drain_time_s, args.parent_shutdown_time_s
     )
-    return run_config(config, args.config, watch=args.watch, restart=restart)
+    return run_config(config, args.config, watch=args.watch, restart=restart, identity=agent)
+
+
+def _first_identity(args: argparse.Namespace) -> IdentityAgent | None:
+    """The agent with its first SVID held as static secret `default`, or None (said why)."""
+    from remora.proxy.identity.agent import IdentityAgent, IdentityConfig, IdentityError
+    from remora.proxy.identity.svid import SECRET_NAME
+    from remora.proxy.tls import secrets as tls_secrets
+
+    config = IdentityConfig(
+        args.identity_ca, Path(args.identity_token_file), Path(args.identity_ca_bundle)
+    )
+    agent = IdentityAgent(config)
+    try:
+        config.check()
+        svid = agent.obtain_first(args.identity_wait)
+    except IdentityError as exc:
+        print(f"error: no workload identity: {exc}", file=sys.stderr)
+        return None
+    tls_secrets.set_local({SECRET_NAME: svid.secret()})
+    return agent
 
 
 def _warn_stale_native() -> None:
@@ -218,6 +274,7 @@ def run_config(
     watch: bool = False,
     restart: HotRestart | None = None,
     worker: WorkerLink | None = None,
+    identity: IdentityAgent | None = None,
 ) -> int:
     """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it.
 
@@ -306,6 +363,8 @@ def run_config(
                 )
             )
         settle_heap()
+        if identity is not None:
+            identity.start(server)
         client = None
         if config.ads is not None:  # dynamic_resources: listeners and clusters over ADS
             from remora.xds.client import AdsClient
@@ -333,6 +392,8 @@ def run_config(
             loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no reload while closing
             if reloader is not None:
                 await reloader.close()
+            if identity is not None:
+                await identity.close()
             if client is not None:
                 await client.stop()
             if parent is not None:

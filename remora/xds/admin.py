@@ -38,6 +38,7 @@ class ControlPlaneAdmin:
         source_info: Callable[[], dict[str, Any]] | None = None,
         registrations: RegistrationApi | None = None,
         ca: SigningApi | None = None,
+        after_rotation: Callable[[], object] | None = None,
     ):
         self.cache = cache
         self.xds = xds
@@ -45,6 +46,7 @@ class ControlPlaneAdmin:
         self.source_info = source_info
         self.registrations = registrations
         self.ca = ca
+        self.after_rotation = after_rotation  # a rotation step changed the trust bundle
         self._server: asyncio.Server | None = None
         self.port = 0
 
@@ -101,6 +103,8 @@ class ControlPlaneAdmin:
             except CaError as exc:
                 return _json(409, {"error": str(exc)})
             logging.getLogger("remora.ca").info("rotation: %s done", step)
+            if self.after_rotation is not None:
+                self.after_rotation()
             return _json(200, self.ca.status())
         if path == _CA or path in _ROTATE:
             usage = f"use GET {_CA}" if path == _CA else f"use POST {path}"

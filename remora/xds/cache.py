@@ -1,8 +1,10 @@
 """The snapshot cache: which resources each node is served, and who to tell when that changes.
 
 Nodes are grouped by a key function. The default groups by `node.metadata["remora.group"]` when
-set, else by node id; a snapshot set for the key `DEFAULT` serves every node whose group has none.
-Setting a snapshot equal to the current one (same type versions) notifies nobody.
+set, else by node id. A group without a snapshot of its own is served its parent's: `a/b` falls
+back to `a` (the mesh's `sidecar/<service>` groups, which exist only for services with an
+inbound side), and anything to the snapshot set for the key `DEFAULT`. Setting a snapshot equal
+to the current one (same type versions) notifies nobody.
 """
 
 from __future__ import annotations
@@ -35,7 +37,18 @@ class SnapshotCache:
         self._watchers: dict[str, set[Watcher]] = {}
 
     def get(self, key: str) -> Snapshot | None:
-        return self._snapshots.get(key) or self._snapshots.get(DEFAULT)
+        serving = self._serving(key)
+        return None if serving is None else self._snapshots[serving]
+
+    def _serving(self, key: str) -> str | None:
+        """The key whose snapshot serves group `key`."""
+        while True:
+            if key in self._snapshots:
+                return key
+            parent, sep, _ = key.rpartition("/")
+            if not sep:
+                return DEFAULT if DEFAULT in self._snapshots else None
+            key = parent
 
     def set_snapshot(self, key: str, snapshot: Snapshot) -> bool:
         """Install `snapshot` for group `key`; returns whether anything changed (and was pushed)."""
@@ -45,16 +58,7 @@ class SnapshotCache:
                 self._snapshots[key] = snapshot  # same content, newer provenance
             return False
         self._snapshots[key] = snapshot
-        targets = (
-            [
-                w
-                for k, ws in self._watchers.items()
-                if k not in self._snapshots or k == key
-                for w in ws
-            ]
-            if key == DEFAULT
-            else list(self._watchers.get(key, ()))
-        )
+        targets = [w for k, ws in self._watchers.items() if self._serving(k) == key for w in ws]
         for watcher in targets:
             watcher()
         return True

@@ -110,7 +110,7 @@ def _add_ca_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     ca.add_argument(
         "--svid-ttl", type=float, default=86400.0, metavar="SECONDS",
-        help="lifetime of issued SVIDs, 60 s to 30 days (default: 86400)",
+        help="lifetime of issued SVIDs, 10 s to 30 days (default: 86400)",
     )  # fmt: skip
     ca.add_argument(
         "--ca-cert", metavar="FILE",
@@ -249,6 +249,7 @@ def _validate(args: argparse.Namespace) -> int:
     from remora.xds.cache import SnapshotCache
     from remora.xds.gitsource import GitError, GitSource
     from remora.xds.source import (
+        Identity,
         Publisher,
         SourceError,
         build_snapshots,
@@ -281,7 +282,8 @@ def _validate(args: argparse.Namespace) -> int:
             errors = [str(e) for e in exc.errors]
     if config is not None and not errors:
         try:
-            build_snapshots(config)
+            # As a control plane with its CA would build them (the bundle's bytes aside).
+            build_snapshots(config, identity=Identity(args.trust_domain, b""))
         except SourceError as exc:
             errors = [str(e) for e in exc.errors]
     if errors or config is None:
@@ -322,10 +324,8 @@ def _open_ca(args: argparse.Namespace, publisher: Any) -> SigningApi:
     cached: list[tuple[object, Grants]] = []
 
     def grants() -> Grants:
-        # The join point with the config source: once MeshConfig parses `identities:` (with
-        # remora.xds.ca.grants.parse_identities), this line serves them. Until then it finds
-        # nothing and no token is granted.
-        identities = getattr(publisher.config, "identities", ())
+        # The identities of the source's last good config (`identities:` in its files).
+        identities = publisher.config.identities if publisher.config is not None else ()
         if not cached or cached[0][0] is not identities:
             cached[:] = [(identities, Grants(identities))]
         return cached[0][1]
@@ -360,18 +360,23 @@ async def _serve(
     from remora.xds.cache import SnapshotCache
     from remora.xds.registration import RegistrationApi
     from remora.xds.server import XdsServer
-    from remora.xds.source import FirstLoadError, Publisher, mesh_group
+    from remora.xds.source import FirstLoadError, Identity, Publisher, mesh_group
 
     cache = SnapshotCache(mesh_group)
     server = XdsServer(cache)
     publisher = Publisher(cache, server.stats)
     registrations = RegistrationApi(publisher)
+    signing = None
+    if ca is not None:
+        # Before the first load: services with mTLS need the trust domain and the bundle.
+        signing = _open_ca(args, publisher)
+        authority = signing.authority
+        publisher.identity = lambda: Identity(args.trust_domain, authority.bundle_pem())
     source = _make_source(args, publisher)
     try:
         source.load_first()
     except FirstLoadError as exc:
         raise StartupError(f"cannot start: {exc}") from None
-    signing = _open_ca(args, publisher) if ca is not None else None
 
     def source_info() -> dict[str, Any]:
         from remora.xds.gitsource import GitSource
@@ -407,8 +412,9 @@ async def _serve(
             )  # fmt: skip
         if admin is not None:
             admin_server = ControlPlaneAdmin(
-                cache, server, lambda: source.last_error, source_info, registrations, signing
-            )
+                cache, server, lambda: source.last_error, source_info, registrations, signing,
+                after_rotation=publisher.refresh,  # the bundle changed: push it
+            )  # fmt: skip
             try:
                 port = await admin_server.start(*admin)
             except OSError as exc:

@@ -59,7 +59,13 @@ _ROUTER = {
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 _DURATION = re.compile(r"^\d+(\.\d+)?s$")
 _MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's bound, about 10,000 years
-_SERVICE_KEYS = {"listen_port", "listen_address", "endpoints", "localities", "routes", "policies"}
+_SERVICE_KEYS = {
+    "listen_port", "listen_address", "endpoints", "localities", "routes", "policies",
+    "mtls", "service_account", "namespace", "inbound", "allow", "calls",
+}  # fmt: skip
+_INBOUND_KEYS = {"port", "address", "app_port", "app_address"}
+MTLS_MODES = ("STRICT", "PERMISSIVE", "DISABLE")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENDPOINT_KEYS = {"address", "port", "weight", "locality"}
 _ROUTE_KEYS = {"prefix", "to", "timeout"}
 _POLICY_KEYS = {"connect_timeout", "max_connections", "max_pending_requests", "max_requests"}
@@ -81,6 +87,17 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class Inbound:
+    """The service's own sidecar: it accepts mesh traffic on `address:port` (the service's
+    endpoints are these) and hands it to the application on `app_address:app_port`."""
+
+    port: int
+    app_port: int
+    address: str = "127.0.0.1"
+    app_address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
 class Service:
     name: str
     listen_address: str
@@ -90,6 +107,19 @@ class Service:
     routes: tuple[Route, ...]
     policies: Mapping[str, Any]
     explicit_localities: tuple[tuple[str, int], ...] = ()  # as written under `localities:`
+    # Identity and transport security: the workload's SPIFFE identity is
+    # spiffe://<trust domain>/ns/<namespace>/sa/<service_account>.
+    mtls: str = "DISABLE"
+    service_account: str = ""
+    namespace: str = "default"
+    inbound: Inbound | None = None
+    allow: tuple[str, ...] | None = None  # services that may call it (None: any in the mesh)
+    # The services its own sidecar has outbound listeners for (None: every service's).
+    calls: tuple[str, ...] | None = None
+
+    def spiffe_id(self, trust_domain: str) -> str:
+        account = self.service_account or self.name
+        return f"spiffe://{trust_domain}/ns/{self.namespace}/sa/{account}"
 
 
 def with_endpoints(service: Service, extra: Sequence[Endpoint]) -> Service:
@@ -120,6 +150,10 @@ def parse_services(data: Any, path: str, errors: ErrorCollector) -> list[Service
 def check_references(services: list[Service], path: str, errors: ErrorCollector) -> None:
     known = {s.name for s in services}
     for service in services:
+        for key, names in (("allow", service.allow), ("calls", service.calls)):
+            for i, other in enumerate(names or ()):
+                if other not in known:
+                    errors.add(f"{path}.{service.name}.{key}[{i}]", f"unknown service {other!r}")
         for i, route in enumerate(service.routes):
             for target, _weight in route.to:
                 if target not in known:
@@ -198,6 +232,41 @@ def _parse_service(name: str, spec: Any, path: str, errors: ErrorCollector) -> S
             _int(policies[key], f"{path}.policies.{key}", errors, 1, 1_000_000)
     listen_port = _int(spec.get("listen_port", 0), f"{path}.listen_port", errors, 0, 65535)
     listen_address = spec.get("listen_address", "127.0.0.1")
+    mtls = spec.get("mtls", "DISABLE")
+    if mtls not in MTLS_MODES:
+        errors.add(f"{path}.mtls", f"must be one of {', '.join(MTLS_MODES)}, got {mtls!r}")
+    account = _label(spec.get("service_account", name), f"{path}.service_account", errors)
+    namespace = _label(spec.get("namespace", "default"), f"{path}.namespace", errors)
+    inbound = _inbound(spec.get("inbound"), f"{path}.inbound", errors)
+    allow = None
+    if "allow" in spec:
+        raw_allow = spec["allow"]
+        if not isinstance(raw_allow, list) or not all(isinstance(a, str) for a in raw_allow):
+            errors.add(f"{path}.allow", "must be a list of service names")
+        else:
+            allow = tuple(raw_allow)
+            if mtls == "DISABLE":
+                errors.add(
+                    f"{path}.allow",
+                    "callers are told apart by their mTLS identity: set mtls to STRICT",
+                )
+            elif mtls == "PERMISSIVE":
+                errors.add(
+                    f"{path}.allow",
+                    "PERMISSIVE also takes plaintext callers, who have no identity to check: "
+                    "set mtls to STRICT",
+                )
+            if inbound is None:
+                errors.add(
+                    f"{path}.allow", "is enforced by the service's inbound sidecar: set inbound"
+                )
+    calls = None
+    if "calls" in spec:
+        raw_calls = spec["calls"]
+        if not isinstance(raw_calls, list) or not all(isinstance(c, str) for c in raw_calls):
+            errors.add(f"{path}.calls", "must be a list of service names")
+        else:
+            calls = tuple(raw_calls)
     if len(errors.errors) > before:
         return None
     explicit = tuple(
@@ -212,7 +281,39 @@ def _parse_service(name: str, spec: Any, path: str, errors: ErrorCollector) -> S
         routes,
         policies,
         explicit,
+        mtls=str(mtls),
+        service_account=account,
+        namespace=namespace,
+        inbound=inbound,
+        allow=allow,
+        calls=calls,
     )
+
+
+def _label(value: Any, path: str, errors: ErrorCollector) -> str:
+    if not isinstance(value, str) or len(value) > 63 or not _LABEL.match(value):
+        errors.add(
+            path, f"must be a DNS label (lowercase letters, digits, '-'; 63 at most), got {value!r}"
+        )
+        return ""
+    return value
+
+
+def _inbound(raw: Any, path: str, errors: ErrorCollector) -> Inbound | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        errors.add(path, "must be a mapping with port and app_port")
+        return None
+    _unknown_keys(raw, _INBOUND_KEYS, path, errors)
+    port = _int(raw.get("port"), f"{path}.port", errors, 1, 65535)
+    app_port = _int(raw.get("app_port"), f"{path}.app_port", errors, 1, 65535)
+    address = raw.get("address", "127.0.0.1")
+    app_address = raw.get("app_address", "127.0.0.1")
+    for key, value in (("address", address), ("app_address", app_address)):
+        if not isinstance(value, str) or not value:
+            errors.add(f"{path}.{key}", "must be an IP address")
+    return Inbound(port, app_port, str(address), str(app_address))
 
 
 def _localities(
@@ -265,18 +366,177 @@ def _routes(service: str, raw: Any, path: str, errors: ErrorCollector) -> tuple[
     return tuple(routes)
 
 
-def generate(services: list[Service]) -> dict[str, list[Message]]:
-    """Envoy resources per node group."""
+def generate(services: list[Service], trust_domain: str | None = None) -> dict[str, list[Message]]:
+    """Envoy resources per node group: `sidecar` and `proxyless`, and `sidecar/<service>` for
+    each service with `inbound` or `calls` (the sidecar's clusters, the outbound listeners of
+    the services it calls, and its inbound side). Services with mTLS need the CA's
+    `trust_domain`."""
     shared: list[Message] = []
-    sidecar: list[Message] = []
+    clusters: list[Message] = []
+    outbound: dict[str, Message] = {}
     proxyless: list[Message] = []
     for service in services:
-        shared.append(_cluster(service))
         shared.append(_load_assignment(service))
         shared.append(_route_configuration(service))
-        sidecar.append(_sidecar_listener(service))
+        clusters.append(_cluster(service, trust_domain))
+        outbound[service.name] = _sidecar_listener(service)
+        # gRPC's proxyless clients get no SDS secrets: they call a service in plaintext, which
+        # PERMISSIVE (or DISABLE) accepts.
+        proxyless.append(_cluster(service, None))
         proxyless.append(_api_listener(service))
-    return {SIDECAR: shared + sidecar, PROXYLESS: shared + proxyless}
+    sidecar = [*shared, *clusters]
+    groups = {SIDECAR: [*sidecar, *outbound.values()], PROXYLESS: shared + proxyless}
+    for service in services:
+        if service.inbound is None and service.calls is None:
+            continue  # its sidecar is served the `sidecar` group
+        # Sidecars on one host each bind their outbound listeners: `calls` keeps a service's
+        # to the services it calls, so two sidecars need not claim the same ports.
+        called = (
+            outbound.values() if service.calls is None else [outbound[c] for c in service.calls]
+        )
+        extra = (
+            [] if service.inbound is None else _inbound_resources(service, services, trust_domain)
+        )
+        groups[f"{SIDECAR}/{service.name}"] = [*sidecar, *called, *extra]
+    return groups
+
+
+def needs_ca(services: Sequence[Service]) -> list[str]:
+    return [s.name for s in services if s.mtls != "DISABLE"]
+
+
+# The workload's SVID (held by its sidecar's identity agent) and the mesh's trust bundle (sent
+# by the control plane over ADS), as the generated TLS contexts name them.
+SVID_SECRET = "default"
+BUNDLE_SECRET = "ROOTCA"
+_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+
+
+def _tls_common(peer_sans: Sequence[str]) -> dict[str, Any]:
+    bundle = {"name": BUNDLE_SECRET, "sds_config": {"ads": {}, "resource_api_version": "V3"}}
+    common: dict[str, Any] = {"tls_certificate_sds_secret_configs": [{"name": SVID_SECRET}]}
+    if peer_sans:
+        common["combined_validation_context"] = {
+            "default_validation_context": {
+                "match_typed_subject_alt_names": [
+                    {"san_type": "URI", "matcher": {"exact": san}} for san in peer_sans
+                ]
+            },
+            "validation_context_sds_secret_config": bundle,
+        }
+    else:
+        common["validation_context_sds_secret_config"] = bundle
+    return common
+
+
+def _upstream_tls(service: Service, trust_domain: str) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": f"{_TLS}.UpstreamTlsContext",
+            "common_tls_context": _tls_common([service.spiffe_id(trust_domain)]),
+        },
+    }
+
+
+def _downstream_tls() -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": f"{_TLS}.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": _tls_common([]),
+        },
+    }
+
+
+def _inbound_resources(
+    service: Service, services: Sequence[Service], trust_domain: str | None
+) -> list[Message]:
+    """The listener the service's own sidecar accepts mesh traffic on, and the cluster of the
+    application beside it."""
+    inbound = service.inbound
+    assert inbound is not None
+    name = f"inbound|{service.name}"
+    app = _parse(
+        {
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": service.policies.get("connect_timeout", "1s"),
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                    "address": inbound.app_address, "port_value": inbound.app_port}}}}]}],
+            },
+        },
+        cluster_pb2.Cluster(),
+    )  # fmt: skip
+    filters: list[dict[str, Any]] = []
+    if service.allow is not None and trust_domain is not None:
+        by_name = {s.name: s for s in services}
+        principals = [
+            {"authenticated": {"principal_name": {"exact": by_name[c].spiffe_id(trust_domain)}}}
+            for c in service.allow
+        ]
+        filters.append(
+            {
+                "name": "envoy.filters.http.rbac",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+                    "rules": {
+                        "action": "ALLOW",
+                        "policies": {
+                            "allowed-callers": {
+                                "permissions": [{"any": True}],
+                                "principals": principals or [{"not_id": {"any": True}}],
+                            }
+                        },
+                    },
+                },
+            }
+        )
+    hcm = {
+        "@type": _HCM,
+        "stat_prefix": name,
+        "route_config": {
+            "name": name,
+            "virtual_hosts": [{"name": name, "domains": ["*"],
+                               "routes": [{"match": {"prefix": "/"},
+                                           "route": {"cluster": name}}]}],
+        },
+        "http_filters": [*filters, _ROUTER],
+    }  # fmt: skip
+    manager = [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+    address = {"socket_address": {"address": inbound.address, "port_value": inbound.port}}
+    listener: dict[str, Any] = {"name": name, "address": address}
+    if service.mtls == "STRICT":
+        listener["filter_chains"] = [{"filters": manager, "transport_socket": _downstream_tls()}]
+    elif service.mtls == "PERMISSIVE":
+        listener["listener_filters"] = [
+            {
+                "name": "envoy.filters.listener.tls_inspector",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.listener."
+                    "tls_inspector.v3.TlsInspector"
+                },
+            }
+        ]
+        listener["filter_chains"] = [
+            {
+                "name": "mtls",
+                "filter_chain_match": {"transport_protocol": "tls"},
+                "filters": manager,
+                "transport_socket": _downstream_tls(),
+            },
+            {
+                "name": "plaintext",
+                "filter_chain_match": {"transport_protocol": "raw_buffer"},
+                "filters": manager,
+            },
+        ]
+    else:
+        listener["filter_chains"] = [{"filters": manager}]
+    return [app, _parse(listener, listener_pb2.Listener())]
 
 
 def _parse(data: dict[str, Any], message: Message) -> Message:
@@ -284,7 +544,7 @@ def _parse(data: dict[str, Any], message: Message) -> Message:
     return message
 
 
-def _cluster(service: Service) -> Message:
+def _cluster(service: Service, trust_domain: str | None) -> Message:
     data: dict[str, Any] = {
         "name": service.name,
         "type": "EDS",
@@ -302,6 +562,8 @@ def _cluster(service: Service) -> Message:
     }
     if thresholds:
         data["circuit_breakers"] = {"thresholds": [thresholds]}
+    if trust_domain is not None and service.mtls != "DISABLE":
+        data["transport_socket"] = _upstream_tls(service, trust_domain)
     return _parse(data, cluster_pb2.Cluster())
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
@@ -26,6 +27,7 @@ from remora.config.support import unpack_any
 from remora.config.typeregistry import find_type
 from remora.config.yamlload import LIMITS, load_yaml, read_text, yaml_error
 from remora.xds import mesh, types
+from remora.xds.ca.grants import Grant, parse_identities
 from remora.xds.cache import GROUP_METADATA_KEY, SnapshotCache
 from remora.xds.clip import clip
 from remora.xds.snapshot import DuplicateResource, Snapshot
@@ -34,16 +36,25 @@ from remora.xds.stats import ControlPlaneStats
 log = logging.getLogger("remora.xds.source")
 
 _SUFFIXES = (".yaml", ".yml", ".json")
+_TOP_LEVEL = frozenset({"services", "resources", "identities"})
 # All files of one source together; each file is also held to `yamlload.LIMITS`.
 MAX_SOURCE_BYTES = 4 * LIMITS.max_bytes
 
 
+SERVICE_METADATA_KEY = "remora.service"
+
+
 def mesh_group(node: base_pb2.Node) -> str:
-    """`remora.group` metadata if set, else sidecar for remora proxies, proxyless for the rest."""
+    """`remora.group` metadata if set; else for remora proxies `sidecar/<service>` when the node
+    says which service it runs beside (`remora.service`: its group adds the inbound side, and
+    falls back to `sidecar` for a service without one) or `sidecar`; proxyless for the rest."""
     fields = node.metadata.fields
     if GROUP_METADATA_KEY in fields and fields[GROUP_METADATA_KEY].string_value:
         return str(fields[GROUP_METADATA_KEY].string_value)
-    return mesh.SIDECAR if str(node.user_agent_name).startswith("remora") else mesh.PROXYLESS
+    if not str(node.user_agent_name).startswith("remora"):
+        return mesh.PROXYLESS
+    service = fields[SERVICE_METADATA_KEY].string_value if SERVICE_METADATA_KEY in fields else ""
+    return f"{mesh.SIDECAR}/{service}" if service else mesh.SIDECAR
 
 
 class FirstLoadError(Exception):
@@ -76,10 +87,26 @@ class SourceError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class MeshConfig:
-    """A parsed and validated source: mesh services plus raw resources (served as-is)."""
+    """A parsed and validated source: mesh services plus raw resources (served as-is), and the
+    identities the CA grants to workload tokens."""
 
     services: tuple[mesh.Service, ...]
     raw: tuple[Message, ...]
+    identities: tuple[Grant, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What the control plane's CA adds to every snapshot: the trust domain SPIFFE IDs are in,
+    and the trust bundle, sent over ADS as the secret the generated TLS contexts name."""
+
+    trust_domain: str
+    bundle_pem: bytes
+
+    def bundle_secret(self) -> secret_pb2.Secret:
+        secret = secret_pb2.Secret(name=mesh.BUNDLE_SECRET)
+        secret.validation_context.trusted_ca.inline_bytes = self.bundle_pem
+        return secret
 
 
 def load_directory(directory: Path, label: str = "") -> dict[str, Snapshot]:
@@ -91,16 +118,31 @@ def build_snapshots(
     config: MeshConfig,
     label: str = "",
     registered: Mapping[str, Sequence[mesh.Endpoint]] | None = None,
+    identity: Identity | None = None,
 ) -> dict[str, Snapshot]:
-    """One snapshot per node group; `registered` endpoints join their services' own."""
+    """One snapshot per node group; `registered` endpoints join their services' own. Services
+    with mTLS need the CA (`identity`)."""
     services = [
         mesh.with_endpoints(s, registered[s.name]) if registered and s.name in registered else s
         for s in config.services
     ]
+    if identity is None and (secured := mesh.needs_ca(services)):
+        raise SourceError(
+            [
+                ConfigError(
+                    f"services.{name}.mtls",
+                    "mTLS needs the control plane's CA to issue identities: start it with "
+                    "--ca-dir (or set mtls: DISABLE)",
+                )
+                for name in secured
+            ]
+        )
+    extra = [identity.bundle_secret()] if identity is not None else []
+    trust_domain = identity.trust_domain if identity is not None else None
     snapshots: dict[str, Snapshot] = {}
-    for group, messages in mesh.generate(services).items():
+    for group, messages in mesh.generate(services, trust_domain).items():
         try:
-            snapshots[group] = Snapshot.build([*messages, *config.raw], label)
+            snapshots[group] = Snapshot.build([*messages, *extra, *config.raw], label)
         except DuplicateResource as exc:  # say a raw cluster shadowing a service's
             raise SourceError([ConfigError("resources", f"{exc} ({group})")]) from None
     return snapshots
@@ -132,6 +174,8 @@ class _Parsed:
     services: list[mesh.Service] = field(default_factory=list)
     raw: list[Message] = field(default_factory=list)
     service_files: dict[str, str] = field(default_factory=dict)
+    identities: list[Grant] = field(default_factory=list)
+    identity_files: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _parse_directory(directory: Path) -> MeshConfig:
@@ -159,7 +203,7 @@ def _parse_directory(directory: Path) -> MeshConfig:
     )
     if errors.errors:
         raise SourceError(errors.errors)
-    return MeshConfig(tuple(services), tuple(parsed.raw))
+    return MeshConfig(tuple(services), tuple(parsed.raw), tuple(parsed.identities))
 
 
 def _parse_file(file: Path, rel: str, parsed: _Parsed) -> None:
@@ -177,12 +221,26 @@ def _parse_file(file: Path, rel: str, parsed: _Parsed) -> None:
         return
     if data is None:
         return
-    if not isinstance(data, dict) or not ({"services", "resources"} & data.keys()):
-        errors.add(rel, "the top level must be a mapping with `services:` or `resources:`")
+    if not isinstance(data, dict) or not (_TOP_LEVEL & data.keys()):
+        errors.add(
+            rel, "the top level must be a mapping with `services:`, `resources:` or `identities:`"
+        )
         return
     for key in data:
-        if key not in ("services", "resources"):
+        if key not in _TOP_LEVEL:
             errors.add(f"{rel}: {clip(str(key), 80)}", "unknown top-level field")
+    if "identities" in data:
+        file_errors = ErrorCollector()
+        for grant in parse_identities(data["identities"], "identities", file_errors):
+            key = (grant.namespace, grant.service_account)
+            if key in parsed.identity_files:
+                file_errors.add(
+                    f"identities.{grant.service_account}",
+                    f"duplicate identity (also in {parsed.identity_files[key]})",
+                )
+            parsed.identity_files[key] = rel
+            parsed.identities.append(grant)
+        errors.extend(_in_file(rel, file_errors.errors))
     if "services" in data:
         file_errors = ErrorCollector()
         for service in mesh.parse_services(data["services"], "services", file_errors):
@@ -258,24 +316,31 @@ class Publisher:
         cache: SnapshotCache,
         stats: ControlPlaneStats | None = None,
         registered: Callable[[], Mapping[str, Sequence[mesh.Endpoint]]] = dict,
+        identity: Callable[[], Identity | None] = lambda: None,
     ) -> None:
         self.cache = cache
         self.stats = stats or ControlPlaneStats()
         self.registered = registered
+        self.identity = identity  # the CA's trust domain and current bundle, if a CA runs
         self.config: MeshConfig | None = None
         self.label = ""
 
     def publish(self, config: MeshConfig, label: str = "") -> list[str]:
         """Install `config`; returns the groups whose snapshot changed."""
-        return self.install(config, label, build_snapshots(config, label, self.registered()))
+        return self.install(
+            config, label, build_snapshots(config, label, self.registered(), self.identity())
+        )
 
     async def publish_async(self, config: MeshConfig, label: str = "") -> list[str]:
         """`publish`, building the snapshots (seconds for a large mesh) off the event loop."""
         registered = {name: tuple(eps) for name, eps in self.registered().items()}
-        snapshots = await asyncio.to_thread(build_snapshots, config, label, registered)
-        if registered != {name: tuple(eps) for name, eps in self.registered().items()}:
-            # An instance (de)registered meanwhile: its change must not be lost.
-            snapshots = build_snapshots(config, label, self.registered())
+        identity = self.identity()
+        snapshots = await asyncio.to_thread(build_snapshots, config, label, registered, identity)
+        if registered != {name: tuple(eps) for name, eps in self.registered().items()} or (
+            identity != self.identity()
+        ):
+            # An instance (de)registered meanwhile, or the bundle changed: keep that change.
+            snapshots = build_snapshots(config, label, self.registered(), self.identity())
         return self.install(config, label, snapshots)
 
     def install(self, config: MeshConfig, label: str, snapshots: dict[str, Snapshot]) -> list[str]:
@@ -289,7 +354,8 @@ class Publisher:
         return changed
 
     def refresh(self) -> list[str]:
-        """Rebuild from the last good config (the registered endpoints changed)."""
+        """Rebuild from the last good config (the registered endpoints or the CA's trust
+        bundle changed)."""
         if self.config is None:
             return []
         return self.publish(self.config, self.label)

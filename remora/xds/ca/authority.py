@@ -28,7 +28,7 @@ from remora.xds.ca.spiffe import check_trust_domain, parse_id
 
 __all__ = ["CaError", "CertificateAuthority", "IssuedSvid"]
 
-MIN_TTL = 60.0
+MIN_TTL = 10.0  # short lifetimes are for tests and demos of rotation; 24 h is the default
 MAX_TTL = 30 * 86400.0
 SIGNING, TRUSTED, PREPARED = "signing", "trusted", "prepared"
 _CSR_PEM = b"-----BEGIN CERTIFICATE REQUEST-----"
