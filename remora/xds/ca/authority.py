@@ -214,8 +214,10 @@ class CertificateAuthority:
         )
 
     def serving_certificate(self, hosts: Sequence[str]) -> tuple[bytes, bytes]:
-        """(chain PEM, key PEM) for the CA's own HTTPS endpoint, from the current signer."""
-        not_before, not_after = self._validity(self._clock(), self.svid_ttl)
+        """(chain PEM, key PEM) for the CA's own HTTPS endpoint, from the current signer. It
+        lives a day at least, however short the SVIDs' lifetime (it is reissued when the signer
+        changes anyway)."""
+        not_before, not_after = self._validity(self._clock(), max(self.svid_ttl, 86400.0))
         cert, key = certs.make_serving(hosts, self._signer, self._signer_key, not_before, not_after)
         return certs.pem([cert, *self._intermediates]), certs.key_pem(key)
 

@@ -44,7 +44,8 @@ class CaServer:
         """Issue a new serving certificate and put it on the context for new handshakes."""
         chain, key = self.api.authority.serving_certificate(self.hosts)
         leaf = x509.load_pem_x509_certificate(chain)
-        start = leaf.not_valid_before_utc.timestamp()
+        # From now, not from not_before: that is backdated for clock skew.
+        start = time.time()
         end = leaf.not_valid_after_utc.timestamp()
         # The key touches the disk only inside a private temporary directory, for an instant:
         # the ssl module loads certificates from files alone.
