@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import json
 import logging
 import random
 import ssl
@@ -139,10 +140,10 @@ class IdentityAgent:
         if len(answer) > _MAX_ANSWER:
             raise IdentityError(f"{self.config.ca_url}: the answer is over 1 MiB")
         if response.status != 200:
-            raise IdentityError(
-                f"{self.config.ca_url} refused: {response.status} "
-                f"{answer.decode(errors='replace')[:300]}"
-            )
+            reason = answer.decode(errors="replace")
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                reason = str(json.loads(answer)["error"])
+            raise IdentityError(f"{self.config.ca_url} refused: {response.status} {reason[:300]}")
         return answer
 
     def obtain_first(self, wait: float) -> Svid:
