@@ -210,6 +210,11 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     ".venv/bin/python -m pytest tests/wasm -q": Elsewhere(".ci/run", "make test", "in make test"),
     # docs/bpf.md
     ".venv/bin/python -m pytest tests/bpf": Elsewhere(".ci/run", "make test", "in make test"),
+    # docs/ca.md
+    "remora proxy -c backend-sidecar.yaml --identity-ca https://127.0.0.1:18002 "
+    "--identity-token-file backend.token --identity-ca-bundle ca/bundle.pem": Elsewhere(
+        "tests/xds/test_mesh_identity_e2e.py", "--identity-ca-bundle", "two real sidecars"
+    ),
 }
 
 

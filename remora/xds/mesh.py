@@ -11,6 +11,13 @@
         policies: {connect_timeout: 1s, max_connections: 100, max_requests: 100}
       greeter-canary:             # a route may only name services defined somewhere
         endpoints: [{address: 127.0.0.1, port: 9002}]
+      backend:                    # identity and mTLS (needs the control plane's CA)
+        mtls: STRICT              # STRICT | PERMISSIVE | DISABLE (default)
+        service_account: backend  # spiffe://<trust domain>/ns/<namespace>/sa/<service_account>
+        inbound: {port: 19001, app_port: 9001}   # its own sidecar: mesh port -> application
+        endpoints: [{address: 127.0.0.1, port: 19001}]
+        allow: [greeter]          # the callers its inbound side admits (by SPIFFE ID)
+        calls: []                 # the outbound listeners its own sidecar binds (default: all)
 
 `examples/mesh/` is a complete directory of this schema, and a test validates both it and this
 example.
@@ -22,7 +29,10 @@ Each service becomes, for every node group:
 - a RouteConfiguration named after it;
 and a Listener named after it: for the "proxyless" group an `api_listener` (so `xds:///greeter`
 finds it) whose HCM fetches the routes over ADS with the router filter last; for the "sidecar"
-group a socket listener on `listen_port`.
+group a socket listener on `listen_port`. A service with `inbound` or `calls` also gets a group
+"sidecar/<name>" for its own sidecar (node metadata `remora.service`): the outbound listeners of
+what it calls, and its inbound listener and application cluster. With mTLS, sidecar clusters
+present the SVID secret `default` and check the peer's SPIFFE ID against the bundle `ROOTCA`.
 
 Validation names the field (`services.greeter.endpoints[1].port`); the caller adds the file.
 """
