@@ -182,7 +182,10 @@ def run(args: argparse.Namespace) -> int:
         if args.concurrency > 1:
             print("error: --identity-* needs --concurrency 1", file=sys.stderr)
             return 2
-        if not args.validate:  # validating asks the CA for nothing
+        if args.validate:  # validating asks the CA for nothing: a stand-in SVID will do
+            if not _stand_in_identity(args):
+                return 1
+        else:
             agent = _first_identity(args)
             if agent is None:
                 return 1
@@ -228,6 +231,23 @@ def run(args: argparse.Namespace) -> int:
         args.restart_epoch, args.base_id, args.drain_time_s, args.parent_shutdown_time_s
     )
     return run_config(config, args.config, watch=args.watch, restart=restart, identity=agent)
+
+
+def _stand_in_identity(args: argparse.Namespace) -> bool:
+    from remora.proxy.identity.agent import IdentityConfig, IdentityError
+    from remora.proxy.identity.svid import SECRET_NAME, placeholder
+    from remora.proxy.tls import secrets as tls_secrets
+
+    config = IdentityConfig(
+        args.identity_ca, Path(args.identity_token_file), Path(args.identity_ca_bundle)
+    )
+    try:
+        config.check()
+    except IdentityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    tls_secrets.set_local({SECRET_NAME: placeholder(time.time()).secret()})
+    return True
 
 
 def _first_identity(args: argparse.Namespace) -> IdentityAgent | None:

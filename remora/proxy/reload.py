@@ -72,13 +72,17 @@ class ReloadPlan:
     listeners: Changes
     clusters: Changes
     needs_restart: tuple[str, ...]  # one line per change that is kept out until a restart
+    # static_resources.secrets by the names whose value changed (xDS resources may name them).
+    secrets: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
-        return bool(self.listeners or self.clusters)
+        return bool(self.listeners or self.clusters or self.secrets)
 
     def summary(self) -> str:
         parts = [self.listeners.describe("listeners"), self.clusters.describe("clusters")]
+        if self.secrets:
+            parts.append(f"secrets changed {', '.join(self.secrets)}")
         return " | ".join(p for p in parts if p) or "no change"
 
 
@@ -113,7 +117,14 @@ def plan_reload(old: ProxyConfig, new: ProxyConfig) -> ReloadPlan:
         node_cluster=node.node_cluster,
         ads=old.ads,
     )
-    return ReloadPlan(config, listener_changes, cluster_changes, needs_restart)
+    secrets = tuple(
+        sorted(
+            name
+            for name in old.static_secrets.keys() | new.static_secrets.keys()
+            if old.static_secrets.get(name) != new.static_secrets.get(name)
+        )
+    )
+    return ReloadPlan(config, listener_changes, cluster_changes, needs_restart, secrets)
 
 
 def unused_loggers(compiled: ProxyConfig, running: Iterable[ListenerConfig]) -> list[AccessLogger]:
@@ -268,6 +279,10 @@ class Reloader:
         if plan.changed:
             try:
                 await self._apply(plan.config)
+            except ConfigErrors as exc:  # a new secret that dynamic resources cannot take
+                _close(unused_loggers(new, old.listeners))
+                self._rejected(reason, exc)
+                return False
             except OSError as exc:  # a bind failure: nothing of the reload was applied
                 _close(unused_loggers(new, old.listeners))
                 self.stats.rejected.inc()

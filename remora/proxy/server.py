@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +98,10 @@ class ProxyServer:
         # Secrets delivered over ADS (the client's store), and who else holds compiled TLS
         # contexts that must follow a swap (the ADS client's accepted resources).
         self.ads_secrets: Mapping[str, Any] = {}
+        self.bootstrap_secrets: Mapping[str, Any] = config.static_secrets
         self.tls_swap_hooks: list[Callable[[TlsContext, TlsContext], None]] = []
+        # Contexts held but not (or not yet) running, which must follow a secret too.
+        self.tls_context_sources: list[Callable[[], Iterable[TlsContext]]] = []
         self.secret_swaps = 0  # contexts rebuilt because a secret they use changed
         # A hot restart's child takes the parent's listening sockets through this (host, port ->
         # the socket, or None to bind it); `first_started_at` is when epoch 0 started.
@@ -139,7 +142,7 @@ class ProxyServer:
             await self.close()
             raise
         self._flush_task = asyncio.create_task(self._flush_stats(), name="stats-flush")
-        self.tls_watcher = CertificateWatcher(self._tls_contexts, self._swap_tls)
+        self.tls_watcher = CertificateWatcher(self._tls_contexts, self._swap_tls, self.update_lock)
         self.tls_watcher.start()
         self.state = "LIVE"
         self._server_state.set(0)
@@ -259,6 +262,7 @@ class ProxyServer:
         async with self.update_lock:
             await self.apply(config.clusters, config.listeners)
             self.config = config
+            self.bootstrap_secrets = config.static_secrets
 
     async def apply(
         self, clusters: Mapping[str, ClusterConfig], listeners: Sequence[ListenerConfig]
@@ -511,26 +515,32 @@ class ProxyServer:
             if chain.tls is not None
         ]
         found += [c.config.tls for c in self.clusters.values() if c.config.tls is not None]
+        for source in self.tls_context_sources:
+            found += source()
         return found
 
     def secret_view(self) -> SecretView:
         """The secrets TLS contexts may name now: the bootstrap's and the identity agent's
         static ones, and those the ADS stream delivered."""
         return SecretView(
-            static={**self.config.static_secrets, **tls_secrets.local()}, ads=self.ads_secrets
+            static={**self.bootstrap_secrets, **tls_secrets.local()}, ads=self.ads_secrets
         )
 
     async def update_secrets(
-        self, *, ads: Mapping[str, Any] | None = None, local: Mapping[str, Any] | None = None
+        self,
+        *,
+        ads: Mapping[str, Any] | None = None,
+        local: Mapping[str, Any] | None = None,
+        bootstrap: Mapping[str, Any] | None = None,
     ) -> int:
-        """Take new ADS or identity-agent secrets: every context built on a changed one is
-        rebuilt off the loop and swapped for new connections (open ones keep theirs). Raises
-        ConfigErrors, changing nothing, if any cannot take the new value. Call it holding
-        `update_lock`. Returns how many contexts were swapped."""
+        """Take new ADS, identity-agent or (a reload's) bootstrap secrets: every context built
+        on a changed one is rebuilt off the loop and swapped for new connections (open ones keep
+        theirs). Raises ConfigErrors, changing nothing, if any cannot take the new value. Call
+        it holding `update_lock`. Returns how many contexts were swapped."""
         old = self.secret_view()
         new = SecretView(
             static={
-                **self.config.static_secrets,
+                **(self.bootstrap_secrets if bootstrap is None else bootstrap),
                 **(tls_secrets.local() if local is None else local),
             },
             ads=self.ads_secrets if ads is None else ads,
@@ -543,6 +553,8 @@ class ProxyServer:
             tls_secrets.set_local(local)
         if ads is not None:
             self.ads_secrets = dict(ads)
+        if bootstrap is not None:
+            self.bootstrap_secrets = bootstrap
         for before, after in pairs:
             self._swap_tls(before, after)
         if pairs:
@@ -639,7 +651,7 @@ class AdminView:
         configs: list[dict[str, Any]] = [
             {
                 "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-                "bootstrap": self.server.config.source,
+                "bootstrap": tls_secrets.redacted(self.server.config.source),
             }
         ]
         if self.server.xds_status is not None:

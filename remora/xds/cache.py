@@ -64,7 +64,14 @@ class SnapshotCache:
         return True
 
     def clear(self, key: str) -> None:
-        self._snapshots.pop(key, None)
+        """Drop group `key`'s own snapshot: its nodes are served what it falls back to now, and
+        are told so."""
+        if key not in self._snapshots:
+            return
+        served = [w for k, ws in self._watchers.items() if self._serving(k) == key for w in ws]
+        del self._snapshots[key]
+        for watcher in served:
+            watcher()
 
     def snapshots(self) -> dict[str, Snapshot]:
         return dict(self._snapshots)

@@ -79,6 +79,7 @@ class AdsClient:
         self.state.resources = ClientResources(config.listeners, config.clusters)
         self.state.resources.static_secrets = lambda: server.secret_view().static
         server.tls_swap_hooks.append(lambda old, new: self.state.resources.swap_tls(old, new))
+        server.tls_context_sources.append(lambda: self.state.resources.tls_contexts())
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.connected = False
@@ -138,30 +139,37 @@ class AdsClient:
                 got_response = True
                 self.connected = True
                 self.responses += 1
-                saved = self.state.save()
-                changed, replies = self.state.on_response(response)
-                self._log_warnings()
-                if changed:
-                    try:
-                        await self._apply()
-                    except (OSError, ConfigErrors) as exc:  # nothing of it was applied
-                        reason = (
-                            "; ".join(str(e) for e in exc.errors)
-                            if isinstance(exc, ConfigErrors)
-                            else str(exc)
-                        )
-                        replies = self.state.reject(saved, response, reason)
-                        log.error("rejected an xDS update the proxy could not apply: %s", reason)
-                else:
-                    log.warning(
-                        "NACK %s version %s: %s",
-                        types.SHORT.get(response.type_url, response.type_url),
-                        response.system_version_info if delta else response.version_info,
-                        replies[0].error_detail.message,
-                    )
+                # Under the lock from compile to apply: a secret the identity agent swaps, or a
+                # reload, lands wholly before or wholly after this response.
+                async with self.server.update_lock:
+                    replies = await self._handle(response, delta)
                 for reply in replies:
                     queue.put_nowait(reply)
         return got_response
+
+    async def _handle(self, response: Any, delta: bool) -> Sequence[Any]:
+        saved = self.state.save()
+        changed, replies = self.state.on_response(response)
+        self._log_warnings()
+        if changed:
+            try:
+                await self._apply_locked(self.server.config)
+            except (OSError, ConfigErrors) as exc:  # nothing of it was applied
+                reason = (
+                    "; ".join(str(e) for e in exc.errors)
+                    if isinstance(exc, ConfigErrors)
+                    else str(exc)
+                )
+                replies = self.state.reject(saved, response, reason)
+                log.error("rejected an xDS update the proxy could not apply: %s", reason)
+        else:
+            log.warning(
+                "NACK %s version %s: %s",
+                types.SHORT.get(response.type_url, response.type_url),
+                response.system_version_info if delta else response.version_info,
+                replies[0].error_detail.message,
+            )
+        return replies
 
     def _log_warnings(self) -> None:
         resources = self.state.resources
@@ -169,17 +177,22 @@ class AdsClient:
             log.warning("xDS: %s", warning)
         resources.warnings.clear()
 
-    async def _apply(self) -> None:
-        async with self.server.update_lock:
-            await self._apply_locked(self.server.config)
-
     async def _apply_locked(self, config: ProxyConfig) -> None:
         # New secrets first: contexts built on a changed one are rebuilt (ConfigErrors, and
-        # nothing changes, if one cannot take it); then the clusters and listeners.
+        # nothing changes, if one cannot take it); then the clusters and listeners. If those
+        # cannot be applied, the secrets go back too: a NACKed secret must not keep serving.
+        previous = self.server.ads_secrets
         await self.server.update_secrets(ads=self.state.resources.secrets)
-        clusters, listeners = self.state.resources.merged(config.clusters)
-        self._log_warnings()
-        await self.server.apply(clusters, listeners)
+        try:
+            clusters, listeners = self.state.resources.merged(config.clusters)
+            self._log_warnings()
+            await self.server.apply(clusters, listeners)
+        except BaseException:
+            try:
+                await self.server.update_secrets(ads=previous)
+            except ConfigErrors as exc:  # the old secrets no longer build (expired, say)
+                log.error("could not restore the previous secrets: %s", exc.errors)
+            raise
 
     async def apply_static(self, config: ProxyConfig) -> None:
         """Serve a reloaded bootstrap's listeners and clusters beside what ADS serves.
@@ -190,10 +203,15 @@ class AdsClient:
         async with self.server.update_lock:
             resources = self.state.resources
             previous = resources.set_static(config.listeners, config.clusters)
+            previous_secrets = self.server.bootstrap_secrets
             try:
+                # Dynamic resources that name a bootstrap secret follow its new value.
+                await self.server.update_secrets(bootstrap=config.static_secrets)
                 await self._apply_locked(config)
-            except OSError:
+            except (OSError, ConfigErrors):
                 resources.set_static(list(previous[0].values()), previous[1])
+                with contextlib.suppress(ConfigErrors):
+                    await self.server.update_secrets(bootstrap=previous_secrets)
                 raise
             self.server.config = config
 

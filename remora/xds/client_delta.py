@@ -109,7 +109,7 @@ class DeltaClientState:
                 after = {**self.resources.secrets, **compiled}
                 for name in response.removed_resources:
                     after.pop(name, None)
-                woken = self.resources.wake(after, errors)
+                woken = self.resources.wake(after)
         if errors.errors:
             return False, [self._nack(response, "; ".join(str(e) for e in errors.errors))]
         self.resources.install(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from envoy.config.cluster.v3 import cluster_pb2
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import Message
 
@@ -216,19 +217,45 @@ class ClientResources:
                     compiled[item.name] = result
         return compiled
 
-    def wake(self, ads: Mapping[str, Any], errors: ErrorCollector) -> dict[str, dict[str, Any]]:
+    def wake(self, ads: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """The waiting clusters and listeners that the ADS secrets `ads` (what an SDS update
-        would leave held) complete, compiled: type -> name -> config. A compile error here is
-        the secret update's (it NACKs)."""
+        would leave held) complete, compiled: type -> name -> config.
+
+        One that still cannot be built (it names a static secret the proxy does not have, say)
+        keeps waiting, with a warning: it was accepted when it came, and it must not keep the
+        secrets, which other resources use, from being accepted."""
         woken: dict[str, dict[str, Any]] = {}
         for type_url in _WARMS_ON_SECRETS:
+            kind = "cluster" if type_url == types.CLUSTER else "listener"
             ready = [w.item for w in self.awaiting[type_url].values() if w.secrets <= ads.keys()]
-            if not ready:
+            compiled: dict[str, Any] = {}
+            for item in ready:
+                errors = ErrorCollector()
+                one = self.compile(type_url, [item], errors, ads)
+                if errors.errors or item.name not in one:
+                    self._still_waiting(type_url, kind, item.name, errors)
+                    continue
+                compiled.update(one)
+            if not compiled:
                 continue
-            compiled = self.compile(type_url, ready, errors, ads)
+            errors = ErrorCollector()
             self.check_set(type_url, compiled, ready, errors, replace=False)
+            if errors.errors:
+                for name in compiled:
+                    self._still_waiting(type_url, kind, name, errors)
+                continue
             woken[type_url] = compiled
         return woken
+
+    def _still_waiting(self, type_url: str, kind: str, name: str, errors: ErrorCollector) -> None:
+        # The paths start with the CDS/LDS response's `resources[i](name)`: name it instead.
+        reasons = "; ".join(
+            f"{e.path.partition(')')[2].lstrip('.') or e.path}: {e.message}" for e in errors.errors
+        )
+        self.warnings.append(
+            f"{types.SHORT[type_url]} {kind} {name!r} has its secrets but cannot be built with "
+            f"them, and keeps waiting: {reasons or 'no reason given'}"
+        )
 
     def install_woken(self, woken: Mapping[str, Mapping[str, Any]]) -> None:
         for type_url, compiled in woken.items():
@@ -307,10 +334,20 @@ class ClientResources:
         for item in checked:
             body = json_format.MessageToDict(item.message, preserving_proto_field_name=True)
             if type_url == types.SECRET:
-                body = _redacted(body)
+                body = tls_secrets.redacted(body)
             dumps[item.name] = (item.version, body)
             if type_url in _WARMS_ON_SECRETS:
                 names[item.name] = frozenset(tls_secrets.resource_ads_secrets(item.message))
+
+    def tls_contexts(self) -> list[TlsContext]:
+        """Every TLS context the accepted resources hold, served or not (a shadowed listener,
+        one replaced by a version that is warming)."""
+        found: list[TlsContext] = []
+        for table in (self.listeners, self._active_listeners):
+            found += [c.tls for ls in table.values() for c in ls.all_chains if c.tls is not None]
+        for ctable in (self.clusters, self._active_clusters):
+            found += [c.tls for c in ctable.values() if c.tls is not None]
+        return found
 
     def swap_tls(self, old: TlsContext, new: TlsContext) -> None:
         """The proxy swapped a TLS context (a secret or file delivered again): the accepted
@@ -345,18 +382,29 @@ class ClientResources:
 
     # -- subscriptions -------------------------------------------------------------------------
     def wanted(self) -> dict[str, frozenset[str]]:
-        """EDS/RDS names follow the accepted clusters and listeners."""
+        """EDS/RDS names follow the accepted clusters and listeners, and those serving while a
+        new version waits for its secrets (whose own EDS name is asked for too)."""
+        clusters = [*self.clusters.values()]
+        listeners = [*self.listeners.values()]
+        waiting_eds: set[str] = set()
+        for name, waiting in self.awaiting[types.CLUSTER].items():
+            if name in self._active_clusters:
+                clusters.append(self._active_clusters[name])
+            message = waiting.item.message
+            if isinstance(message, cluster_pb2.Cluster) and message.type == cluster_pb2.Cluster.EDS:
+                waiting_eds.add(message.eds_cluster_config.service_name or message.name)
+        listeners += [
+            self._active_listeners[name]
+            for name in self.awaiting[types.LISTENER]
+            if name in self._active_listeners
+        ]
         return {
             types.ENDPOINT: frozenset(
-                c.eds_service_name
-                for c in self.clusters.values()
-                if c.discovery is DiscoveryType.EDS
-            ),
+                c.eds_service_name for c in clusters if c.discovery is DiscoveryType.EDS
+            )
+            | waiting_eds,
             types.ROUTE: frozenset(
-                hcm.rds_name
-                for listener in self.listeners.values()
-                for hcm in listener.hcms
-                if hcm.rds_name
+                hcm.rds_name for listener in listeners for hcm in listener.hcms if hcm.rds_name
             ),
             types.SECRET: frozenset(
                 secret
@@ -473,17 +521,6 @@ def _with_routes(
     return dataclasses.replace(
         listener, chains=tuple(c for c in chains if c is not None), default_chain=default
     )
-
-
-def _redacted(body: dict[str, Any]) -> dict[str, Any]:
-    """A Secret as /config_dump shows it: the private key and its password replaced, as
-    Envoy's dump does."""
-    certificate = body.get("tls_certificate")
-    if isinstance(certificate, dict):
-        for key in ("private_key", "password"):
-            if key in certificate:
-                certificate[key] = {"inline_string": "[redacted]"}
-    return body
 
 
 def status(states: Mapping[str, TypeState]) -> dict[str, Any]:

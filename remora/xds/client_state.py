@@ -97,7 +97,7 @@ class ClientState:
             replace = type_url in types.FULL_STATE
             self.resources.check_set(type_url, compiled, checked, errors, replace)
             if type_url == types.SECRET:
-                woken = self.resources.wake({**self.resources.secrets, **compiled}, errors)
+                woken = self.resources.wake({**self.resources.secrets, **compiled})
         if errors.errors:
             return False, [self._nack(response, "; ".join(str(e) for e in errors.errors))]
         self.resources.install(type_url, compiled, checked, replace=type_url in types.FULL_STATE)

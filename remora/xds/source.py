@@ -322,6 +322,7 @@ class Publisher:
         self.stats = stats or ControlPlaneStats()
         self.registered = registered
         self.identity = identity  # the CA's trust domain and current bundle, if a CA runs
+        self._groups: set[str] = set()  # the groups the last install set
         self.config: MeshConfig | None = None
         self.label = ""
 
@@ -349,6 +350,12 @@ class Publisher:
         changed = [
             group for group, snap in snapshots.items() if self.cache.set_snapshot(group, snap)
         ]
+        # A group this config no longer builds (a service that lost `inbound`, or went) must
+        # not keep serving its last snapshot: its nodes fall back to their parent group.
+        for gone in sorted(self._groups - snapshots.keys()):
+            self.cache.clear(gone)
+            changed.append(gone)
+        self._groups = set(snapshots)
         if changed:
             self.stats.snapshots_applied += 1
         return changed

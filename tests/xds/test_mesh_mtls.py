@@ -209,3 +209,26 @@ def test_a_sidecar_says_which_service_it_runs_beside() -> None:
         mesh.SIDECAR, Snapshot.build([mesh._parse({"name": "y"}, secret_pb2.Secret())])
     )
     assert seen == ["backend", "other"]
+
+
+def test_a_group_the_config_no_longer_builds_falls_back_and_its_nodes_are_told(
+    tmp_path: Path,
+) -> None:
+    from remora.xds.cache import SnapshotCache
+    from remora.xds.source import Publisher
+
+    cache = SnapshotCache(mesh_group)
+    bundle = [b"ONE"]
+    publisher = Publisher(cache, identity=lambda: Identity("example.org", bundle[0]))
+    publisher.publish(_config(tmp_path))
+    told: list[str] = []
+    cache.watch("sidecar/legacy", lambda: told.append("legacy"))
+    assert "inbound|legacy" in _by_name(cache.get("sidecar/legacy"), types.LISTENER)
+    without = MESH.replace("    inbound: {port: 19002, app_port: 9002}\n", "")
+    changed = publisher.publish(_config(tmp_path, without))
+    assert "sidecar/legacy" in changed and told == ["legacy"]
+    assert cache.get("sidecar/legacy") is cache.get("sidecar")
+    # A new bundle reaches every group there is.
+    bundle[0] = b"TWO"
+    assert sorted(publisher.refresh()) == ["proxyless", "sidecar", "sidecar/backend",
+                                           "sidecar/frontend"]  # fmt: skip

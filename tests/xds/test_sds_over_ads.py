@@ -190,3 +190,112 @@ def test_a_cluster_waits_for_its_trust_bundle_and_a_garbage_bundle_is_nacked() -
     changed, _ = state.on_response(sds)
     assert changed
     assert list(state.resources.desired_clusters()) == ["up"]
+
+
+def _sotw() -> tuple[Any, Any]:
+    from envoy.config.core.v3 import base_pb2
+
+    from remora.xds.client_state import ClientState
+    from remora.xds.nacks import NackLog
+    from remora.xds.sotw import SotwStream
+
+    state = ClientState(base_pb2.Node(id="p1", user_agent_name="remora"))
+    return state, SotwStream("p1", "g", NackLog())
+
+
+def _exchange(state: Any, server: Any, snap: Snapshot, request: Any) -> tuple[bool, list[Any]]:
+    from tests.xds.helpers import parse
+
+    [response] = [parse(r.data) for r in server.on_request(request, snap)]
+    return state.on_response(response)  # type: ignore[no-any-return]
+
+
+def _with_svid(cluster: Any) -> Any:
+    """The cluster also presents the static secret `default` (the identity agent's SVID)."""
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+    context = tls_pb2.UpstreamTlsContext()
+    cluster.transport_socket.typed_config.Unpack(context)
+    context.common_tls_context.tls_certificate_sds_secret_configs.add(name="default")
+    cluster.transport_socket.typed_config.Pack(context)
+    return cluster
+
+
+def test_one_waiting_cluster_that_cannot_be_built_does_not_hold_the_secret_back() -> None:
+    """`a` names the SVID this proxy does not have (no identity agent); `b` needs only the
+    bundle. The bundle is accepted, `b` is served, `a` keeps waiting with a warning saying why."""
+    state, server = _sotw()
+    bundle = _bundle(Authority().cert_pem.decode())
+    snap = Snapshot.build([_with_svid(_tls_cluster("a")), _tls_cluster("b"), bundle])
+    changed, replies = _exchange(state, server, snap, state.initial_requests()[0])
+    assert changed and state.resources.desired_clusters() == {}
+    sds_request = next(r for r in replies if r.type_url == types.SECRET)
+    changed, replies = _exchange(state, server, snap, sds_request)
+    assert changed and not replies[0].HasField("error_detail")
+    assert list(state.resources.desired_clusters()) == ["b"]
+    (warning,) = state.resources.warnings
+    assert warning.startswith("CDS cluster 'a' has its secrets but cannot be built"), warning
+    assert "no static secret named 'default'" in warning and "--identity-ca" in warning
+
+
+def test_a_cluster_waiting_for_a_secret_keeps_its_serving_versions_endpoints() -> None:
+    from tests.xds.helpers import cla, cluster
+
+    state, server = _sotw()
+    snap = Snapshot.build([cluster("up"), cla("up", 1001)])
+    _, replies = _exchange(state, server, snap, state.initial_requests()[0])
+    eds_request = next(r for r in replies if r.type_url == types.ENDPOINT)
+    _exchange(state, server, snap, eds_request)
+    assert [e.port for e in state.resources.desired_clusters()["up"].endpoints] == [1001]
+    # The new version of `up` names the bundle, which is not there yet.
+    tls_up = cluster("up")
+    tls_up.transport_socket.CopyFrom(_tls_cluster("up").transport_socket)
+    snap = Snapshot.build([tls_up, cla("up", 1001)])
+    changed, _ = _exchange(state, server, snap, replies[0])
+    assert changed
+    assert state.resources.awaiting[types.CLUSTER].keys() == {"up"}
+    assert state.resources.wanted()[types.ENDPOINT] == {"up"}  # still following its endpoints
+    assert "up" in state.resources.desired_clusters()  # the old version serves meanwhile
+
+
+async def test_a_secret_whose_update_cannot_be_applied_does_not_serve(tmp_path: Path) -> None:
+    """The SDS response wakes a listener whose port another process holds: the response is
+    NACKed, and the secret it carried is not left serving either."""
+    import socket
+
+    ca = Authority()
+    first, second = ca.issue(), ca.issue()
+    context = ssl.create_default_context(cafile=str(ca.write(tmp_path)))
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    try:
+        async with _proxy_on_ads("GRPC") as (cache, proxy, client):
+            front = _tls_listener(port)
+            blocked = _tls_listener(taken, secret_name="other")
+            blocked.name = "blocked"
+            # `blocked` waits for `other`, which is not sent yet: both names are subscribed.
+            cache.set_snapshot(DEFAULT, Snapshot.build([front, blocked, _secret("server", first)]))
+            await until(lambda: "front" in bound(proxy), "front")
+            names = client.state.types[types.SECRET]
+            await until(lambda: names.names == {"server", "other"}, "both secrets subscribed")
+            # One SDS response brings a new `server` and `other`, which wakes `blocked`.
+            cache.set_snapshot(
+                DEFAULT,
+                Snapshot.build(
+                    [front, blocked, _secret("server", second), _secret("other", second)]
+                ),
+            )
+
+            def nack() -> Any:
+                return client.state.types[types.SECRET].last_nack
+
+            await until(lambda: nack() is not None, "the SDS NACK")
+            assert "Address already in use" in nack().reason
+            assert await serial_of(port, context) == first.cert.serial_number
+            assert set(proxy.ads_secrets) == {"server"}
+            assert proxy.ads_secrets["server"] == _secret("server", first)
+    finally:
+        holder.close()

@@ -109,8 +109,11 @@ class IdentityAgent:
             raise IdentityError(f"{self.config.ca_url}: {exc}") from None
 
     def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        context.load_verify_locations(cadata=self.config.bundle().decode())
+        # Only the mesh's roots: the token must not go to whoever holds a publicly trusted
+        # certificate for the CA's name (passing cadata keeps the system store out).
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cadata=self.config.bundle().decode()
+        )
         if self.svid is not None:  # the CA's newer roots, as its last answer listed them
             context.load_verify_locations(cadata=self.svid.bundle_pem.decode())
         return context

@@ -74,6 +74,34 @@ class Svid:
         return self.received_at + lifetime / 2 - jitter
 
 
+def placeholder(now: float) -> Svid:
+    """A throwaway self-signed stand-in, so `--validate` can compile a config that names the
+    SVID without asking the CA for one."""
+    request = Request.new()
+    at = datetime.datetime.fromtimestamp(now, datetime.UTC)
+    spiffe_id = "spiffe://validate.invalid/ns/default/sa/placeholder"
+    name = x509.Name([])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(request.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(at - datetime.timedelta(minutes=1))
+        .not_valid_after(at + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]),
+            critical=True,
+        )
+        .sign(request.key, hashes.SHA256())
+    )
+    chain = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = request.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return Svid(spiffe_id, chain, key_pem, chain, now - 60, now + 3600, cert.serial_number, now)
+
+
 def accept(request: Request, answer: bytes, now: float) -> Svid:
     """The SVID in the CA's JSON `answer` to `request`; raises SvidError saying what is wrong."""
     try:

@@ -25,9 +25,13 @@ class CertificateWatcher:
         self,
         contexts: Callable[[], Sequence[TlsContext]],
         swap: Callable[[TlsContext, TlsContext], None],
+        lock: asyncio.Lock | None = None,
     ) -> None:
         self._contexts = contexts
         self._swap = swap
+        # The proxy's update lock: a secret update rebuilding the same context meanwhile would
+        # otherwise swap a context that is no longer there, and one of the two would be lost.
+        self._lock = lock or asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._restart = asyncio.Event()
         self.reloads = 0  # good rebuilds applied
@@ -61,7 +65,8 @@ class CertificateWatcher:
                     *directories, debounce=50, step=20, stop_event=self._restart
                 ):
                     changed = {path for _, path in changes}
-                    await self._reload(changed)
+                    async with self._lock:
+                        await self._reload(changed)
             except Exception as exc:  # a directory removed under the watch, say
                 log.warning("TLS watch on %s stopped (%s); retrying", directories, exc)
                 await asyncio.sleep(1.0)

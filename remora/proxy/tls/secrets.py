@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from envoy.config.cluster.v3 import cluster_pb2
@@ -163,9 +163,16 @@ def _lookup(
         found = secrets.static.get(ref.name)
         if found is None:
             known = ", ".join(sorted(secrets.static)) or "none"
+            hint = ""
+            if ref.name == "default":
+                hint = (
+                    "; 'default' is the workload's SVID, which the proxy holds when started "
+                    "with --identity-ca, --identity-token-file and --identity-ca-bundle"
+                )
             errors.add(
                 f"{where}.name",
-                f"no static secret named {ref.name!r} (static_resources.secrets has: {known})",
+                f"no static secret named {ref.name!r} (static_resources.secrets has: "
+                f"{known}){hint}",
             )
         return found
     source = ref.sds_config
@@ -275,3 +282,23 @@ def resource_ads_secrets(resource: Message) -> set[str]:
                     names |= ads_references(context.common_tls_context)
                 break
     return names
+
+
+_SECRET_FIELDS = frozenset({"private_key", "password"})
+_INLINE = frozenset({"inline_string", "inline_bytes"})
+
+
+def redacted(value: Any) -> Any:
+    """A config as JSON with inline private keys and key passwords replaced by `[redacted]`,
+    as Envoy's config dump shows them (file names and environment variable names stay)."""
+    if isinstance(value, list):
+        return [redacted(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in _SECRET_FIELDS and isinstance(item, dict) and _INLINE & item.keys():
+            out[key] = {"inline_string": "[redacted]"}
+        else:
+            out[key] = redacted(item)
+    return out

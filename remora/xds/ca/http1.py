@@ -66,7 +66,7 @@ def body_length(headers: dict[str, str], max_body: int) -> int:
     if "transfer-encoding" in headers:
         raise HttpError(501, "transfer-encoding is not supported; send a content-length")
     value = headers.get("content-length", "0")
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # str.isdigit takes "²" and friends
         raise HttpError(400, "content-length must be a decimal number")
     if int(value) > max_body:
         raise HttpError(413, f"body over {max_body} bytes")
@@ -90,11 +90,12 @@ async def read_request(reader: asyncio.StreamReader, max_body: int) -> Request:
     return Request(method, target, headers, body)
 
 
-def encode_response(status: int, body: dict[str, Any]) -> bytes:
+def encode_response(status: int, body: dict[str, Any], head: bool = False) -> bytes:
+    """The response; to a HEAD, its head alone (the length is still the body's)."""
     data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
     extra = 'www-authenticate: Bearer realm="remora-ca"\r\n' if status == 401 else ""
     return (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
         f"content-type: application/json\r\ncontent-length: {len(data)}\r\n{extra}"
         "connection: close\r\n\r\n"
-    ).encode() + data
+    ).encode() + (b"" if head else data)

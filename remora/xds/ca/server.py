@@ -96,9 +96,11 @@ class CaServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else None
+        head = False
         try:
             try:
                 request = await http1.read_request(reader, MAX_BODY)
+                head = request.method == "HEAD"
                 status, body = self.api.handle(
                     request.method, request.target, request.headers, request.body, peer
                 )
@@ -109,7 +111,7 @@ class CaServer:
             except Exception:
                 log.exception("signing API request from %s failed", peer)
                 status, body = 500, {"error": "internal error (logged by the CA)"}
-            writer.write(http1.encode_response(status, body))
+            writer.write(http1.encode_response(status, body, head))
             await writer.drain()
         except (ConnectionError, ssl.SSLError, OSError):
             pass

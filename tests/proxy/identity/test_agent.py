@@ -100,3 +100,47 @@ def test_identity_flags_as_a_newcomer_gets_them_wrong(tmp_path: Path) -> None:
             result.stderr
         )
         assert "Traceback" not in result.stderr
+
+
+def test_only_the_mesh_bundle_is_trusted_not_the_system_store(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("t")
+    agent = _agent(1, Authority().write(tmp_path), token_file)
+    context = agent._context()
+    assert context.cert_store_stats()["x509_ca"] == 1, context.cert_store_stats()
+
+
+def test_validate_stands_in_for_the_svid_and_asks_no_ca(tmp_path: Path) -> None:
+    import json
+
+    from tests.proxy.harness import bootstrap, direct_routes, http_listener
+    from tests.proxy.tls import tlsconfig
+
+    socket = tlsconfig.downstream()
+    socket["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"] = [
+        {"name": "default"}
+    ]
+    listener = tlsconfig.with_tls(http_listener(direct_routes("ok")), socket)
+    config = tmp_path / "named.json"
+    config.write_text(json.dumps(bootstrap([listener], [])))
+    token = tmp_path / "token"
+    token.write_text("t")
+    bundle = Authority().write(tmp_path)
+
+    def validate(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "remora", "proxy", "-c", str(config), "--validate", *flags],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    plain = validate()
+    assert plain.returncode == 1
+    assert "'default' is the workload's SVID, which the proxy holds when started with " in (
+        plain.stderr
+    )
+    stood_in = validate(
+        "--identity-ca", "https://127.0.0.1:1", "--identity-token-file", str(token),
+        "--identity-ca-bundle", str(bundle),
+    )  # fmt: skip
+    assert stood_in.returncode == 0, stood_in.stderr
+    assert "OK" in stood_in.stdout

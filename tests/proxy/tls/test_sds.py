@@ -120,3 +120,18 @@ async def test_file_sds_rotates_and_keeps_the_last_good_secret(tmp_path: Path) -
             assert time.monotonic() < deadline, "the bad secret was not noticed"
             await asyncio.sleep(0.02)
         assert await serial_of(port, context) == second.cert.serial_number
+
+
+async def test_config_dump_shows_no_inline_private_key() -> None:
+    issued = Authority().issue()
+    listener = tlsconfig.with_tls(
+        http_listener(direct_routes("ok"), name="front"), sds_socket("server")
+    )
+    config = bootstrap([listener], [])
+    config["static_resources"]["secrets"] = [secret("server", issued)]
+    async with running_proxy(config) as proxy:
+        assert proxy.admin is not None
+        async with httpx.AsyncClient() as client:
+            dump = (await client.get(f"http://127.0.0.1:{proxy.admin.port}/config_dump")).text
+    assert "PRIVATE KEY" not in dump
+    assert "[redacted]" in dump and "BEGIN CERTIFICATE" in dump

@@ -110,3 +110,11 @@ async def test_activation_reissues_the_serving_certificate(served: CaServer) -> 
     assert await _served_issuer(served) == "CN=remora root cluster.local 2,O=remora"
     assert served.refresh_if_due(now=served.renew_at + 1)  # and before it expires
     assert not served.refresh_if_due()
+
+
+def test_a_content_length_of_other_digits_and_a_head_request() -> None:
+    with pytest.raises(http1.HttpError, match="content-length must be a decimal number"):
+        http1.body_length({"content-length": "\u00b2"}, 1024)  # "²".isdigit() is True
+    full = http1.encode_response(200, {"a": 1})
+    head = http1.encode_response(200, {"a": 1}, head=True)
+    assert full.startswith(head) and head.endswith(b"\r\n\r\n") and len(full) > len(head)
