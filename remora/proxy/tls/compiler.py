@@ -197,7 +197,15 @@ def compile_transport_socket(
         `secrets` in place of those it was compiled with (a secret delivered again); raises
         ConfigErrors, naming the fields, when what is there now is not usable."""
         again = ErrorCollector()
-        with tls_secrets.using(secrets or known_secrets):
+        view = known_secrets
+        if secrets is not None:
+            # A secret the new view no longer has (withdrawn while in use) keeps the value it
+            # was built with, as Envoy keeps serving it; the others take their new values.
+            view = tls_secrets.SecretView(
+                static={**known_secrets.static, **secrets.static},
+                ads={**known_secrets.ads, **secrets.ads},
+            )
+        with tls_secrets.using(view):
             context = compile_transport_socket(
                 socket, path, again, server_side=server_side, handshake_timeout=handshake_timeout
             )

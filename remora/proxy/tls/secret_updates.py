@@ -3,7 +3,8 @@
 Only the contexts that named a changed secret are rebuilt, all of them before any is swapped:
 if one cannot take the new value (a key that does not match its certificate, a bundle that
 does not parse) the update is refused as a whole with every problem named, and every context
-keeps what it has. That is what lets the ADS client NACK a bad secret.
+keeps what it has. That is what lets the ADS client NACK a bad secret. A secret withdrawn
+while in use keeps the value a context was built with (the context's `rebuild` sees to it).
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ def rebuild_dependents(
             continue
         seen.add(id(context))
         if not context.secret_refs & changed:
-            continue
-        if any(view.get(ref) is None for ref in context.secret_refs):
-            # A secret withdrawn while in use: the context keeps the value it was built with,
-            # as a cluster keeps its last endpoints (Envoy does the same).
             continue
         try:
             fresh = context.rebuild(view)

@@ -10,12 +10,14 @@ PKI), which remora never rotates: the operator replaces the files and restarts.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -77,6 +79,18 @@ def check_ttl(ttl: float, what: str = "ttl") -> float:
     return float(ttl)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    @functools.wraps(method)
+    def locked(self: CertificateAuthority, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_F, locked)
+
+
 class CertificateAuthority:
     def __init__(
         self,
@@ -104,6 +118,9 @@ class CertificateAuthority:
         self._operator = operator
         self._ledger = list(ledger)
         self.issued_total = issued_total
+        # Signing runs in a worker thread (it writes the ledger to disk) while the admin's
+        # rotation steps run on the event loop: one at a time.
+        self.lock = threading.RLock()
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -179,10 +196,12 @@ class CertificateAuthority:
     def signer_fingerprint(self) -> str:
         return certs.fingerprint(self._signer)
 
+    @_locked
     def bundle_pem(self) -> bytes:
         """Every root a workload should trust now, oldest first."""
         return certs.pem([r.cert for r in self._roots])
 
+    @_locked
     def sign(self, csr_pem: bytes, spiffe_id: str, ttl: float | None = None) -> IssuedSvid:
         """An X.509-SVID for `spiffe_id` over the CSR's key; the CSR's own names are ignored."""
         ttl = check_ttl(self.svid_ttl if ttl is None else ttl)
@@ -213,6 +232,7 @@ class CertificateAuthority:
             signer_fingerprint=signer,
         )
 
+    @_locked
     def serving_certificate(self, hosts: Sequence[str]) -> tuple[bytes, bytes]:
         """(chain PEM, key PEM) for the CA's own HTTPS endpoint, from the current signer. It
         lives a day at least, however short the SVIDs' lifetime (it is reissued when the signer
@@ -221,6 +241,7 @@ class CertificateAuthority:
         cert, key = certs.make_serving(hosts, self._signer, self._signer_key, not_before, not_after)
         return certs.pem([cert, *self._intermediates]), certs.key_pem(key)
 
+    @_locked
     def status(self) -> dict[str, Any]:
         self._prune()
         live: dict[str, int] = {}
@@ -262,6 +283,7 @@ class CertificateAuthority:
 
     # -- rotation ---------------------------------------------------------------------------
 
+    @_locked
     def prepare_rotation(self) -> None:
         """Make the next root and trust it, still signing with the current one, so every
         workload learns the new root (with its next SVID) before anything is signed by it."""
@@ -282,6 +304,7 @@ class CertificateAuthority:
         self._roots.append(root)
         self._save()
 
+    @_locked
     def activate_rotation(self) -> None:
         """Sign with the prepared root from now on; the old root stays trusted."""
         self._own_roots("activate a rotation")
@@ -294,6 +317,7 @@ class CertificateAuthority:
         self._signer, self._signer_key = prepared.cert, prepared.key
         self._save()
 
+    @_locked
     def withdraw_old(self, force: bool = False) -> None:
         """Drop the old root from the bundle, once no unexpired SVID depends on it (or forced:
         those SVIDs then fail to verify at every peer that took the new bundle)."""

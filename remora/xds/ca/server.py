@@ -101,9 +101,12 @@ class CaServer:
             try:
                 request = await http1.read_request(reader, MAX_BODY)
                 head = request.method == "HEAD"
-                status, body = self.api.handle(
-                    request.method, request.target, request.headers, request.body, peer
-                )
+                # In a worker thread: signing writes the CA's ledger to disk, and the xDS
+                # streams share this loop.
+                status, body = await asyncio.to_thread(
+                    self.api.handle,
+                    request.method, request.target, request.headers, request.body, peer,
+                )  # fmt: skip
             except http1.HttpError as exc:
                 status, body = exc.status, {"error": exc.message}
             except asyncio.IncompleteReadError:
