@@ -299,3 +299,20 @@ async def test_a_secret_whose_update_cannot_be_applied_does_not_serve(tmp_path: 
             assert proxy.ads_secrets["server"] == _secret("server", first)
     finally:
         holder.close()
+
+
+def test_delta_a_withdrawn_secret_keeps_its_cluster_serving() -> None:
+    from tests.xds.test_client_delta import _Pair
+
+    bundle = _bundle(Authority().cert_pem.decode())
+    pair = _Pair(Snapshot.build([_tls_cluster("up"), bundle]))
+    assert all(pair.connect())
+    resources = pair.client.resources
+    assert list(resources.desired_clusters()) == ["up"]
+    assert resources.versions(types.SECRET).keys() == {"ROOTCA"}
+    # The control plane drops the bundle: removed_resources names it, the client takes that,
+    # and the cluster it was built into keeps serving.
+    assert all(pair.push(Snapshot.build([_tls_cluster("up")])))
+    assert resources.versions(types.SECRET) == {}
+    assert list(resources.desired_clusters()) == ["up"]
+    assert pair.client.types[types.SECRET].last_nack is None
