@@ -118,7 +118,7 @@ def skip_reason(peer: Peer, scenario: Scenario) -> str | None:
     """Why `peer` sits out `scenario` (shown in its row instead of numbers), or None."""
     if scenario.peers is not None and peer.name not in scenario.peers:
         return scenario.left_out or "not in this scenario"
-    return peer.skip_reason(scenario.mode, scenario.profile, scenario.tls)
+    return peer.skip_reason(scenario.mode, scenario.profile, scenario.tls, scenario.hop_mtls)
 
 
 def _start_peer(
@@ -133,7 +133,8 @@ def _start_peer(
     peer_dir = opts.workdir / scenario.name / peer.name
     members: list[Managed] = []
     next_host, next_port = upstream.host, upstream.port
-    tls = tlscerts.make(opts.workdir / "tls") if scenario.tls else None
+    tls = tlscerts.make(opts.workdir / "tls") if scenario.tls or scenario.hop_mtls else None
+    mtls = scenario.hop_mtls and hops > 1
     try:
         for hop in range(hops, 0, -1):
             listener = Listener(
@@ -144,7 +145,10 @@ def _start_peer(
                 next_port,
                 max_connections=connection_limit(scenario.load),
                 profile=scenario.profile,
-                tls=tls if hop == 1 else None,
+                # The client's side is TLS in the TLS rows; the link between hops in mTLS rows.
+                tls=tls if (hop == 1 and scenario.tls) or (mtls and hop > 1) else None,
+                client_ca=tls.cert if mtls and hop > 1 and tls is not None else None,
+                upstream_tls=tls if mtls and hop < hops else None,
             )
             hop_dir = peer_dir / f"hop{hop}" if hops > 1 else peer_dir
             hop_dir.mkdir(parents=True, exist_ok=True)

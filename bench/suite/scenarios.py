@@ -40,6 +40,8 @@ class Scenario:
     left_out: str = ""
     #: The peers terminate TLS (TLS 1.3, one ECDSA P-256 certificate, their default ciphers).
     tls: bool = False
+    #: Hop 1 talks mTLS to hop 2 (each presents the certificate and requires the other's).
+    hop_mtls: bool = False
 
     @property
     def body_bytes(self) -> int:
@@ -111,6 +113,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         hops=2,
         peers=frozenset({"remora", "haproxy", "nginx", "direct"}),
         left_out="not in this row (its one-hop figure is in rate-1k)",
+    ),
+    Scenario(
+        "two-hop-keepalive-1k",
+        "Two proxies in series, keep-alive 1 KiB, 32 connections, plaintext between them "
+        "(the floor of the mTLS row)",
+        "http",
+        ClosedLoop(connections=32, path="/1k"),
+        hops=2,
+        peers=frozenset({"remora", "haproxy"}),
+        left_out="not in this row (the mTLS pair's plaintext floor)",
+    ),
+    Scenario(
+        "two-hop-mtls-keepalive-1k",
+        "Two proxies in series, keep-alive 1 KiB, 32 connections, mTLS between them "
+        "(TLS 1.3, ECDSA P-256, a client certificate required): two sidecars",
+        "http",
+        ClosedLoop(connections=32, path="/1k"),
+        hops=2,
+        peers=frozenset({"remora", "haproxy"}),
+        left_out="not in this row (the mTLS pair's plaintext floor)",
+        hop_mtls=True,
     ),
     Scenario(
         "rate-5k",

@@ -43,6 +43,11 @@ class Listener:
     profile: Profile = "minimal"
     #: Terminate TLS with this certificate (the TLS rows); None is plaintext.
     tls: TlsFiles | None = None
+    #: With `tls`: require a client certificate, verified against this file (mTLS rows).
+    client_ca: Path | None = None
+    #: Talk TLS to the upstream, presenting this certificate and verifying the upstream's
+    #: against it (the mTLS link between two hops).
+    upstream_tls: TlsFiles | None = None
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,20 @@ class Peer(ABC):
     #: Whether this peer is configured to terminate TLS in the TLS rows, and why not.
     tls: bool = False
     tls_reason: str = "not configured for TLS in this suite"
+    #: Whether it is configured for mTLS to and from another instance of itself.
+    hop_mtls: bool = False
 
     def supports(self, mode: Mode) -> bool:
         return mode in self.modes
 
-    def skip_reason(self, mode: Mode, profile: Profile, tls: bool = False) -> str | None:
+    def skip_reason(
+        self, mode: Mode, profile: Profile, tls: bool = False, hop_mtls: bool = False
+    ) -> str | None:
         """Why this peer sits out a scenario with this listener mode and profile, or None."""
         if tls and not self.tls:
             return self.tls_reason
+        if hop_mtls and not self.hop_mtls:
+            return "not configured for mTLS between hops in this suite"
         if not self.supports(mode):
             return self.unsupported_reason or "not supported"
         if profile not in self.profiles:

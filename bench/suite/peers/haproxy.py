@@ -19,6 +19,7 @@ from suite.peers.base import (
     Listener,
     Mode,
     Peer,
+    TlsFiles,
     command_version,
 )
 from suite.realistic import (
@@ -52,7 +53,7 @@ frontend bench
     default_backend upstream
 
 backend upstream
-    server up {upstream_host}:{upstream_port}
+    server up {upstream_host}:{upstream_port}{server_tls}
 """
 
 _HTTP_OPTIONS = """\
@@ -94,6 +95,16 @@ frontend bench
 {acls}
     default_backend {catch_all}
 {backends}"""
+
+
+def _server_tls(files: TlsFiles | None) -> str:
+    """mTLS to the next hop: present the certificate, require the peer's, check its name."""
+    if files is None:
+        return ""
+    return (
+        f" ssl crt {files.combined} ca-file {files.cert} verify required"
+        " sni str(localhost) verifyhost localhost"
+    )
 
 
 def _header_acl(acl: str, cond: HeaderCond) -> str:
@@ -148,6 +159,7 @@ class HAProxy(Peer):
     title = "HAProxy (nbthread 1)"
     modes: frozenset[Mode] = frozenset({"http", "tcp"})
     tls = True
+    hop_mtls = True
 
     def _binary(self) -> str:
         return shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -172,11 +184,17 @@ class HAProxy(Peer):
                 port=listener.port,
                 bind_tls=(
                     f" ssl crt {listener.tls.combined} alpn http/1.1"
+                    + (
+                        f" ca-file {listener.client_ca} verify required"
+                        if listener.client_ca is not None
+                        else ""
+                    )
                     if listener.tls is not None
                     else ""
                 ),
                 upstream_host=listener.upstream_host,
                 upstream_port=listener.upstream_port,
+                server_tls=_server_tls(listener.upstream_tls),
             )
         )
         # -db: stay in the foreground, no master process.

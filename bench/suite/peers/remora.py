@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from suite.peers.base import IDLE_TIMEOUT_S, Launch, Listener, Mode, Peer
+from suite.peers.base import IDLE_TIMEOUT_S, Launch, Listener, Mode, Peer, TlsFiles
 from suite.realistic import ALL_ROUTES, ROUTE_HEADER, HeaderCond, Route
 
 _EXT = "type.googleapis.com/envoy.extensions"
@@ -100,7 +100,7 @@ def _tcp_filter() -> dict[str, Any]:
 def _cluster(name: str, listener: Listener) -> dict[str, Any]:
     limit = listener.max_connections
     address = _address(listener.upstream_host, listener.upstream_port)
-    return {
+    cluster = {
         "name": name,
         "type": "STATIC",
         "connect_timeout": "5s",
@@ -114,6 +114,30 @@ def _cluster(name: str, listener: Listener) -> dict[str, Any]:
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": address}}]}],
         },
     }
+    if listener.upstream_tls is not None:
+        files = listener.upstream_tls
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": f"{_TLS}.UpstreamTlsContext",
+                "sni": "localhost",
+                "common_tls_context": {
+                    "tls_certificates": [_certificate(files)],
+                    "validation_context": {"trusted_ca": {"filename": str(files.cert)}},
+                },
+            },
+        }
+    return cluster
+
+
+_TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+
+
+def _certificate(files: TlsFiles) -> dict[str, Any]:
+    return {
+        "certificate_chain": {"filename": str(files.cert)},
+        "private_key": {"filename": str(files.key)},
+    }
 
 
 def bootstrap(listener: Listener, access_log: Path | None = None) -> dict[str, Any]:
@@ -126,21 +150,20 @@ def bootstrap(listener: Listener, access_log: Path | None = None) -> dict[str, A
     names = [route.name for route in ALL_ROUTES] if realistic else ["upstream"]
     chain: dict[str, Any] = {"filters": [network_filter]}
     if listener.tls is not None:
+        common: dict[str, Any] = {
+            "tls_certificates": [_certificate(listener.tls)],
+            "alpn_protocols": ["http/1.1"],
+        }
+        downstream: dict[str, Any] = {
+            "@type": f"{_TLS}.DownstreamTlsContext",
+            "common_tls_context": common,
+        }
+        if listener.client_ca is not None:
+            common["validation_context"] = {"trusted_ca": {"filename": str(listener.client_ca)}}
+            downstream["require_client_certificate"] = True
         chain["transport_socket"] = {
             "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/"
-                "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                "common_tls_context": {
-                    "tls_certificates": [
-                        {
-                            "certificate_chain": {"filename": str(listener.tls.cert)},
-                            "private_key": {"filename": str(listener.tls.key)},
-                        }
-                    ],
-                    "alpn_protocols": ["http/1.1"],
-                },
-            },
+            "typed_config": downstream,
         }
     return {
         "static_resources": {
@@ -161,6 +184,7 @@ class Remora(Peer):
     title = "remora (1 worker, uvloop)"
     modes: frozenset[Mode] = frozenset({"http", "tcp"})
     tls = True
+    hop_mtls = True
 
     def version(self) -> str:
         from importlib.metadata import PackageNotFoundError
