@@ -15,6 +15,8 @@ import pytest
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from remora.config.bootstrap import parse_dict
 from remora.config.compile import compile_bootstrap
@@ -316,3 +318,38 @@ def test_delta_a_withdrawn_secret_keeps_its_cluster_serving() -> None:
     assert resources.versions(types.SECRET) == {}
     assert list(resources.desired_clusters()) == ["up"]
     assert pair.client.types[types.SECRET].last_nack is None
+
+
+_ISSUED = Authority().issue()
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    field=st.sampled_from(["certificate_chain", "private_key", "trusted_ca"]),
+    edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=6),
+    garbage=st.binary(max_size=200),
+)
+def test_a_hostile_secret_is_refused_by_path_and_never_raises(
+    field: str, edits: list[tuple[int, int]], garbage: bytes
+) -> None:
+    """Mutated or random PEM in a delivered secret: refused with the field path, or (when the
+    mutation missed anything that matters) accepted; never an exception."""
+    from remora.config.errors import ErrorCollector
+    from remora.proxy.tls.compiler import check_secret
+
+    if field == "trusted_ca":
+        source = bytearray(Authority().cert_pem)
+        secret = secret_pb2.Secret(name="s")
+        target = secret.validation_context.trusted_ca
+    else:
+        source = bytearray(_ISSUED.cert_pem if field == "certificate_chain" else _ISSUED.key_pem)
+        secret = _secret("s", _ISSUED)
+        target = getattr(secret.tls_certificate, field)
+    for position, value in edits:
+        source[position % len(source)] = value
+    target.inline_bytes = bytes(source) if garbage[:1] != b"\x00" else garbage
+    errors = ErrorCollector()
+    accepted = check_secret(secret, "resources[0](s)", errors)
+    assert accepted == (not errors.errors)
+    for error in errors.errors:
+        assert error.path.startswith("resources[0](s)."), error.path
