@@ -56,7 +56,7 @@ from remora.proxy.rbac.filter import RbacConfig
 from remora.proxy.rbac.filter import check as rbac_check
 from remora.proxy.rbac.policy import Subject
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
-from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow
+from remora.proxy.upstream.pool import ConnectFailure, HostPool, PoolOverflow
 
 if TYPE_CHECKING:
     from remora.proxy.http.downstream import DownstreamConnection
@@ -293,11 +293,36 @@ class Exchange:
         if self.retry is not None:
             self.retry.attempt_started(host, now)
         pool = host.pool
+        if cluster.config.auto_sni:
+            name = self._server_name(host)
+            if name:
+                pool = host.pool_for(name)
         idle = pool.take_idle()
         if idle is not None:
             self._send(idle, now)
         else:
-            self.connect_task = asyncio.create_task(self._connect(host))
+            self.connect_task = asyncio.create_task(self._connect(host, pool))
+
+    def _server_name(self, host: Host) -> str:
+        """auto_sni: the host the upstream request carries (after the route's rewrites), or
+        the `override_auto_sni_header` the request has; without its port."""
+        cluster = self.cluster
+        assert cluster is not None
+        header = cluster.config.auto_sni_header
+        if header is not None:
+            value = _header(self.request_headers, header)
+            if value:
+                return _without_port(value)
+        return _without_port(self._upstream_authority(host))
+
+    def _upstream_authority(self, host: Host) -> str:
+        route = self.route
+        assert route is not None
+        if route.authority is not None:
+            return route.authority
+        if route.auto_host_rewrite:
+            return host.hostname or str(host)
+        return self.authority or str(host)
 
     def end_attempt(self) -> None:
         """A retry replaces the current attempt: drop its upstream and what it answered."""
@@ -326,9 +351,9 @@ class Exchange:
             return
         self._attempt(host, time.monotonic())
 
-    async def _connect(self, host: Host) -> None:
+    async def _connect(self, host: Host, pool: HostPool) -> None:
         try:
-            upstream = await host.pool.acquire()
+            upstream = await pool.acquire()
         except PoolOverflow:
             self._add_flag(flags.UPSTREAM_OVERFLOW)
             self._upstream_failed(
@@ -353,7 +378,7 @@ class Exchange:
         finally:
             self.connect_task = None
         if self.done:
-            host.pool.release(upstream)
+            pool.release(upstream)
             return
         self._send(upstream, time.monotonic())
 
@@ -367,12 +392,7 @@ class Exchange:
         assert route is not None and host is not None
         request = self.request
         self.upstream = upstream
-        if route.authority is not None:
-            authority = route.authority
-        elif route.auto_host_rewrite:
-            authority = host.hostname or str(host)
-        else:
-            authority = self.authority or str(host)
+        authority = self._upstream_authority(host)
         # A new list: the access log keeps the request's own (which has no host field).
         headers = [("host", authority), *route.apply_request_headers(self.request_headers)]
         retry = self.retry
@@ -971,6 +991,13 @@ def split_absolute_form(target: str) -> tuple[str, str] | None:
 
 def _noop() -> None:
     return None
+
+
+def _without_port(authority: str) -> str:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> the host (an IPv6 one unbracketed)."""
+    if authority.startswith("["):
+        return authority[1 : authority.find("]")] if "]" in authority else authority
+    return authority.rpartition(":")[0] if authority.count(":") == 1 else authority
 
 
 def _header(headers: Headers, name: str) -> str | None:

@@ -93,6 +93,7 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
         where: str,
         server_hostname: str | None = None,
         handshake: asyncio.Future[None] | None = None,
+        verify_name: str | None = None,
     ) -> None:
         super().__init__()
         self._app = app
@@ -105,7 +106,8 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
             self._incoming,
             self._outgoing,
             server_side=tls.server_side,
-            server_hostname=None if tls.server_side else (tls.sni or server_hostname),
+            # A per-connection name (auto_sni) wins over the context's configured `sni`.
+            server_hostname=None if tls.server_side else (server_hostname or tls.sni),
         )
         self._raw: asyncio.Transport | None = None
         self._state = _HANDSHAKING
@@ -123,6 +125,7 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
         # The upstream pool waits on this: connected means handshaken and accepted.
         self.handshake = handshake
         self.peer_address = ""
+        self._verify_name = verify_name  # auto_san_validation: the name the peer must carry
 
     # -- what the connection's other layers read ----------------------------------------------
     @property
@@ -256,10 +259,13 @@ class TlsLayer(asyncio.Transport, asyncio.Protocol):
         der = self._ssl.getpeercert(binary_form=True)
         self._peer_der = der
         validator = self._tls.validator
-        if der is not None and validator.checks_anything:
+        if der is None and self._verify_name is not None:
+            self._fail(FAIL_VERIFY_NO_CERT, "auto_san_validation, and no peer certificate")
+            return
+        if der is not None and (validator.checks_anything or self._verify_name is not None):
             peer = self.peer
             assert peer is not None
-            refusal = validator.refusal(peer)
+            refusal = validator.refusal(peer, self._verify_name)
             if refusal is not None:
                 names = ", ".join(peer.uri_sans + peer.dns_sans + peer.ip_sans) or "none"
                 self._fail(
@@ -448,18 +454,23 @@ async def open_connection(
     tls: TlsContext | None,
     stats: TlsStats | None,
     where: str,
+    server_name: str | None = None,
+    verify_name: str | None = None,
 ) -> asyncio.Transport:
     """Connect `app` to address:port, through TLS when `tls` is set: returns the transport
     `app` writes to once the handshake is done and the peer accepted, so callers time the
     whole of it as connecting. A TLS failure raises `TlsHandshakeError` (a `ConnectionError`)
-    naming the reason."""
+    naming the reason. `server_name` is the SNI when the context sets none (`auto_sni`);
+    `verify_name` the name the peer's certificate must carry (`auto_san_validation`)."""
     loop = asyncio.get_running_loop()
     if tls is None:
         transport, _ = await loop.create_connection(lambda: app, address, port)
         return transport
     assert stats is not None
     handshake: asyncio.Future[None] = loop.create_future()
-    layer = TlsLayer(app, tls, stats, where, handshake=handshake)
+    layer = TlsLayer(
+        app, tls, stats, where, server_name, handshake=handshake, verify_name=verify_name
+    )
     try:
         await loop.create_connection(lambda: layer, address, port)
         await handshake

@@ -153,10 +153,18 @@ class PeerValidator:
     def checks_anything(self) -> bool:
         return bool(self.san_matchers or self.certificate_hashes or self.spki_hashes)
 
-    def refusal(self, peer: PeerCertificate) -> str | None:
+    def refusal(self, peer: PeerCertificate, name: str | None = None) -> str | None:
         """The stat that counts why `peer` is refused, or None when it is accepted. As in
-        Envoy, the SAN matchers are checked first, and a hash or SPKI pin accepts on either."""
-        if self.san_matchers and not any(m.matches(peer) for m in self.san_matchers):
+        Envoy, the SAN matchers are checked first, and a hash or SPKI pin accepts on either.
+        With `name` (a cluster's `auto_san_validation`: the request's host), the certificate
+        must carry that name as a DNS or IP SAN instead of matching the SAN matchers."""
+        if name is not None:
+            if not (
+                any(dns_name_matches(name, san, True) for san in peer.dns_sans)
+                or any(same_ip(name, san) for san in peer.ip_sans)
+            ):
+                return FAIL_VERIFY_SAN
+        elif self.san_matchers and not any(m.matches(peer) for m in self.san_matchers):
             return FAIL_VERIFY_SAN
         pinned = self.certificate_hashes or self.spki_hashes
         if pinned and not (

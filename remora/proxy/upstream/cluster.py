@@ -24,6 +24,8 @@ from remora.proxy.upstream.outlier import HostOutlier, OutlierDetector, OutlierS
 from remora.proxy.upstream.pool import HostPool
 
 log = logging.getLogger("remora.upstream")
+# auto_sni pools kept per host before the unused ones are dropped.
+_MAX_SNI_POOLS = 256
 
 
 class Host:
@@ -47,6 +49,7 @@ class Host:
         "rq_success",
         "rq_timeout",
         "rq_total",
+        "sni_pools",
         "weight",
     )
 
@@ -74,6 +77,24 @@ class Host:
         self.rq_timeout = 0
         self.cx_connect_fail = 0
         self.pool = HostPool(cluster, self)
+        # auto_sni: a pool per server name, beside `pool` (for requests without one).
+        self.sni_pools: dict[str, HostPool] = {}
+
+    def pool_for(self, server_name: str) -> HostPool:
+        pool = self.sni_pools.get(server_name)
+        if pool is None:
+            if len(self.sni_pools) >= _MAX_SNI_POOLS:
+                # Names come from requests: pools with nothing open or waiting go first, so a
+                # client cycling through hosts cannot grow this without bound.
+                for name, unused in list(self.sni_pools.items()):
+                    if not unused.connections and not unused.has_waiters:
+                        del self.sni_pools[name]
+            pool = self.sni_pools[server_name] = HostPool(self.pool.cluster, self, server_name)
+        return pool
+
+    @property
+    def pools(self) -> list[HostPool]:
+        return [self.pool, *self.sni_pools.values()] if self.sni_pools else [self.pool]
 
     @property
     def key(self) -> tuple[str, int]:
@@ -222,19 +243,22 @@ class Cluster:
 
     def wake_one_waiter(self) -> None:
         for host in self.hosts:
-            if host.pool.wake_waiter():
-                return
+            for pool in host.pools:
+                if pool.wake_waiter():
+                    return
 
     async def retire(self) -> None:
         """Replaced or removed by a config update: requests in flight finish undisturbed."""
         await self._stop_tasks()
         for host in self.hosts:
-            host.pool.retire()
+            for pool in host.pools:
+                pool.retire()
 
     async def close(self) -> None:
         await self._stop_tasks()
         for host in self.hosts:
-            host.pool.close()
+            for pool in host.pools:
+                pool.close()
 
     async def _stop_tasks(self) -> None:
         """Stop the background tasks: DNS refresh, health checks, the outlier sweep."""
@@ -268,7 +292,8 @@ class Cluster:
                 host.update(endpoint)
             hosts.append(host)
         for gone in existing.values():
-            gone.pool.retire()
+            for pool in gone.pools:
+                pool.retire()
         self.hosts = hosts
         if self.health_checker is not None:
             self.health_checker.sync(hosts)

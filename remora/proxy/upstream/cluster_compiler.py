@@ -6,6 +6,7 @@ with the hot path; this module stays interpreted (docs/architecture.md, "The com
 
 from __future__ import annotations
 
+import re
 import socket
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -50,7 +51,14 @@ support.register(
 support.register("envoy.config.cluster.v3.Cluster.CommonLbConfig", {"locality_weighted_lb_config"})
 support.register("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig", set())
 _UPSTREAM_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-support.register(_UPSTREAM_HTTP_OPTIONS, {"common_http_protocol_options", "explicit_http_config"})
+support.register(
+    _UPSTREAM_HTTP_OPTIONS,
+    {"common_http_protocol_options", "explicit_http_config", "upstream_http_protocol_options"},
+)
+support.register(
+    "envoy.config.core.v3.UpstreamHttpProtocolOptions",
+    {"auto_sni", "auto_san_validation", "override_auto_sni_header"},
+)
 support.register(
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
     {"http_protocol_options"},
@@ -196,6 +204,14 @@ def compile_cluster(
     }[cluster.dns_lookup_family]
     connect_timeout = optional_seconds(cluster, "connect_timeout", _DEFAULT_CONNECT_TIMEOUT)
     common = _common_http_options(cluster, path, errors)
+    upstream_options = _upstream_http_options(cluster)
+    sni_header = upstream_options.override_auto_sni_header.lower() or None
+    if sni_header is not None and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", sni_header):
+        errors.add(
+            f"{path}.typed_extension_protocol_options[{_UPSTREAM_HTTP_OPTIONS!r}]"
+            ".upstream_http_protocol_options.override_auto_sni_header",
+            f"not a header name: {upstream_options.override_auto_sni_header!r}",
+        )
     max_kb = (
         common.max_response_headers_kb.value if common.HasField("max_response_headers_kb") else 60
     )
@@ -245,6 +261,9 @@ def compile_cluster(
         max_retries=max_retries,
         retry_budget=retry_budget,
         tls=tls,
+        auto_sni=upstream_options.auto_sni,
+        auto_san_validation=upstream_options.auto_san_validation,
+        auto_sni_header=sni_header,
     )
 
 
@@ -270,6 +289,18 @@ def _common_http_options(
                 errors.add(field_path, f"not supported: {field_path}")
         common = options.common_http_protocol_options
     return common
+
+
+def _upstream_http_options(
+    cluster: cluster_pb2.Cluster,
+) -> protocol_pb2.UpstreamHttpProtocolOptions:
+    """`upstream_http_protocol_options` of the upstream HttpProtocolOptions extension (its
+    other keys are checked by `_common_http_options`)."""
+    value = cluster.typed_extension_protocol_options.get(_UPSTREAM_HTTP_OPTIONS)
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    if value is None or not value.Unpack(options):
+        return protocol_pb2.UpstreamHttpProtocolOptions()
+    return options.upstream_http_protocol_options
 
 
 def compile_endpoints(

@@ -85,3 +85,9 @@ class ClusterConfig:
     max_retries: int = 3
     retry_budget: tuple[float, int] | None = None
     tls: TlsContext | None = None  # the cluster's transport socket; None is plaintext
+    # upstream_http_protocol_options: SNI from each request's host (or this header), one pool
+    # per name; and the upstream certificate checked against that name instead of the SAN
+    # matchers.
+    auto_sni: bool = False
+    auto_san_validation: bool = False
+    auto_sni_header: str | None = None

@@ -43,11 +43,17 @@ class HostPool:
         "connections",
         "host",
         "retired",
+        "server_name",
+        "verify_name",
     )
 
-    def __init__(self, cluster: Cluster, host: Host) -> None:
+    def __init__(self, cluster: Cluster, host: Host, server_name: str | None = None) -> None:
         self.cluster = cluster
         self.host = host
+        # auto_sni: this pool's connections carry this SNI (one pool per name, as Envoy keys
+        # its pools by it); with auto_san_validation the certificate must name it too.
+        self.server_name = server_name
+        self.verify_name = server_name if cluster.config.auto_san_validation else None
         self.buffer_limit = cluster.config.buffer_limit
         self._idle: list[UpstreamConnection] = []
         self._waiters: deque[asyncio.Future[UpstreamConnection | None]] = deque()
@@ -69,6 +75,10 @@ class HostPool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def has_waiters(self) -> bool:
+        return bool(self._waiters)
 
     async def acquire(self) -> UpstreamConnection:
         conn = self.take_idle()
@@ -124,6 +134,8 @@ class HostPool:
                     cluster.config.tls,
                     cluster.tls_stats,
                     cluster.where,
+                    self.server_name,
+                    self.verify_name,
                 )
         except TimeoutError:
             stats.upstream_cx_connect_timeout.inc()
