@@ -153,7 +153,7 @@ def compile_transport_socket(
     if server_side:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     _apply_params(context, common.tls_params, f"{cpath}.tls_params", errors)
-    certificates = _load_certificates(context, common, cpath, errors, digest)
+    certificates = _load_certificates(context, common, cpath, errors, digest, server_side)
     if server_side and not certificates and len(errors.errors) == before:
         errors.add(f"{cpath}.tls_certificates", "a listener's TLS context needs a certificate")
     validator = PeerValidator()
@@ -366,14 +366,22 @@ def _load_certificates(
     path: str,
     errors: ErrorCollector,
     digest: hashlib._Hash,
+    server_side: bool,
 ) -> tuple[PeerCertificate, ...]:
+    """The context's certificates. As in Envoy, a listener may hold one of each key type (an
+    RSA and an ECDSA one: OpenSSL keeps both and picks what the client can verify); a cluster
+    presents one."""
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    if len(common.tls_certificates) > 1:
-        errors.add(f"{path}.tls_certificates", "one certificate per context is supported")
+    if len(common.tls_certificates) > 1 and not server_side:
+        errors.add(
+            f"{path}.tls_certificates", "a cluster's context presents one certificate, not several"
+        )
         return ()
     loaded: list[PeerCertificate] = []
+    key_types: dict[str, int] = {}
     for index, entry in enumerate(common.tls_certificates):
         epath = f"{path}.tls_certificates[{index}]"
         before = len(errors.errors)
@@ -404,6 +412,16 @@ def _load_certificates(
             continue
         if not chain:
             continue
+        kind = "RSA" if isinstance(key, rsa.RSAPrivateKey) else "ECDSA" if isinstance(
+            key, ec.EllipticCurvePrivateKey) else type(key).__name__  # fmt: skip
+        if kind in key_types:
+            errors.add(
+                epath,
+                f"a second {kind} certificate (tls_certificates[{key_types[kind]}] is one): "
+                "a context holds at most one certificate of each key type",
+            )
+            continue
+        key_types[kind] = index
         leaf = chain[0]
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
