@@ -468,9 +468,14 @@ async def open_connection(
         return transport
     assert stats is not None
     handshake: asyncio.Future[None] = loop.create_future()
-    layer = TlsLayer(
-        app, tls, stats, where, server_name, handshake=handshake, verify_name=verify_name
-    )
+    try:
+        layer = TlsLayer(
+            app, tls, stats, where, server_name, handshake=handshake, verify_name=verify_name
+        )
+    except (ValueError, UnicodeError):  # auto_sni: a request's host that is no server name
+        raise TlsHandshakeError(
+            f"TLS_error: {server_name!r} cannot be sent as a server name (SNI)"
+        ) from None
     try:
         await loop.create_connection(lambda: layer, address, port)
         await handshake

@@ -154,3 +154,14 @@ def test_a_bad_override_header_is_named() -> None:
         "upstream_http_protocol_options.override_auto_sni_header: not a header name" in str(e)
         for e in info.value.errors
     ), info.value.errors
+
+
+async def test_a_host_that_is_no_server_name_is_a_connect_failure(tmp_path: Path) -> None:
+    async with SniUpstream(tmp_path) as upstream:
+        config = _config(upstream, auto_sni=True, auto_san_validation=True)
+        async with _front(config) as (client, _proxy):
+            for host in ("a..test", "x" * 70 + ".test"):
+                refused = await client.get("/", headers={"host": host})
+                assert refused.status_code == 503, refused.text
+                assert "cannot be sent as a server name (SNI)" in refused.text
+            assert (await client.get("/", headers={"host": "a.test"})).text == "a.test"
