@@ -211,6 +211,12 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     # docs/bpf.md
     ".venv/bin/python -m pytest tests/bpf": Elsewhere(".ci/run", "make test", "in make test"),
     # docs/ca.md
+    ".venv/bin/remora control-plane --config-dir examples/mesh-mtls --validate": Run(
+        expect=(
+            "configuration 'examples/mesh-mtls' OK: 2 services (backend, frontend), "
+            "0 raw resources, 2 identities",
+        )
+    ),
     "remora proxy -c backend-sidecar.yaml --identity-ca https://127.0.0.1:18002 "
     "--identity-token-file backend.token --identity-ca-bundle ca/bundle.pem": Elsewhere(
         "tests/xds/test_mesh_identity_e2e.py", "--identity-ca-bundle", "two real sidecars"

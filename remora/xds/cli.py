@@ -300,7 +300,11 @@ def _validate(args: argparse.Namespace) -> int:
             ".json files with `services:` or `resources:`)",
             file=sys.stderr,
         )
-    print(f"configuration {where!r} OK: {services}{f' ({names})' if names else ''}, {raw}")
+    granted = len(config.identities)
+    identities = f", {granted} identit{'y' if granted == 1 else 'ies'}" if granted else ""
+    print(
+        f"configuration {where!r} OK: {services}{f' ({names})' if names else ''}, {raw}{identities}"
+    )
     return 0
 
 
