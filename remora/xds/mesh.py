@@ -253,35 +253,21 @@ def _parse_service(name: str, spec: Any, path: str, errors: ErrorCollector) -> S
     account = _label(spec.get("service_account", name), f"{path}.service_account", errors)
     namespace = _label(spec.get("namespace", "default"), f"{path}.namespace", errors)
     inbound = _inbound(spec.get("inbound"), f"{path}.inbound", errors)
-    allow = None
-    if "allow" in spec:
-        raw_allow = spec["allow"]
-        if not isinstance(raw_allow, list) or not all(isinstance(a, str) for a in raw_allow):
-            errors.add(f"{path}.allow", "must be a list of service names")
-        else:
-            allow = tuple(raw_allow)
-            if mtls == "DISABLE":
-                errors.add(
-                    f"{path}.allow",
-                    "callers are told apart by their mTLS identity: set mtls to STRICT",
-                )
-            elif mtls == "PERMISSIVE":
-                errors.add(
-                    f"{path}.allow",
-                    "PERMISSIVE also takes plaintext callers, who have no identity to check: "
-                    "set mtls to STRICT",
-                )
-            if inbound is None:
-                errors.add(
-                    f"{path}.allow", "is enforced by the service's inbound sidecar: set inbound"
-                )
-    calls = None
-    if "calls" in spec:
-        raw_calls = spec["calls"]
-        if not isinstance(raw_calls, list) or not all(isinstance(c, str) for c in raw_calls):
-            errors.add(f"{path}.calls", "must be a list of service names")
-        else:
-            calls = tuple(raw_calls)
+    allow = _service_names(spec, "allow", path, errors)
+    if allow is not None:
+        if mtls == "DISABLE":
+            errors.add(
+                f"{path}.allow", "callers are told apart by their mTLS identity: set mtls to STRICT"
+            )
+        elif mtls == "PERMISSIVE":
+            errors.add(
+                f"{path}.allow",
+                "PERMISSIVE also takes plaintext callers, who have no identity to check: "
+                "set mtls to STRICT",
+            )
+        if inbound is None:
+            errors.add(f"{path}.allow", "is enforced by the service's inbound sidecar: set inbound")
+    calls = _service_names(spec, "calls", path, errors)
     if len(errors.errors) > before:
         return None
     explicit = tuple(
@@ -303,6 +289,19 @@ def _parse_service(name: str, spec: Any, path: str, errors: ErrorCollector) -> S
         allow=allow,
         calls=calls,
     )
+
+
+def _service_names(
+    spec: dict[str, Any], key: str, path: str, errors: ErrorCollector
+) -> tuple[str, ...] | None:
+    """`allow:` or `calls:`, a list of service names; None when the service does not set it."""
+    if key not in spec:
+        return None
+    raw = spec[key]
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        errors.add(f"{path}.{key}", "must be a list of service names")
+        return None
+    return tuple(raw)
 
 
 def _label(value: Any, path: str, errors: ErrorCollector) -> str:
