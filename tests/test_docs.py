@@ -161,6 +161,8 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     "curl -s http://127.0.0.1:9901/stats/prometheus | grep rq_total": WithDemo(
         ("envoy_cluster_upstream_rq_total",)
     ),
+    # docs/http2.md
+    "curl --http2-prior-knowledge http://127.0.0.1:10000/": WithDemo(('"upstream": "demo-',)),
     # README: your own config
     ".venv/bin/remora proxy --config examples/front-proxy.yaml": Serve(10000, (9901,)),
     ".venv/bin/remora proxy --config examples/front-proxy.yaml --validate": Run(

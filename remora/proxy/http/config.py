@@ -21,9 +21,45 @@ class ServerHeader(Enum):
     PASS_THROUGH = 2
 
 
+# codec_type, with Envoy's enum values.
+CODEC_AUTO = 0
+CODEC_HTTP1 = 1
+CODEC_HTTP2 = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Http2Options:
+    """`http2_protocol_options`, downstream.
+
+    The defaults are the values Envoy's edge best practices recommend rather than Envoy's own
+    (2^31-1 streams, 256 MiB windows): remora bounds a connection's memory through its windows
+    (request bytes are credited back only once they move on upstream), so the windows are the
+    memory a stalled client can make the proxy hold.
+    """
+
+    max_concurrent_streams: int = 100
+    initial_stream_window_size: int = 65536
+    initial_connection_window_size: int = 1048576
+    hpack_table_size: int = 4096
+    # connection_keepalive: a PING this often on a connection that is otherwise quiet, and the
+    # connection closes if its ACK takes longer than the timeout (None: no keepalive).
+    keepalive_interval: float | None = None
+    keepalive_timeout: float = 5.0
+    # Flood limits (Envoy's names and defaults): frames queued for a client that does not read
+    # them, and frames a client sends that cost the proxy work but carry nothing.
+    max_outbound_frames: int = 10000
+    max_outbound_control_frames: int = 1000
+    max_consecutive_inbound_frames_with_empty_payload: int = 1
+    max_inbound_priority_frames_per_stream: int = 100
+    max_inbound_window_update_frames_per_data_frame_sent: int = 10
+
+
+DEFAULT_HTTP2 = Http2Options()
+
+
 @dataclass(frozen=True, slots=True)
 class HcmConfig:
-    """Everything the HTTP/1.1 connection manager needs, with Envoy's defaults filled in."""
+    """Everything the connection manager needs, with Envoy's defaults filled in."""
 
     stat_prefix: str
     route_table: RouteTable
@@ -61,3 +97,5 @@ class HcmConfig:
     forward_client_cert: int = 0
     client_cert_details: frozenset[str] = frozenset()
     rbac: RbacConfig | None = None  # envoy.filters.http.rbac, before the router
+    codec: int = CODEC_AUTO
+    http2: Http2Options = DEFAULT_HTTP2

@@ -17,6 +17,8 @@ import httptools
 
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.addresses import address_string
+from remora.proxy.http.config import CODEC_AUTO
+from remora.proxy.http.deadlines import exchange_deadline, fire
 from remora.proxy.http.exchange import Exchange
 from remora.proxy.http.h1_codec import (
     CLOSED_REQUEST_PARSER,
@@ -24,14 +26,15 @@ from remora.proxy.http.h1_codec import (
     encode_response_head,
     unterminated_line,
 )
+from remora.proxy.http.h2_downstream import PREFACE, H2DownstreamConnection
 from remora.proxy.http.request import Request
 from remora.proxy.http.xfcc import ALWAYS_FORWARD_ONLY, FORWARD_PLAN, SANITIZE_PLAN
 from remora.proxy.http.xfcc import plan as xfcc_plan
-from remora.proxy.response_flags import DURATION_TIMEOUT, STREAM_IDLE_TIMEOUT
 from remora.proxy.tls.facts import TlsFacts
 
 if TYPE_CHECKING:
     from remora.proxy.http.listener import HttpListener
+    from remora.proxy.http.stream import H2Responder
 
 _MAX_PIPELINED = 16  # queued requests before the connection stops reading
 # A chunk's size line (size and extensions) that never ends costs nothing to hold, since llhttp
@@ -77,6 +80,7 @@ class DownstreamConnection(asyncio.Protocol):
         "_maybe_trailers",
         "_read_blocks",
         "_section",
+        "_sniff",
         "_timer",
         "_timer_at",
         "_trailer_bytes",
@@ -85,6 +89,7 @@ class DownstreamConnection(asyncio.Protocol):
         "active",
         "closed",
         "closing",
+        "h2",
         "hcm",
         "last_activity",
         "listener",
@@ -108,6 +113,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def __init__(self, listener: HttpListener) -> None:
         self.listener = listener
+        self.h2: H2Responder | None = None  # HTTP/1.1: the exchange frames its own response
         # Cached: on Python 3.11, asyncio.get_running_loop() costs a getpid(2) syscall per call.
         self.loop = asyncio.get_running_loop()
         self.hcm = listener.hcm  # the config this connection started with
@@ -151,6 +157,8 @@ class DownstreamConnection(asyncio.Protocol):
         self._aged = False  # max_connection_duration has passed: no request after this one
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        # codec_type AUTO: the first bytes may be HTTP/2's preface (h2c with prior knowledge).
+        self._sniff: bytes | None = b"" if self.hcm.codec == CODEC_AUTO else None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -165,8 +173,9 @@ class DownstreamConnection(asyncio.Protocol):
         stats = self.stats
         stats.downstream_cx_total.inc()
         stats.downstream_cx_active.inc()
-        stats.downstream_cx_http1_total.inc()
-        stats.downstream_cx_http1_active.inc()
+        if self._sniff is None:
+            stats.downstream_cx_http1_total.inc()
+            stats.downstream_cx_http1_active.inc()
         if self.scheme == "https":
             stats.downstream_cx_ssl_total.inc()
             stats.downstream_cx_ssl_active.inc()
@@ -174,12 +183,27 @@ class DownstreamConnection(asyncio.Protocol):
             self.tls_facts = facts = tls.facts if tls is not None else None
             hcm = self.hcm
             self.xfcc = xfcc_plan(hcm.forward_client_cert, facts, hcm.client_cert_details)
+            if facts is not None and facts.alpn is not None and self._sniff is not None:
+                if facts.alpn == "h2":
+                    self.listener.listener_stats.on_open()
+                    self._become_h2(b"")
+                    return
+                self._is_http1()  # ALPN chose HTTP/1.1
         elif self.hcm.forward_client_cert == ALWAYS_FORWARD_ONLY:
             self.xfcc = FORWARD_PLAN
         self.listener.listener_stats.on_open()
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._sniff is not None:
+            data = self._sniff + data
+            if data[: len(PREFACE)] == PREFACE[: len(data)]:
+                if len(data) < len(PREFACE):
+                    self._sniff = data  # the preface so far: wait for the rest
+                    return
+                self._become_h2(data)
+                return
+            self._is_http1()
         self.last_activity = time.monotonic()
         self.stats.downstream_cx_rx_bytes_total.inc(len(data))
         if self.tunnel_request is not None:
@@ -257,6 +281,30 @@ class DownstreamConnection(asyncio.Protocol):
         if reported + self._line > self.hcm.max_request_headers_bytes:
             self._too_large()
 
+    def _is_http1(self) -> None:
+        self._sniff = None
+        self.stats.downstream_cx_http1_total.inc()
+        self.stats.downstream_cx_http1_active.inc()
+
+    def _become_h2(self, data: bytes) -> None:
+        """Hand the socket to an HTTP/2 connection, with what was counted at accept: the new
+        one counts only that it is HTTP/2, and uncounts all of it when it closes."""
+        self._sniff = None
+        transport = self.transport
+        assert transport is not None
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.listener.connections.discard(self)
+        self.parser = CLOSED_REQUEST_PARSER
+        self.transport = None
+        h2 = H2DownstreamConnection(self.listener, counted=True)
+        transport.set_protocol(h2)
+        h2.connection_made(transport)
+        if data:
+            h2.data_received(data)
+
     def _too_large(self) -> None:
         self.stats.downstream_rq_too_large.inc()
         self.protocol_error(431, "")
@@ -289,7 +337,8 @@ class DownstreamConnection(asyncio.Protocol):
         self.listener.connections.discard(self)
         stats = self.stats
         stats.downstream_cx_active.dec()
-        stats.downstream_cx_http1_active.dec()
+        if self._sniff is None:
+            stats.downstream_cx_http1_active.dec()
         if self.scheme == "https":
             stats.downstream_cx_ssl_active.dec()
         self.listener.listener_stats.on_close()
@@ -660,26 +709,9 @@ class DownstreamConnection(asyncio.Protocol):
             if hcm.request_timeout is not None:
                 candidates.append((parsing.started_at + hcm.request_timeout, "request"))
         if active is not None:
-            if (
-                hcm.request_timeout is not None
-                and not active.request.complete
-                and not active.head_sent
-            ):
-                # Envoy disarms the request timeout once the response has started.
-                candidates.append((active.request.started_at + hcm.request_timeout, "request"))
-            if hcm.stream_idle_timeout is not None:
-                candidates.append((self.last_activity + hcm.stream_idle_timeout, "stream_idle"))
-            if active.route_deadline is not None:
-                candidates.append((active.route_deadline, "route"))
-            if active.stream_deadline is not None:
-                candidates.append((active.stream_deadline, "upstream_duration"))
-            if hcm.max_stream_duration is not None and not self.tunnel_mode:
-                candidates.append(
-                    (active.request.started_at + hcm.max_stream_duration, "stream_duration")
-                )
-            retry = active.retry
-            if retry is not None and retry.try_deadline is not None:
-                candidates.append((retry.try_deadline, "per_try"))
+            found = exchange_deadline(hcm, active, self.last_activity, self.tunnel_mode)
+            if found is not None:
+                candidates.append(found)
         elif not self.queue and not self.tunnel_mode and hcm.idle_timeout is not None:
             candidates.append((self.last_activity + hcm.idle_timeout, "idle"))
         if hcm.max_connection_duration is not None and not self._aged:
@@ -728,9 +760,6 @@ class DownstreamConnection(asyncio.Protocol):
             # idle timeout is `SI`.
             self.send_simple(408, "request header timeout", close=True, flag="")
             self.close()
-        elif kind == "route":
-            if self.active is not None:
-                self.active.on_route_timeout()
         elif kind == "max_duration":
             # Envoy's drain for HTTP/1.1: an idle connection closes now, a busy one after the
             # response it is on (which says `connection: close`).
@@ -738,29 +767,12 @@ class DownstreamConnection(asyncio.Protocol):
             self._aged = True
             if self.active is None and not self.queue and self.parsing is None:
                 self.close()
-        elif kind == "upstream_duration":
-            if self.active is not None:
-                self.active.on_stream_duration()
-        elif kind == "stream_duration":
-            stats.downstream_rq_max_duration_reached.inc()
-            if self.active is not None:
-                self.active.on_timeout("downstream duration timeout", DURATION_TIMEOUT)
-        elif kind == "per_try":
-            if self.active is not None and self.active.retry is not None:
-                self.active.retry.on_per_try_timeout()
+        elif self.active is not None:
+            fire(kind, self.active, stats)
         elif kind == "request":
             stats.downstream_rq_timeout.inc()
-            if self.active is not None:
-                self.active.on_timeout("request timeout", "")
-            else:
-                self.closing = True
-                self.send_simple(408, "request timeout", close=True, flag="")
-                self.close()
-        else:  # stream idle
-            stats.downstream_rq_idle_timeout.inc()
-            if self.active is not None:
-                self.active.on_timeout("stream timeout", STREAM_IDLE_TIMEOUT)
-            else:
-                self.close()
+            self.closing = True
+            self.send_simple(408, "request timeout", close=True, flag="")
+            self.close()
         if not self.closed:
             self._arm_timer()

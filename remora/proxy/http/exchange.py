@@ -59,8 +59,8 @@ from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 from remora.proxy.upstream.pool import ConnectFailure, HostPool, PoolOverflow
 
 if TYPE_CHECKING:
-    from remora.proxy.http.downstream import DownstreamConnection
     from remora.proxy.http.request import Request
+    from remora.proxy.http.stream import DownstreamStream, H2Responder
     from remora.proxy.upstream.cluster import Cluster, Host
     from remora.proxy.upstream.h1_connection import UpstreamConnection
 
@@ -84,6 +84,7 @@ class Exchange:
         "downstream",
         "downstream_blocked",
         "downstream_eof",
+        "h2",
         "head_sent",
         "host",
         "keep_alive",
@@ -111,8 +112,10 @@ class Exchange:
         "upstream_tried",
     )
 
-    def __init__(self, downstream: DownstreamConnection, request: Request) -> None:
+    def __init__(self, downstream: DownstreamStream, request: Request) -> None:
         self.downstream = downstream
+        # An HTTP/2 stream frames the response itself; HTTP/1.1's is framed here, in bytes.
+        self.h2: H2Responder | None = downstream.h2
         self.request = request
         self.route: RouteResult | None = None
         self.cluster: Cluster | None = None
@@ -161,14 +164,17 @@ class Exchange:
         request = self.request
         stats = downstream.stats
         stats.downstream_rq_total.inc()
-        stats.downstream_rq_http1_total.inc()
         stats.downstream_rq_active.inc()
-        if request.version == "1.0" and not hcm.accept_http_10:
-            self.local_reply(426, "Upgrade Required", close=True)
-            return
-        if request.version not in ("1.0", "1.1"):
-            self.local_reply(400, "Bad Request: unsupported HTTP version", close=True)
-            return
+        if self.h2 is not None:
+            stats.downstream_rq_http2_total.inc()
+        else:
+            stats.downstream_rq_http1_total.inc()
+            if request.version == "1.0" and not hcm.accept_http_10:
+                self.local_reply(426, "Upgrade Required", close=True)
+                return
+            if request.version not in ("1.0", "1.1"):
+                self.local_reply(400, "Bad Request: unsupported HTTP version", close=True)
+                return
         authority = ""
         host_count = 0
         envoy_headers = False
@@ -193,7 +199,7 @@ class Exchange:
         if not authority:
             if request.version == "1.0" and hcm.default_host_for_http_10:
                 authority = hcm.default_host_for_http_10
-            elif request.version == "1.1":
+            elif request.version != "1.0":
                 self.local_reply(400, "Bad Request: missing host header", close=True)
                 return
         elif not valid_authority(authority):
@@ -281,6 +287,18 @@ class Exchange:
             # Envoy's default: the proxy answers `Expect: 100-continue` itself.
             downstream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._attempt(host, downstream.last_activity)
+
+    def refuse(self, status: int, body: str) -> None:
+        """A request the downstream codec refuses before routing: counted, and answered."""
+        stats = self.downstream.stats
+        stats.downstream_rq_total.inc()
+        stats.downstream_rq_active.inc()
+        if self.h2 is not None:
+            stats.downstream_rq_http2_total.inc()
+        else:
+            stats.downstream_rq_http1_total.inc()
+        self._add_flag(flags.DOWNSTREAM_PROTOCOL_ERROR)
+        self.local_reply(status, body, close=True)
 
     def _attempt(self, host: Host, now: float) -> None:
         cluster = self.cluster
@@ -516,6 +534,9 @@ class Exchange:
         upgrade = status == 101
         self.response_has_body = has_body = response_has_body(request.method, status)
         elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
+        if self.h2 is not None:
+            self._h2_response_head(self.h2, status, raw, has_body, elapsed)
+            return
         # A response that starts before the request ends closes the connection (see
         # on_response_complete): say so, rather than let the client expect to reuse it. So
         # does a declined upgrade: what the client sent after it was never routed.
@@ -635,16 +656,47 @@ class Exchange:
         if not downstream.writable:
             self.on_downstream_writable(False)
 
+    def _h2_response_head(
+        self, h2: H2Responder, status: int, raw: RawHeaders, has_body: bool, elapsed: str
+    ) -> None:
+        """The response head for an HTTP/2 client: the same header rules as HTTP/1.1's
+        general path, without the framing fields (HTTP/2 frames the body itself)."""
+        hcm = self.downstream.hcm
+        route = self.route
+        assert route is not None
+        out, _ = strip_hop_by_hop(decode_headers(raw))
+        if status == 204 or status == 304:
+            out = [h for h in out if h[0] != "content-length"]
+        out = route.apply_response_headers(out)
+        if hcm.via:
+            append_via(out, hcm.via)
+        _apply_server_header(out, hcm.server_name, hcm.server_header)
+        out.append(("x-envoy-upstream-service-time", elapsed))
+        if (
+            hcm.always_set_request_id_in_response
+            and self.request_id is not None
+            and _header(out, "x-request-id") is None
+        ):
+            out.append(("x-request-id", self.request_id))
+        self.response_headers = out
+        self.head_sent = True
+        h2.send_head(status, out, not has_body)
+        if not self.downstream.writable:
+            self.on_downstream_writable(False)
+
     def on_interim_response(self, status: int, raw: RawHeaders) -> None:
         """A 1xx other than 101. RFC 9110 §15.2: a proxy forwards these, except one it caused
         itself (100: the proxy answers `Expect: 100-continue` on its own) and never to an
         HTTP/1.0 client. It is not the response: the final one still follows."""
-        if self.done or self.head_sent or status == 100 or self.request.version != "1.1":
+        if self.done or self.head_sent or status == 100 or self.request.version == "1.0":
             return
         out, _ = strip_hop_by_hop(decode_headers(raw))
         if self.retry is not None:
             self.retry.response_started()  # the client has bytes of this try's answer
         downstream = self.downstream
+        if self.h2 is not None:
+            self.h2.send_interim(status, out)
+            return
         downstream.write(encode_response_head(status, out))
         if not downstream.writable and not self.upstream_reading_paused:
             self.on_downstream_writable(False)
@@ -653,6 +705,11 @@ class Exchange:
         if self.done or not self.response_has_body:
             return
         self.bytes_sent += len(data)
+        if self.h2 is not None:
+            self.h2.send_data(data)
+            if not self.downstream.writable and not self.upstream_reading_paused:
+                self.on_downstream_writable(False)
+            return
         if self.chunked_response:
             data = encode_chunk(data)
         head = self.pending_head
@@ -684,7 +741,11 @@ class Exchange:
     def on_response_complete(self) -> None:
         if self.done:
             return
-        self._flush_head(LAST_CHUNK if self.chunked_response else b"")
+        if self.h2 is not None:
+            if self.response_has_body:
+                self.h2.send_end(None)
+        else:
+            self._flush_head(LAST_CHUNK if self.chunked_response else b"")
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             if self.upstream_reading_paused:
@@ -806,11 +867,12 @@ class Exchange:
             self._finish()
             self.downstream.abort()
 
-    def on_downstream_lost(self) -> None:
+    def on_downstream_lost(self, flag: str = flags.DOWNSTREAM_CONNECTION_TERMINATION) -> None:
+        """The client went away: its connection closed, or (HTTP/2, `DR`) it reset the stream."""
         if self.done:
             return
         if not self.upgraded:
-            self._add_flag(flags.DOWNSTREAM_CONNECTION_TERMINATION)
+            self._add_flag(flag)
             self.downstream.stats.downstream_rq_rx_reset.inc()
         self._reset_upstream()
         self.keep_alive = False
@@ -883,6 +945,9 @@ class Exchange:
             headers = self.route.apply_response_headers(headers)
         headers.append(("date", _http_date()))
         headers.append(("server", hcm.server_name))
+        if self.h2 is not None:
+            self._h2_local_reply(self.h2, status, headers, payload)
+            return
         if close or downstream.wants_close_after(self.request) or not self.request.complete:
             # An unread request body would be parsed as the next request: close instead.
             close = True
@@ -895,6 +960,21 @@ class Exchange:
             payload = b""
         self.bytes_sent = len(payload)
         downstream.write(encode_response_head(status, headers) + payload)
+        self._finish()
+
+    def _h2_local_reply(
+        self, h2: H2Responder, status: int, headers: Headers, payload: bytes
+    ) -> None:
+        self.status = status
+        self.response_headers = headers
+        self.head_sent = True
+        if self.request.method == "HEAD":
+            payload = b""
+        self.bytes_sent = len(payload)
+        h2.send_head(status, headers, not payload)
+        if payload:
+            h2.send_data(payload)
+            h2.send_end(None)
         self._finish()
 
     def _finish(self) -> None:

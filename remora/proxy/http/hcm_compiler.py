@@ -6,6 +6,7 @@ the hot path; this module stays interpreted (docs/architecture.md, "The compiled
 
 from __future__ import annotations
 
+from envoy.config.core.v3 import protocol_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -15,7 +16,14 @@ from remora.config import support
 from remora.config.common import optional_seconds
 from remora.config.errors import ConfigError, ErrorCollector
 from remora.proxy.accesslog import compile_access_logs
-from remora.proxy.http.config import HcmConfig, ServerHeader
+from remora.proxy.http.config import (
+    CODEC_AUTO,
+    CODEC_HTTP1,
+    CODEC_HTTP2,
+    HcmConfig,
+    Http2Options,
+    ServerHeader,
+)
 from remora.proxy.http.route import compile_route_configuration
 from remora.proxy.rbac.compiler import compile_http_rbac
 from remora.proxy.rbac.filter import RbacConfig
@@ -49,8 +57,25 @@ support.register(
         "upgrade_configs",
         "forward_client_cert_details",
         "set_current_client_cert_details",
+        "http2_protocol_options",
     },
 )
+support.register(
+    "envoy.config.core.v3.Http2ProtocolOptions",
+    {
+        "hpack_table_size",
+        "max_concurrent_streams",
+        "initial_stream_window_size",
+        "initial_connection_window_size",
+        "max_outbound_frames",
+        "max_outbound_control_frames",
+        "max_consecutive_inbound_frames_with_empty_payload",
+        "max_inbound_priority_frames_per_stream",
+        "max_inbound_window_update_frames_per_data_frame_sent",
+        "connection_keepalive",
+    },
+)
+support.register("envoy.config.core.v3.KeepaliveSettings", {"interval", "timeout"})
 support.register(f"{_HCM}.SetCurrentClientCertDetails", {"subject", "cert", "dns", "uri"})
 support.register(f"{_HCM}.UpgradeConfig", {"upgrade_type", "enabled"})
 support.register(
@@ -84,10 +109,7 @@ def compile_hcm(
     config: hcm_pb2.HttpConnectionManager, path: str, errors: ErrorCollector
 ) -> HcmConfig | None:
     before = len(errors.errors)
-    if config.codec_type not in (
-        hcm_pb2.HttpConnectionManager.AUTO,
-        hcm_pb2.HttpConnectionManager.HTTP1,
-    ):
+    if config.codec_type not in (CODEC_AUTO, CODEC_HTTP1, CODEC_HTTP2):
         name = hcm_pb2.HttpConnectionManager.CodecType.Name(config.codec_type)
         errors.add(f"{path}.codec_type", f"not supported: {path}.codec_type ({name})")
     if not config.stat_prefix:
@@ -124,6 +146,9 @@ def compile_hcm(
             field_path,
             f"not supported: {field_path} (it limits upstream responses: set it on the cluster)",
         )
+    http2 = compile_http2_options(
+        config.http2_protocol_options, f"{path}.http2_protocol_options", errors
+    )
     if len(errors.errors) > before:
         return None
     return HcmConfig(
@@ -166,6 +191,78 @@ def compile_hcm(
         forward_client_cert=config.forward_client_cert_details,
         client_cert_details=_client_cert_details(config.set_current_client_cert_details),
         rbac=rbac,
+        codec=config.codec_type,
+        http2=http2,
+    )
+
+
+def compile_http2_options(
+    options: protocol_pb2.Http2ProtocolOptions, path: str, errors: ErrorCollector
+) -> Http2Options:
+    """Envoy's bounds for each field (RFC 9113's for the windows and the table)."""
+    default = Http2Options()
+
+    def bounded(name: str, low: int, high: int, fallback: int) -> int:
+        if not options.HasField(name):
+            return fallback
+        value = int(getattr(options, name).value)
+        if not low <= value <= high:
+            errors.add(f"{path}.{name}", f"must be {low}-{high}")
+        return value
+
+    keepalive_interval: float | None = None
+    keepalive_timeout = default.keepalive_timeout
+    if options.HasField("connection_keepalive"):
+        keepalive = options.connection_keepalive
+        keepalive_interval = optional_seconds(keepalive, "interval", None)
+        if not keepalive.HasField("timeout"):
+            errors.add(f"{path}.connection_keepalive.timeout", "is required")
+        else:
+            keepalive_timeout = optional_seconds(keepalive, "timeout", 5.0) or 0.0
+            if keepalive_timeout <= 0:
+                errors.add(f"{path}.connection_keepalive.timeout", "must be positive")
+        if keepalive_interval is not None and keepalive_interval <= 0:
+            errors.add(f"{path}.connection_keepalive.interval", "must be positive")
+    return Http2Options(
+        max_concurrent_streams=bounded(
+            "max_concurrent_streams", 1, 2**31 - 1, default.max_concurrent_streams
+        ),
+        initial_stream_window_size=bounded(
+            "initial_stream_window_size", 65535, 2**31 - 1, default.initial_stream_window_size
+        ),
+        initial_connection_window_size=bounded(
+            "initial_connection_window_size",
+            65535,
+            2**31 - 1,
+            default.initial_connection_window_size,
+        ),
+        hpack_table_size=bounded("hpack_table_size", 0, 2**32 - 1, default.hpack_table_size),
+        keepalive_interval=keepalive_interval,
+        keepalive_timeout=keepalive_timeout,
+        max_outbound_frames=bounded(
+            "max_outbound_frames", 1, 2**32 - 1, default.max_outbound_frames
+        ),
+        max_outbound_control_frames=bounded(
+            "max_outbound_control_frames", 1, 2**32 - 1, default.max_outbound_control_frames
+        ),
+        max_consecutive_inbound_frames_with_empty_payload=bounded(
+            "max_consecutive_inbound_frames_with_empty_payload",
+            0,
+            2**32 - 1,
+            default.max_consecutive_inbound_frames_with_empty_payload,
+        ),
+        max_inbound_priority_frames_per_stream=bounded(
+            "max_inbound_priority_frames_per_stream",
+            0,
+            2**32 - 1,
+            default.max_inbound_priority_frames_per_stream,
+        ),
+        max_inbound_window_update_frames_per_data_frame_sent=bounded(
+            "max_inbound_window_update_frames_per_data_frame_sent",
+            1,
+            2**32 - 1,
+            default.max_inbound_window_update_frames_per_data_frame_sent,
+        ),
     )
 
 

@@ -14,6 +14,8 @@ class HcmStats:
     downstream_cx_active: Gauge
     downstream_cx_http1_total: Counter
     downstream_cx_http1_active: Gauge
+    downstream_cx_http2_total: Counter
+    downstream_cx_http2_active: Gauge
     downstream_cx_ssl_total: Counter
     downstream_cx_ssl_active: Gauge
     downstream_cx_rx_bytes_total: Counter
@@ -26,6 +28,7 @@ class HcmStats:
     downstream_cx_max_duration_reached: Counter
     downstream_rq_total: Counter
     downstream_rq_http1_total: Counter
+    downstream_rq_http2_total: Counter
     downstream_rq_active: Gauge
     downstream_rq_1xx: Counter
     downstream_rq_2xx: Counter

@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from remora.proxy.connection_stack import stack
-from remora.proxy.http.config import HcmConfig
+from remora.proxy.http.config import CODEC_HTTP2, HcmConfig
 from remora.proxy.http.downstream import DownstreamConnection
+from remora.proxy.http.h2_downstream import H2DownstreamConnection
+from remora.proxy.http.h2_stats import Http2Stats
 from remora.proxy.http.hcm_stats import HcmStats
 from remora.proxy.listener_stats import ListenerStats
 from remora.proxy.rbac.filter import RbacConfig, RbacStats
@@ -17,6 +19,7 @@ from remora.proxy.tls.config import TlsContext
 from remora.proxy.tls.stats import TlsStats
 
 if TYPE_CHECKING:
+    from remora.proxy.http.stream import DownstreamSession
     from remora.proxy.upstream.cluster import Cluster
 
 
@@ -45,10 +48,11 @@ class HttpListener:
         self.hcm = hcm
         self.clusters = clusters
         self.stats = HcmStats.create(store, hcm.stat_prefix)
+        self.h2_stats = Http2Stats.create(store)
         self.rbac_stats = rbac_stats_for(store, hcm)
         self.listener_stats = listener_stats
         self.buffer_limit = buffer_limit
-        self.connections: set[DownstreamConnection] = set()
+        self.connections: set[DownstreamSession] = set()
         self.draining = False
         self.tls = tls
         self.tls_stats = tls_stats
@@ -57,7 +61,13 @@ class HttpListener:
         self.scheme = "http" if tls is None else "https"
 
     def protocol_factory(self) -> asyncio.Protocol:
-        app = DownstreamConnection(self)
+        """HTTP/1.1 unless the codec is HTTP2: with AUTO, the HTTP/1.1 connection hands over to
+        HTTP/2 when ALPN says `h2` or the client's first bytes are the preface."""
+        app: asyncio.Protocol
+        if self.hcm.codec == CODEC_HTTP2:
+            app = H2DownstreamConnection(self)
+        else:
+            app = DownstreamConnection(self)
         if self.tls is None and self.network_rbac is None:
             return app
         return stack(app, self.network_rbac, self.tls, self.tls_stats, f"listener {self.name}")
