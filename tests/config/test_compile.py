@@ -198,3 +198,47 @@ def _readlink(path: str) -> str:
         return os.readlink(path)
     except OSError:
         return ""
+
+
+def test_http2_options_compile_and_bad_ones_name_their_field() -> None:
+    good = bootstrap(
+        [
+            http_listener(
+                codec_type="HTTP2",
+                http2_protocol_options={
+                    "max_concurrent_streams": 7,
+                    "initial_stream_window_size": 131072,
+                    "connection_keepalive": {"interval": "5s", "timeout": "1s"},
+                },
+            )
+        ],
+        [cluster("backend", [8080])],
+    )
+    hcm = compile_bootstrap(parse_dict(good)).listeners[0].all_chains[0].network_filter
+    assert isinstance(hcm, HcmConfig)
+    assert hcm.codec == 2
+    assert hcm.http2.max_concurrent_streams == 7
+    assert hcm.http2.initial_stream_window_size == 131072
+    assert hcm.http2.initial_connection_window_size == 1 << 20
+    assert (hcm.http2.keepalive_interval, hcm.http2.keepalive_timeout) == (5.0, 1.0)
+    prefix = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config."
+    bad = bootstrap(
+        [
+            http_listener(
+                codec_type="HTTP3",
+                http2_protocol_options={
+                    "max_concurrent_streams": 0,
+                    "initial_stream_window_size": 100,
+                    "allow_connect": True,
+                    "connection_keepalive": {"interval": "5s"},
+                },
+            )
+        ],
+        [cluster("backend", [8080])],
+    )
+    text = "\n".join(_errors(bad))
+    assert f"not supported: {prefix}codec_type (HTTP3)" in text
+    assert f"{prefix}http2_protocol_options.max_concurrent_streams" in text
+    assert f"{prefix}http2_protocol_options.initial_stream_window_size" in text
+    assert f"not supported: {prefix}http2_protocol_options.allow_connect" in text
+    assert f"{prefix}http2_protocol_options.connection_keepalive.timeout" in text
