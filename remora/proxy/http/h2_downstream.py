@@ -538,7 +538,11 @@ class H2DownstreamConnection(asyncio.Protocol):
                 transport.abort()
                 return
             transport.close()
-            self.loop.call_later(_LINGER_SECONDS, transport.abort)
+            self.loop.call_later(_LINGER_SECONDS, self._end_linger)
+
+    def _end_linger(self) -> None:
+        if self.transport is not None:  # still not closed: the client is not reading
+            self.transport.abort()
 
     def drain(self) -> None:
         """Graceful shutdown (and max_connection_duration): GOAWAY names the last stream this

@@ -164,7 +164,10 @@ class H2Stream:
             return
         self.active = None
         self._cancel_timer()
-        if self.ended and not self._end_pending:
+        if not self.ended:
+            # Done without an end: whatever the client has of the response is incomplete.
+            self.abort()
+        elif not self._end_pending:
             self._after_end()
 
     def close(self) -> None:
