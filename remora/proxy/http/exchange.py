@@ -605,17 +605,7 @@ class Exchange:
         if status == 204:
             out = [h for h in out if h[0] != "content-length"]  # RFC 9110 §8.6
         content_length = _header(out, "content-length")
-        out = route.apply_response_headers(out)
-        if hcm.via:
-            append_via(out, hcm.via)
-        _apply_server_header(out, hcm.server_name, hcm.server_header)
-        out.append(("x-envoy-upstream-service-time", elapsed))
-        if (
-            hcm.always_set_request_id_in_response
-            and self.request_id is not None
-            and _header(out, "x-request-id") is None
-        ):
-            out.append(("x-request-id", self.request_id))
+        out = self._proxy_response_fields(out, elapsed)
         if upgrade:
             self.upgraded = True
             out.append(("connection", "upgrade"))
@@ -661,12 +651,22 @@ class Exchange:
     ) -> None:
         """The response head for an HTTP/2 client: the same header rules as HTTP/1.1's
         general path, without the framing fields (HTTP/2 frames the body itself)."""
-        hcm = self.downstream.hcm
-        route = self.route
-        assert route is not None
         out, _ = strip_hop_by_hop(decode_headers(raw))
         if status == 204 or status == 304:
             out = [h for h in out if h[0] != "content-length"]
+        out = self._proxy_response_fields(out, elapsed)
+        self.response_headers = out
+        self.head_sent = True
+        h2.send_head(status, out, not has_body)
+        if not self.downstream.writable:
+            self.on_downstream_writable(False)
+
+    def _proxy_response_fields(self, out: Headers, elapsed: str) -> Headers:
+        """What the proxy does to every relayed response head, whatever the protocol: the
+        route's header rules, via, server, the upstream's service time and the request id."""
+        hcm = self.downstream.hcm
+        route = self.route
+        assert route is not None
         out = route.apply_response_headers(out)
         if hcm.via:
             append_via(out, hcm.via)
@@ -678,11 +678,7 @@ class Exchange:
             and _header(out, "x-request-id") is None
         ):
             out.append(("x-request-id", self.request_id))
-        self.response_headers = out
-        self.head_sent = True
-        h2.send_head(status, out, not has_body)
-        if not self.downstream.writable:
-            self.on_downstream_writable(False)
+        return out
 
     def on_interim_response(self, status: int, raw: RawHeaders) -> None:
         """A 1xx other than 101. RFC 9110 §15.2: a proxy forwards these, except one it caused
