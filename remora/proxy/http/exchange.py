@@ -45,6 +45,7 @@ from remora.proxy.http.route import (
 )
 from remora.proxy.http.route.retry_rules import (
     CONNECT_FAILED,
+    REFUSED_BEFORE_RESPONSE,
     RESET_BEFORE_RESPONSE,
     merge_headers,
     split_retry_headers,
@@ -55,7 +56,9 @@ from remora.proxy.rbac.filter import DENIED_BODY as RBAC_DENIED_BODY
 from remora.proxy.rbac.filter import RbacConfig
 from remora.proxy.rbac.filter import check as rbac_check
 from remora.proxy.rbac.policy import Subject
+from remora.proxy.upstream.config import PROTOCOL_DOWNSTREAM, PROTOCOL_HTTP2
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
+from remora.proxy.upstream.h2_upstream_stream import UpstreamReset
 from remora.proxy.upstream.pool import ConnectFailure, HostPool, PoolOverflow
 
 if TYPE_CHECKING:
@@ -63,6 +66,9 @@ if TYPE_CHECKING:
     from remora.proxy.http.stream import DownstreamStream, H2Responder
     from remora.proxy.upstream.cluster import Cluster, Host
     from remora.proxy.upstream.h1_connection import UpstreamConnection
+    from remora.proxy.upstream.h2_pool import H2HostPool
+    from remora.proxy.upstream.h2_upstream import H2UpstreamConnection
+    from remora.proxy.upstream.h2_upstream_stream import H2UpstreamStream
 
 
 # Enum members as constants: comparing identity is cheaper than reading `.value` per request.
@@ -85,6 +91,8 @@ class Exchange:
         "downstream_blocked",
         "downstream_eof",
         "h2",
+        "h2_upstream",
+        "h2_upstream_ended",
         "head_sent",
         "host",
         "keep_alive",
@@ -97,6 +105,7 @@ class Exchange:
         "response_flags",
         "response_has_body",
         "response_headers",
+        "response_trailers",
         "retry",
         "route",
         "route_deadline",
@@ -121,6 +130,10 @@ class Exchange:
         self.cluster: Cluster | None = None
         self.host: Host | None = None
         self.upstream: UpstreamConnection | None = None
+        # The try's stream instead, when the cluster speaks HTTP/2 upstream.
+        self.h2_upstream: H2UpstreamStream | None = None
+        self.h2_upstream_ended = False  # its response ended with its HEADERS (no body at all)
+        self.response_trailers: Headers | None = None
         self.connect_task: asyncio.Task[None] | None = None
         self.response_flags = ""  # Envoy's comma-separated flags; most requests have none
         self.response_code_details: str | None = None  # set where remora knows Envoy's
@@ -265,6 +278,9 @@ class Exchange:
             self.local_reply(503, "no healthy upstream")
             return
         self.cluster = cluster
+        if request.tunnel and self._upstream_h2(cluster):
+            self.local_reply(501, "upgrade to an HTTP/2 upstream is not supported", close=True)
+            return
         hash_key: int | None = None
         if cluster.hashing and action.hash_policy is not None:
             hash_key = action.hash_policy.key(route_request, downstream.remote_ip)
@@ -310,6 +326,14 @@ class Exchange:
         host.rq_active += 1
         if self.retry is not None:
             self.retry.attempt_started(host, now)
+        if self._upstream_h2(cluster):
+            h2_pool = host.h2_pool_for(self._server_name(host) if cluster.config.auto_sni else "")
+            conn = h2_pool.take_ready()
+            if conn is not None:
+                self._send_h2(conn, now)
+            else:
+                self.connect_task = asyncio.create_task(self._connect_h2(h2_pool))
+            return
         pool = host.pool
         if cluster.config.auto_sni:
             name = self._server_name(host)
@@ -320,6 +344,13 @@ class Exchange:
             self._send(idle, now)
         else:
             self.connect_task = asyncio.create_task(self._connect(host, pool))
+
+    def _upstream_h2(self, cluster: Cluster) -> bool:
+        """Whether this request goes upstream over HTTP/2 (the cluster's protocol options)."""
+        protocol = cluster.config.upstream_protocol
+        return protocol == PROTOCOL_HTTP2 or (
+            protocol == PROTOCOL_DOWNSTREAM and self.h2 is not None
+        )
 
     def _server_name(self, host: Host) -> str:
         """auto_sni: the host the upstream request carries (after the route's rewrites), or
@@ -355,6 +386,8 @@ class Exchange:
         self.request_body_sent = False
         self.status = 0
         self.upstream_code = 0
+        self.h2_upstream_ended = False
+        self.response_trailers = None
 
     def retry_attempt(self, host: Host | None) -> None:
         """The back-off ended: the attempt it replaces stops counting as active."""
@@ -373,25 +406,11 @@ class Exchange:
         try:
             upstream = await pool.acquire()
         except PoolOverflow:
-            self._add_flag(flags.UPSTREAM_OVERFLOW)
-            self._upstream_failed(
-                503,
-                "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            )
+            self._overflowed()
             return
         except ConnectFailure as exc:
             self.connect_task = None  # done: a retry must not cancel the task it runs in
-            self.upstream_tried = True
-            if host.outlier is not None:
-                host.outlier.on_local_failure(exc.timed_out)
-            self._add_flag(flags.UPSTREAM_CONNECTION_FAILURE)
-            reason = (
-                "upstream connect error or disconnect/reset before headers. "
-                f"reset reason: connection {'timeout' if exc.timed_out else 'failure'}"
-            )
-            if exc.transport_failure:
-                reason += f", transport failure reason: {exc.transport_failure}"
-            self._upstream_failed(503, reason, CONNECT_FAILED)
+            self._connect_failed(host, exc)
             return
         finally:
             self.connect_task = None
@@ -399,6 +418,41 @@ class Exchange:
             pool.release(upstream)
             return
         self._send(upstream, time.monotonic())
+
+    async def _connect_h2(self, pool: H2HostPool) -> None:
+        try:
+            conn = await pool.acquire()
+        except PoolOverflow:
+            self._overflowed()
+            return
+        except ConnectFailure as exc:
+            self.connect_task = None
+            self._connect_failed(pool.host, exc)
+            return
+        finally:
+            self.connect_task = None
+        if not self.done:
+            self._send_h2(conn, time.monotonic())
+
+    def _overflowed(self) -> None:
+        self._add_flag(flags.UPSTREAM_OVERFLOW)
+        self._upstream_failed(
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        )
+
+    def _connect_failed(self, host: Host, exc: ConnectFailure) -> None:
+        self.upstream_tried = True
+        if host.outlier is not None:
+            host.outlier.on_local_failure(exc.timed_out)
+        self._add_flag(flags.UPSTREAM_CONNECTION_FAILURE)
+        reason = (
+            "upstream connect error or disconnect/reset before headers. "
+            f"reset reason: connection {'timeout' if exc.timed_out else 'failure'}"
+        )
+        if exc.transport_failure:
+            reason += f", transport failure reason: {exc.transport_failure}"
+        self._upstream_failed(503, reason, CONNECT_FAILED)
 
     def _add_flag(self, flag: str) -> None:
         self.response_flags = f"{self.response_flags},{flag}" if self.response_flags else flag
@@ -452,6 +506,60 @@ class Exchange:
         if not upstream.writable:
             self.on_upstream_writable(False)
 
+    def _send_h2(self, conn: H2UpstreamConnection, now: float) -> None:
+        """The request as one stream on an HTTP/2 connection: the same header rules as
+        HTTP/1.1's, with pseudo-headers for the request line and host, and no framing fields
+        (h2 frames the body; RFC 9113 §8.2.2 allows `te: trailers` only, which gRPC needs)."""
+        route = self.route
+        host = self.host
+        cluster = self.cluster
+        assert route is not None and host is not None and cluster is not None
+        request = self.request
+        headers = route.apply_request_headers(self.request_headers)
+        retry = self.retry
+        if retry is not None:
+            retry.request_headers(headers)
+        has_body = request.has_body
+        fields = [
+            (b":method", request.method.encode("latin-1")),
+            (b":scheme", b"https" if cluster.config.tls is not None else b"http"),
+            (b":authority", self._upstream_authority(host).encode("latin-1")),
+            (b":path", self.upstream_path.encode("latin-1")),
+        ]
+        for name, value in headers:
+            if name == "host" or name == "content-length" or (has_body and name == "expect"):
+                continue
+            fields.append((name.encode("latin-1"), value.encode("latin-1")))
+        if has_body and request.content_length is not None:
+            fields.append((b"content-length", str(request.content_length).encode()))
+        if _wants_trailers(request.headers):
+            fields.append((b"te", b"trailers"))
+        stream = conn.open_stream(self)
+        self.h2_upstream = stream
+        self.upstream_started = now
+        self.upstream_tried = True
+        if cluster.config.max_stream_duration is not None:
+            self.stream_deadline = deadline = now + cluster.config.max_stream_duration
+            self.downstream.deadline_added(deadline)
+        stream.begin(fields, not has_body)
+        if self.h2_upstream is not stream:
+            return  # h2 refused the head: the stream failed, and the exchange heard why
+        if has_body:
+            if retry is not None:
+                retry.attach_body(request.body, stream.send_data, self._end_h2_request)
+            else:
+                request.body.attach(stream.send_data, self._end_h2_request)
+        else:
+            self.request_body_sent = True
+        if not stream.writable:
+            self.on_upstream_writable(False)
+
+    def _end_h2_request(self) -> None:
+        stream = self.h2_upstream
+        if stream is not None:
+            stream.end_request()
+        self.request_body_sent = True
+
     def on_request_complete(self) -> None:
         """The request's last byte arrived: Envoy's route timeout counts from here."""
         route = self.route
@@ -488,9 +596,11 @@ class Exchange:
         self.downstream.block_reading(not writable)
 
     def on_downstream_writable(self, writable: bool) -> None:
-        upstream = self.upstream
+        upstream: UpstreamConnection | H2UpstreamStream | None = self.upstream
         if upstream is None:
-            return
+            upstream = self.h2_upstream
+            if upstream is None:
+                return
         if writable and self.upstream_reading_paused:
             self.upstream_reading_paused = False
             upstream.resume_reading()
@@ -657,7 +767,9 @@ class Exchange:
         out = self._proxy_response_fields(out, elapsed)
         self.response_headers = out
         self.head_sent = True
-        h2.send_head(status, out, not has_body)
+        # An HTTP/2 upstream's HEADERS with END_STREAM stay one frame (a gRPC trailers-only
+        # response is told apart from headers by exactly that).
+        h2.send_head(status, out, not has_body or self.h2_upstream_ended)
         if not self.downstream.writable:
             self.on_downstream_writable(False)
 
@@ -717,6 +829,12 @@ class Exchange:
         if not downstream.writable and not self.upstream_reading_paused:
             self.on_downstream_writable(False)
 
+    def on_response_trailers(self, raw: RawHeaders) -> None:
+        """An HTTP/2 upstream's trailers: relayed to an HTTP/2 client with the response's end.
+        An HTTP/1.1 client gets none, as from Envoy by default (its chunked body ends empty)."""
+        if not self.done:
+            self.response_trailers = decode_headers(raw)
+
     def on_read_done(self) -> None:
         if self.pending_head is not None and not self.done:
             self._flush_head()
@@ -739,7 +857,7 @@ class Exchange:
             return
         if self.h2 is not None:
             if self.response_has_body:
-                self.h2.send_end(None)
+                self.h2.send_end(self.response_trailers)
         else:
             self._flush_head(LAST_CHUNK if self.chunked_response else b"")
         upstream, self.upstream = self.upstream, None
@@ -751,6 +869,10 @@ class Exchange:
             else:
                 # The upstream answered before taking the whole body: the connection is unusable.
                 upstream.close()
+        else:
+            stream, self.h2_upstream = self.h2_upstream, None
+            if stream is not None:
+                stream.finish()
         if not self.request.complete:
             self.keep_alive = False  # the rest of the request body would be read as a new request
         self._finish()
@@ -759,6 +881,7 @@ class Exchange:
         if self.done:
             return
         self.upstream = None
+        self.h2_upstream = None
         if self.upgraded:
             self._finish()  # either side closing ends the tunnel
             self.downstream.close()
@@ -770,6 +893,18 @@ class Exchange:
         if not self.head_sent and isinstance(error, UpstreamProtocolError):
             self._add_flag(flags.UPSTREAM_PROTOCOL_ERROR)
             self._upstream_failed(502, "upstream protocol error", RESET_BEFORE_RESPONSE)
+            return
+        reset = isinstance(error, UpstreamReset)
+        if not self.head_sent and isinstance(error, UpstreamReset):
+            # An HTTP/2 stream reset: Envoy's UR, and its own words for the reason.
+            self._add_flag(flags.UPSTREAM_REMOTE_RESET)
+            if self.host is not None and self.host.outlier is not None:
+                self.host.outlier.on_local_failure(False)
+            self._upstream_failed(
+                503,
+                f"upstream connect error or disconnect/reset before headers. reset reason: {error}",
+                REFUSED_BEFORE_RESPONSE if error.refused else RESET_BEFORE_RESPONSE,
+            )
             return
         if not self.head_sent:
             self._add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
@@ -785,7 +920,9 @@ class Exchange:
         # A close-delimited body ends at the upstream's FIN, as a completed response; losing the
         # connection any other way after the head means the body was cut short: the client must
         # see a truncated message, not a complete one.
-        self._add_flag(flags.UPSTREAM_CONNECTION_TERMINATION)
+        self._add_flag(
+            flags.UPSTREAM_REMOTE_RESET if reset else flags.UPSTREAM_CONNECTION_TERMINATION
+        )
         self.keep_alive = False
         self._finish()
         self.downstream.abort()
@@ -882,6 +1019,9 @@ class Exchange:
         if upstream is not None:
             upstream.sink = None
             upstream.abort()
+        stream, self.h2_upstream = self.h2_upstream, None
+        if stream is not None:
+            stream.abort()
 
     def _rbac_admits(self, rbac: RbacConfig, request: RouteRequest) -> bool:
         """`envoy.filters.http.rbac`: a refused request is answered 403, as Envoy's filter."""
@@ -1081,6 +1221,11 @@ def _header(headers: Headers, name: str) -> str | None:
         if key == name:
             return value
     return None
+
+
+def _wants_trailers(headers: Headers) -> bool:
+    """Whether the client's `te` names `trailers` (passed on to an HTTP/2 upstream)."""
+    return any(name == "te" and "trailers" in value.lower() for name, value in headers)
 
 
 def _expects_continue(request: Request) -> bool:

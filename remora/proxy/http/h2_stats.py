@@ -1,4 +1,5 @@
-"""Envoy's HTTP/2 codec stats (`http2.*`), one group per process as Envoy roots them there."""
+"""Envoy's HTTP/2 codec stats: `http2.*` for clients, one group per process as Envoy roots them
+there, and `cluster.<name>.http2.*` for a cluster's upstream connections."""
 
 from __future__ import annotations
 
@@ -27,5 +28,5 @@ class Http2Stats:
     streams_active: Gauge
 
     @classmethod
-    def create(cls, store: Store) -> Http2Stats:
-        return resolve_group(cls, store, "http2.")
+    def create(cls, store: Store, prefix: str = "") -> Http2Stats:
+        return resolve_group(cls, store, f"{prefix}http2.")

@@ -6,7 +6,6 @@ the hot path; this module stays interpreted (docs/architecture.md, "The compiled
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import protocol_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -21,9 +20,9 @@ from remora.proxy.http.config import (
     CODEC_HTTP1,
     CODEC_HTTP2,
     HcmConfig,
-    Http2Options,
     ServerHeader,
 )
+from remora.proxy.http.h2_options_compiler import compile_http2_options
 from remora.proxy.http.route import compile_route_configuration
 from remora.proxy.rbac.compiler import compile_http_rbac
 from remora.proxy.rbac.filter import RbacConfig
@@ -60,22 +59,6 @@ support.register(
         "http2_protocol_options",
     },
 )
-support.register(
-    "envoy.config.core.v3.Http2ProtocolOptions",
-    {
-        "hpack_table_size",
-        "max_concurrent_streams",
-        "initial_stream_window_size",
-        "initial_connection_window_size",
-        "max_outbound_frames",
-        "max_outbound_control_frames",
-        "max_consecutive_inbound_frames_with_empty_payload",
-        "max_inbound_priority_frames_per_stream",
-        "max_inbound_window_update_frames_per_data_frame_sent",
-        "connection_keepalive",
-    },
-)
-support.register("envoy.config.core.v3.KeepaliveSettings", {"interval", "timeout"})
 support.register(f"{_HCM}.SetCurrentClientCertDetails", {"subject", "cert", "dns", "uri"})
 support.register(f"{_HCM}.UpgradeConfig", {"upgrade_type", "enabled"})
 support.register(
@@ -193,76 +176,6 @@ def compile_hcm(
         rbac=rbac,
         codec=config.codec_type,
         http2=http2,
-    )
-
-
-def compile_http2_options(
-    options: protocol_pb2.Http2ProtocolOptions, path: str, errors: ErrorCollector
-) -> Http2Options:
-    """Envoy's bounds for each field (RFC 9113's for the windows and the table)."""
-    default = Http2Options()
-
-    def bounded(name: str, low: int, high: int, fallback: int) -> int:
-        if not options.HasField(name):
-            return fallback
-        value = int(getattr(options, name).value)
-        if not low <= value <= high:
-            errors.add(f"{path}.{name}", f"must be {low}-{high}")
-        return value
-
-    keepalive_interval: float | None = None
-    keepalive_timeout = default.keepalive_timeout
-    if options.HasField("connection_keepalive"):
-        keepalive = options.connection_keepalive
-        keepalive_interval = optional_seconds(keepalive, "interval", None)
-        if not keepalive.HasField("timeout"):
-            errors.add(f"{path}.connection_keepalive.timeout", "is required")
-        else:
-            keepalive_timeout = optional_seconds(keepalive, "timeout", 5.0) or 0.0
-            if keepalive_timeout <= 0:
-                errors.add(f"{path}.connection_keepalive.timeout", "must be positive")
-        if keepalive_interval is not None and keepalive_interval <= 0:
-            errors.add(f"{path}.connection_keepalive.interval", "must be positive")
-    return Http2Options(
-        max_concurrent_streams=bounded(
-            "max_concurrent_streams", 1, 2**31 - 1, default.max_concurrent_streams
-        ),
-        initial_stream_window_size=bounded(
-            "initial_stream_window_size", 65535, 2**31 - 1, default.initial_stream_window_size
-        ),
-        initial_connection_window_size=bounded(
-            "initial_connection_window_size",
-            65535,
-            2**31 - 1,
-            default.initial_connection_window_size,
-        ),
-        hpack_table_size=bounded("hpack_table_size", 0, 2**32 - 1, default.hpack_table_size),
-        keepalive_interval=keepalive_interval,
-        keepalive_timeout=keepalive_timeout,
-        max_outbound_frames=bounded(
-            "max_outbound_frames", 1, 2**32 - 1, default.max_outbound_frames
-        ),
-        max_outbound_control_frames=bounded(
-            "max_outbound_control_frames", 1, 2**32 - 1, default.max_outbound_control_frames
-        ),
-        max_consecutive_inbound_frames_with_empty_payload=bounded(
-            "max_consecutive_inbound_frames_with_empty_payload",
-            0,
-            2**32 - 1,
-            default.max_consecutive_inbound_frames_with_empty_payload,
-        ),
-        max_inbound_priority_frames_per_stream=bounded(
-            "max_inbound_priority_frames_per_stream",
-            0,
-            2**32 - 1,
-            default.max_inbound_priority_frames_per_stream,
-        ),
-        max_inbound_window_update_frames_per_data_frame_sent=bounded(
-            "max_inbound_window_update_frames_per_data_frame_sent",
-            1,
-            2**32 - 1,
-            default.max_inbound_window_update_frames_per_data_frame_sent,
-        ),
     )
 
 

@@ -12,11 +12,18 @@ import time
 from dataclasses import dataclass, field
 
 from remora.proxy.addresses import address_string
+from remora.proxy.http.h2_stats import Http2Stats
 from remora.proxy.stats import Counter, Gauge, Histogram, Store
 from remora.proxy.stats.group import by_response_class, resolve_group
 from remora.proxy.tls.stats import TlsStats
 from remora.proxy.upstream.balancer import build_balancer
-from remora.proxy.upstream.config import ClusterConfig, DiscoveryType, EndpointConfig
+from remora.proxy.upstream.config import (
+    PROTOCOL_HTTP1,
+    ClusterConfig,
+    DiscoveryType,
+    EndpointConfig,
+)
+from remora.proxy.upstream.h2_pool import H2HostPool
 from remora.proxy.upstream.health_checker import HealthChecker
 from remora.proxy.upstream.health_flags import FAILED_EDS_HEALTH, UNAVAILABLE
 from remora.proxy.upstream.lb import Balancer, WeightedRoundRobin
@@ -36,6 +43,7 @@ class Host:
         "cx_active",
         "cx_connect_fail",
         "cx_total",
+        "h2_pools",
         "health_flags",
         "hostname",
         "locality",
@@ -79,6 +87,19 @@ class Host:
         self.pool = HostPool(cluster, self)
         # auto_sni: a pool per server name, beside `pool` (for requests without one).
         self.sni_pools: dict[str, HostPool] = {}
+        # HTTP/2 clusters: made on first use, one per server name ("" without auto_sni).
+        self.h2_pools: dict[str, H2HostPool] = {}
+
+    def h2_pool_for(self, server_name: str) -> H2HostPool:
+        pool = self.h2_pools.get(server_name)
+        if pool is None:
+            if len(self.h2_pools) >= _MAX_SNI_POOLS:
+                for name, unused in list(self.h2_pools.items()):
+                    if not unused.connections and not unused.has_waiters:
+                        del self.h2_pools[name]
+            pool = H2HostPool(self.pool.cluster, self, server_name or None)
+            self.h2_pools[server_name] = pool
+        return pool
 
     def pool_for(self, server_name: str) -> HostPool:
         pool = self.sni_pools.get(server_name)
@@ -130,6 +151,10 @@ class ClusterStats:
     upstream_cx_overflow: Counter
     upstream_cx_idle_timeout: Counter
     upstream_cx_max_duration_reached: Counter
+    upstream_cx_max_requests: Counter
+    upstream_cx_close_notify: Counter
+    upstream_cx_http1_total: Counter
+    upstream_cx_http2_total: Counter
     upstream_cx_rx_bytes_total: Counter
     upstream_cx_tx_bytes_total: Counter
     upstream_rq_total: Counter
@@ -176,6 +201,12 @@ class Cluster:
         self.where = f"cluster {config.name}"  # how TLS log lines name it
         self.tls_stats = (
             None if config.tls is None else TlsStats(store, f"cluster.{config.name}.ssl")
+        )
+        # The HTTP/2 codec's counters for this cluster's connections (Envoy's names).
+        self.http2_stats = (
+            None
+            if config.upstream_protocol == PROTOCOL_HTTP1
+            else Http2Stats.create(store, f"cluster.{config.name}.")
         )
         self.hosts: list[Host] = []
         self._balancer: Balancer[Host] = WeightedRoundRobin([], [])
@@ -246,6 +277,9 @@ class Cluster:
             for pool in host.pools:
                 if pool.wake_waiter():
                     return
+            for h2_pool in host.h2_pools.values():
+                if h2_pool.wake_waiter():
+                    return
 
     async def retire(self) -> None:
         """Replaced or removed by a config update: requests in flight finish undisturbed."""
@@ -253,12 +287,16 @@ class Cluster:
         for host in self.hosts:
             for pool in host.pools:
                 pool.retire()
+            for h2_pool in host.h2_pools.values():
+                h2_pool.retire()
 
     async def close(self) -> None:
         await self._stop_tasks()
         for host in self.hosts:
             for pool in host.pools:
                 pool.close()
+            for h2_pool in host.h2_pools.values():
+                h2_pool.close()
 
     async def _stop_tasks(self) -> None:
         """Stop the background tasks: DNS refresh, health checks, the outlier sweep."""
@@ -294,6 +332,8 @@ class Cluster:
         for gone in existing.values():
             for pool in gone.pools:
                 pool.retire()
+            for h2_pool in gone.h2_pools.values():
+                h2_pool.retire()
         self.hosts = hosts
         if self.health_checker is not None:
             self.health_checker.sync(hosts)

@@ -28,6 +28,7 @@ from remora.proxy.upstream.config import (
 from remora.proxy.upstream.health_check_config import compile_health_checks
 from remora.proxy.upstream.lb_config import compile_lb
 from remora.proxy.upstream.outlier_config import compile_outlier_detection
+from remora.proxy.upstream.protocol_compiler import compile_upstream_protocol
 
 support.register(
     "envoy.config.cluster.v3.Cluster",
@@ -46,6 +47,8 @@ support.register(
         "typed_extension_protocol_options",
         "common_lb_config",
         "transport_socket",
+        "http2_protocol_options",
+        "protocol_selection",
     },
 )
 support.register("envoy.config.cluster.v3.Cluster.CommonLbConfig", {"locality_weighted_lb_config"})
@@ -53,15 +56,17 @@ support.register("envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeighte
 _UPSTREAM_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 support.register(
     _UPSTREAM_HTTP_OPTIONS,
-    {"common_http_protocol_options", "explicit_http_config", "upstream_http_protocol_options"},
+    {
+        "common_http_protocol_options",
+        "explicit_http_config",
+        "use_downstream_protocol_config",
+        "auto_config",
+        "upstream_http_protocol_options",
+    },
 )
 support.register(
     "envoy.config.core.v3.UpstreamHttpProtocolOptions",
     {"auto_sni", "auto_san_validation", "override_auto_sni_header"},
-)
-support.register(
-    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
-    {"http_protocol_options"},
 )
 # The core message is shared with the connection manager, whose compiler refuses this field.
 support.register("envoy.config.core.v3.HttpProtocolOptions", {"max_response_headers_kb"})
@@ -204,6 +209,7 @@ def compile_cluster(
     }[cluster.dns_lookup_family]
     connect_timeout = optional_seconds(cluster, "connect_timeout", _DEFAULT_CONNECT_TIMEOUT)
     common = _common_http_options(cluster, path, errors)
+    protocol, http2 = compile_upstream_protocol(cluster, path, errors, tls is not None)
     upstream_options = _upstream_http_options(cluster)
     sni_header = upstream_options.override_auto_sni_header.lower() or None
     if sni_header is not None and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", sni_header):
@@ -264,6 +270,8 @@ def compile_cluster(
         auto_sni=upstream_options.auto_sni,
         auto_san_validation=upstream_options.auto_san_validation,
         auto_sni_header=sni_header,
+        upstream_protocol=protocol,
+        http2=http2,
     )
 
 
@@ -279,10 +287,6 @@ def _common_http_options(
         if key != _UPSTREAM_HTTP_OPTIONS or not value.Unpack(options):
             errors.add(key_path, f"not supported: {key_path} (only {_UPSTREAM_HTTP_OPTIONS})")
             continue
-        if options.HasField("explicit_http_config") and not options.explicit_http_config.HasField(
-            "http_protocol_options"
-        ):
-            errors.add(f"{key_path}.explicit_http_config", "only HTTP/1.1 upstreams are supported")
         for field, _ in options.common_http_protocol_options.ListFields():
             if field.name not in _CLUSTER_COMMON_FIELDS:
                 field_path = f"{key_path}.common_http_protocol_options.{field.name}"

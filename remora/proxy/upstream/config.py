@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
+from remora.proxy.http.config import Http2Options
 from remora.proxy.tls.config import TlsContext
 from remora.proxy.upstream.health_check_config import HealthCheckConfig
 from remora.proxy.upstream.lb_config import LbConfig
@@ -38,6 +39,17 @@ class EndpointConfig:
     # host out of balancing (Envoy's failed_eds_health).
     eds_unhealthy: bool = False
 
+
+# Which HTTP version a cluster's connections speak (HttpProtocolOptions' upstream protocol).
+PROTOCOL_HTTP1 = 0
+PROTOCOL_HTTP2 = 1
+PROTOCOL_DOWNSTREAM = 2  # the client's: HTTP/2 for HTTP/2 clients, HTTP/1.1 for the others
+PROTOCOL_AUTO = 3  # TLS ALPN chooses, h2 first
+
+# An upstream's own SETTINGS_MAX_CONCURRENT_STREAMS decides how many streams a connection
+# carries unless the cluster sets fewer (Envoy's default, 2^31-1); the windows are the same
+# bounded ones as downstream (see Http2Options).
+UPSTREAM_HTTP2 = Http2Options(max_concurrent_streams=2**31 - 1)
 
 # Envoy's default ClusterLoadAssignment.Policy.overprovisioning_factor, in percent.
 DEFAULT_OVERPROVISIONING = 140
@@ -91,3 +103,5 @@ class ClusterConfig:
     auto_sni: bool = False
     auto_san_validation: bool = False
     auto_sni_header: str | None = None
+    upstream_protocol: int = PROTOCOL_HTTP1
+    http2: Http2Options = UPSTREAM_HTTP2

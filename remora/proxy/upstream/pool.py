@@ -122,6 +122,7 @@ class HostPool:
         loop = asyncio.get_running_loop()
         cluster.open_connections += 1
         stats.upstream_cx_total.inc()
+        stats.upstream_cx_http1_total.inc()
         stats.upstream_cx_active.inc()
         conn = UpstreamConnection(self)
         self.connections.add(conn)
@@ -187,6 +188,8 @@ class HostPool:
             or conn.expired
             or (limit is not None and conn.requests >= limit)
         ):
+            if limit is not None and conn.requests >= limit:
+                self.cluster.stats.upstream_cx_max_requests.inc()
             conn.close()
             return
         while self._waiters:

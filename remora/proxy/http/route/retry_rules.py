@@ -49,8 +49,9 @@ ENVOY_ONLY_TOKENS = frozenset(
     }
 )
 
-# Why an attempt failed before it had a response.
-CONNECT_FAILED, RESET_BEFORE_RESPONSE, PER_TRY_TIMEOUT = range(3)
+# Why an attempt failed before it had a response. Refused: an HTTP/2 upstream never processed
+# the stream (REFUSED_STREAM, or past its GOAWAY), so trying again is safe.
+CONNECT_FAILED, RESET_BEFORE_RESPONSE, PER_TRY_TIMEOUT, REFUSED_BEFORE_RESPONSE = range(4)
 
 # Decisions.
 NO_RETRY, RETRY, LIMIT_EXCEEDED, OVERFLOW = range(4)
@@ -166,6 +167,8 @@ def classify_failure(retry_on: int, failure: int) -> bool:
         return True
     if failure == CONNECT_FAILED:
         return bool(retry_on & (CONNECT_FAILURE | RESET))
+    if failure == REFUSED_BEFORE_RESPONSE:
+        return bool(retry_on & (REFUSED_STREAM | RESET))
     return bool(retry_on & RESET)
 
 
