@@ -28,6 +28,7 @@ class H2HostPool:
         "cluster",
         "connections",
         "host",
+        "peer_limit",
         "removed",
         "retired",
         "server_name",
@@ -44,6 +45,9 @@ class H2HostPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.retired = False  # replaced: connections close once their streams are done
         self.removed = False  # the cluster is gone: nothing more connects
+        # The host's SETTINGS_MAX_CONCURRENT_STREAMS as last seen: how many waiters a
+        # connection still coming up is expected to take.
+        self.peer_limit: int | None = None
 
     @property
     def has_waiters(self) -> bool:
@@ -81,7 +85,8 @@ class H2HostPool:
             await self._wait_as_pending()
 
     def _coming_up_with_room(self) -> H2UpstreamConnection | None:
-        expected = min(STREAMS_BEFORE_SETTINGS, self.cluster.config.http2.max_concurrent_streams)
+        peer = STREAMS_BEFORE_SETTINGS if self.peer_limit is None else self.peer_limit
+        expected = min(peer, self.cluster.config.http2.max_concurrent_streams)
         limit = self.cluster.config.max_requests_per_connection
         if limit is not None:
             expected = min(expected, limit)
@@ -134,6 +139,10 @@ class H2HostPool:
                     self.server_name,
                     self.verify_name,
                 )
+                # Shielded: others waiting on this connection read the same future.
+                failure = await asyncio.shield(conn.ready)
+            if failure is not None:
+                raise ConnectionError(f"no HTTP/2 from upstream: {failure}")
         except TimeoutError:
             stats.upstream_cx_connect_timeout.inc()
             self._connect_failed(conn, ConnectFailure("connection timeout", timed_out=True))

@@ -3,8 +3,8 @@
 h2 (python-hyper) is the codec, as on the downstream side. This module feeds it the socket's
 bytes, hands each stream's events to that stream (`h2_upstream_stream`), writes what h2 queues
 once per read or per exchange event, and tells its pool (`h2_pool`) how many more streams it
-can take: the upstream's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its first SETTINGS
-arrives, RFC 9113 §6.5.2's advice), the cluster's own cap, and max_requests_per_connection.
+can take: the upstream's SETTINGS_MAX_CONCURRENT_STREAMS (the connection takes no stream
+before those first SETTINGS arrive), the cluster's own cap, and max_requests_per_connection.
 A GOAWAY from the upstream stops new streams; those it covers finish, the rest fail as
 refused (safe to retry elsewhere), and the socket closes once the last stream ends.
 """
@@ -52,7 +52,7 @@ _CONFIG = H2Configuration(
     validate_outbound_headers=True,
     normalize_outbound_headers=True,
 )
-# RFC 9113 §6.5.2: until the peer's SETTINGS say otherwise, assume no more than this.
+# RFC 9113 §6.5.2's advice for a peer whose limit is not known yet: expect at least this many.
 STREAMS_BEFORE_SETTINGS = 100
 
 
@@ -67,8 +67,10 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.stats = stats
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, H2UpstreamStream] = {}
-        # Resolved when the connection is up (None) or has failed (the reason): waiting
-        # exchanges read it, and a future with a result needs nobody to retrieve it.
+        # Resolved when the upstream's first SETTINGS arrive (None: usable now, with its stream
+        # limit known) or the connection failed first (the reason). RFC 9113 §3.4 makes that
+        # frame the server's first, so waiting for it costs no round trip, and it proves the
+        # peer speaks HTTP/2. A future with a result needs nobody to retrieve it.
         self.ready: asyncio.Future[Exception | None] = self.loop.create_future()
         self.reserved = 0  # exchanges waiting for this connection to come up
         self.closed = False
@@ -99,16 +101,13 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     # -- what the pool reads -------------------------------------------------------------------
     def stream_limit(self) -> int:
-        """How many streams this connection may carry at once, as far as is known yet."""
-        peer = (
-            self.h2.remote_settings.max_concurrent_streams
-            if self.settings_received
-            else STREAMS_BEFORE_SETTINGS
+        """How many streams this connection may carry at once (its SETTINGS have come)."""
+        return min(
+            self.h2.remote_settings.max_concurrent_streams, self.options.max_concurrent_streams
         )
-        return min(peer, self.options.max_concurrent_streams)
 
     def capacity(self) -> int:
-        if self.closed or self.draining or self.transport is None:
+        if self.closed or self.draining or not self.settings_received:
             return 0
         room = self.stream_limit() - len(self.streams)
         limit = self.pool.cluster.config.max_requests_per_connection
@@ -141,8 +140,6 @@ class H2UpstreamConnection(asyncio.Protocol):
         if extra > 0:
             conn.increment_flow_control_window(extra)
         self.flush()
-        if not self.ready.done():
-            self.ready.set_result(None)
         self._arm_ping()
 
     def data_received(self, data: bytes) -> None:
@@ -212,6 +209,9 @@ class H2UpstreamConnection(asyncio.Protocol):
         elif isinstance(event, RemoteSettingsChanged):
             first = not self.settings_received
             self.settings_received = True
+            self.pool.peer_limit = self.h2.remote_settings.max_concurrent_streams
+            if not self.ready.done():
+                self.ready.set_result(None)
             if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 for stream in list(self.streams.values()):
                     stream.flush_pending()
@@ -263,7 +263,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         self.transport = None
         self._cancel_timers()
         if not self.ready.done():
-            self.ready.set_result(exc or ConnectionResetError("connection closed"))
+            self.ready.set_result(exc or ConnectionResetError("closed before its HTTP/2 SETTINGS"))
         self.pool.on_connection_closed(self)
         error = UpstreamReset("connection termination", refused=False)
         for stream in list(self.streams.values()):
