@@ -56,8 +56,13 @@ from remora.proxy.rbac.filter import DENIED_BODY as RBAC_DENIED_BODY
 from remora.proxy.rbac.filter import RbacConfig
 from remora.proxy.rbac.filter import check as rbac_check
 from remora.proxy.rbac.policy import Subject
-from remora.proxy.upstream.config import PROTOCOL_DOWNSTREAM, PROTOCOL_HTTP2
+from remora.proxy.upstream.config import (
+    PROTOCOL_AUTO,
+    PROTOCOL_DOWNSTREAM,
+    PROTOCOL_HTTP1,
+)
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
+from remora.proxy.upstream.h2_pool import UseHttp1
 from remora.proxy.upstream.h2_upstream_stream import UpstreamReset
 from remora.proxy.upstream.pool import ConnectFailure, HostPool, PoolOverflow
 
@@ -278,7 +283,7 @@ class Exchange:
             self.local_reply(503, "no healthy upstream")
             return
         self.cluster = cluster
-        if request.tunnel and self._upstream_h2(cluster):
+        if request.tunnel and self._upstream_h2(cluster, None):
             self.local_reply(501, "upgrade to an HTTP/2 upstream is not supported", close=True)
             return
         hash_key: int | None = None
@@ -326,7 +331,7 @@ class Exchange:
         host.rq_active += 1
         if self.retry is not None:
             self.retry.attempt_started(host, now)
-        if self._upstream_h2(cluster):
+        if self._upstream_h2(cluster, host):
             h2_pool = host.h2_pool_for(self._server_name(host) if cluster.config.auto_sni else "")
             conn = h2_pool.take_ready()
             if conn is not None:
@@ -334,6 +339,11 @@ class Exchange:
             else:
                 self.connect_task = asyncio.create_task(self._connect_h2(h2_pool))
             return
+        self._attempt_h1(host, now)
+
+    def _attempt_h1(self, host: Host, now: float) -> None:
+        cluster = self.cluster
+        assert cluster is not None
         pool = host.pool
         if cluster.config.auto_sni:
             name = self._server_name(host)
@@ -345,12 +355,18 @@ class Exchange:
         else:
             self.connect_task = asyncio.create_task(self._connect(host, pool))
 
-    def _upstream_h2(self, cluster: Cluster) -> bool:
-        """Whether this request goes upstream over HTTP/2 (the cluster's protocol options)."""
+    def _upstream_h2(self, cluster: Cluster, host: Host | None) -> bool:
+        """Whether this request goes upstream over HTTP/2 (the cluster's protocol options);
+        for auto_config, whether the host's ALPN chose h2 (or is still to be asked: `host`
+        None asks whether it may)."""
         protocol = cluster.config.upstream_protocol
-        return protocol == PROTOCOL_HTTP2 or (
-            protocol == PROTOCOL_DOWNSTREAM and self.h2 is not None
-        )
+        if protocol == PROTOCOL_HTTP1:
+            return False
+        if protocol == PROTOCOL_DOWNSTREAM:
+            return self.h2 is not None
+        if protocol == PROTOCOL_AUTO and host is not None:
+            return host.alpn_h2 is not False
+        return True
 
     def _server_name(self, host: Host) -> str:
         """auto_sni: the host the upstream request carries (after the route's rewrites), or
@@ -428,6 +444,18 @@ class Exchange:
         except ConnectFailure as exc:
             self.connect_task = None
             self._connect_failed(pool.host, exc)
+            return
+        except UseHttp1 as exc:
+            # auto_config: the host speaks HTTP/1.1; the connection that learnt it is ours.
+            self.connect_task = None
+            handed = exc.connection
+            if self.done:
+                if handed is not None:
+                    handed.pool.release(handed)
+            elif handed is not None:
+                self._send(handed, time.monotonic())
+            else:
+                self._attempt_h1(pool.host, time.monotonic())
             return
         finally:
             self.connect_task = None

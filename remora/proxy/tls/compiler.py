@@ -107,9 +107,11 @@ def compile_transport_socket(
     *,
     server_side: bool,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    default_alpn: tuple[str, ...] = (),
 ) -> TlsContext | None:
     """The TLS context `socket` asks for, or None for plaintext (`raw_buffer`) and for errors
-    (which are added to `errors`)."""
+    (which are added to `errors`). `default_alpn`: offered when the context names no
+    `alpn_protocols` (a cluster that speaks HTTP/2 offers h2, as Envoy does)."""
     name = socket.name
     which = "DownstreamTlsContext" if server_side else "UpstreamTlsContext"
     if socket.HasField("typed_config"):
@@ -181,7 +183,7 @@ def compile_transport_socket(
             "requiring a client certificate needs common_tls_context.validation_context "
             "with trusted_ca to verify it against",
         )
-    alpn = tuple(common.alpn_protocols)
+    alpn = tuple(common.alpn_protocols) or default_alpn
     for index, protocol in enumerate(alpn):
         if not 0 < len(protocol.encode()) < 256:
             errors.add(f"{cpath}.alpn_protocols[{index}]", "an ALPN protocol is 1 to 255 bytes")
@@ -207,7 +209,12 @@ def compile_transport_socket(
             )
         with tls_secrets.using(view):
             context = compile_transport_socket(
-                socket, path, again, server_side=server_side, handshake_timeout=handshake_timeout
+                socket,
+                path,
+                again,
+                server_side=server_side,
+                handshake_timeout=handshake_timeout,
+                default_alpn=default_alpn,
             )
         again.raise_if_any()
         assert context is not None

@@ -40,6 +40,7 @@ class Host:
 
     __slots__ = (
         "address",
+        "alpn_h2",
         "cx_active",
         "cx_connect_fail",
         "cx_total",
@@ -89,6 +90,8 @@ class Host:
         self.sni_pools: dict[str, HostPool] = {}
         # HTTP/2 clusters: made on first use, one per server name ("" without auto_sni).
         self.h2_pools: dict[str, H2HostPool] = {}
+        # auto_config: whether its ALPN chose h2 (None: not connected yet, so try h2 first).
+        self.alpn_h2: bool | None = None
 
     def h2_pool_for(self, server_name: str) -> H2HostPool:
         pool = self.h2_pools.get(server_name)

@@ -20,6 +20,7 @@ from remora.config.errors import ErrorCollector
 from remora.proxy.tls.compiler import compile_transport_socket
 from remora.proxy.upstream.config import (
     DEFAULT_OVERPROVISIONING,
+    PROTOCOL_AUTO,
     ClusterConfig,
     DiscoveryType,
     EndpointConfig,
@@ -28,7 +29,10 @@ from remora.proxy.upstream.config import (
 from remora.proxy.upstream.health_check_config import compile_health_checks
 from remora.proxy.upstream.lb_config import compile_lb
 from remora.proxy.upstream.outlier_config import compile_outlier_detection
-from remora.proxy.upstream.protocol_compiler import compile_upstream_protocol
+from remora.proxy.upstream.protocol_compiler import (
+    UPSTREAM_ALPN,
+    compile_upstream_protocol,
+)
 
 support.register(
     "envoy.config.cluster.v3.Cluster",
@@ -143,10 +147,22 @@ def compile_cluster(
     lb = compile_lb(cluster, path, errors)
     health_check = compile_health_checks(cluster, path, errors)
     outlier_detection = compile_outlier_detection(cluster, path, errors)
+    protocol, http2 = compile_upstream_protocol(cluster, path, errors)
     tls = None
+    before_tls = len(errors.errors)
     if cluster.HasField("transport_socket"):
         tls = compile_transport_socket(
-            cluster.transport_socket, f"{path}.transport_socket", errors, server_side=False
+            cluster.transport_socket,
+            f"{path}.transport_socket",
+            errors,
+            server_side=False,
+            default_alpn=UPSTREAM_ALPN.get(protocol, ()),
+        )
+    if protocol == PROTOCOL_AUTO and tls is None and len(errors.errors) == before_tls:
+        errors.add(
+            f"{path}.typed_extension_protocol_options[{_UPSTREAM_HTTP_OPTIONS!r}].auto_config",
+            "auto_config chooses the protocol by TLS ALPN: the cluster needs a TLS "
+            "transport_socket (for plaintext HTTP/2 use explicit_http_config)",
         )
     eds_service_name = ""
     if discovery_name == "EDS":
@@ -209,7 +225,6 @@ def compile_cluster(
     }[cluster.dns_lookup_family]
     connect_timeout = optional_seconds(cluster, "connect_timeout", _DEFAULT_CONNECT_TIMEOUT)
     common = _common_http_options(cluster, path, errors)
-    protocol, http2 = compile_upstream_protocol(cluster, path, errors, tls is not None)
     upstream_options = _upstream_http_options(cluster)
     sni_header = upstream_options.override_auto_sni_header.lower() or None
     if sni_header is not None and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]+", sni_header):

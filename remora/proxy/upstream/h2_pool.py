@@ -14,11 +14,25 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from remora.proxy.tls.layer import TlsHandshakeError, open_connection
-from remora.proxy.upstream.h2_upstream import STREAMS_BEFORE_SETTINGS, H2UpstreamConnection
+from remora.proxy.upstream.h1_connection import UpstreamConnection
+from remora.proxy.upstream.h2_upstream import (
+    STREAMS_BEFORE_SETTINGS,
+    AlpnChoseHttp1,
+    H2UpstreamConnection,
+)
 from remora.proxy.upstream.pool import ConnectFailure, PoolOverflow
 
 if TYPE_CHECKING:
     from remora.proxy.upstream.cluster import Cluster, Host
+
+
+class UseHttp1(Exception):
+    """auto_config: the host chose HTTP/1.1 by ALPN. `connection`: the socket that found out,
+    now the HTTP/1.1 pool's, for the exchange that opened it (the others connect afresh)."""
+
+    def __init__(self, connection: UpstreamConnection | None) -> None:
+        super().__init__("the upstream chose HTTP/1.1 by ALPN")
+        self.connection = connection
 
 
 class H2HostPool:
@@ -77,6 +91,8 @@ class H2HostPool:
                     failure = await asyncio.shield(coming.ready)
                 finally:
                     coming.reserved -= 1
+                if isinstance(failure, AlpnChoseHttp1):
+                    raise UseHttp1(None)
                 if failure is not None:
                     raise _connect_failure(failure)
                 continue
@@ -123,7 +139,6 @@ class H2HostPool:
         config = cluster.config
         cluster.open_connections += 1
         stats.upstream_cx_total.inc()
-        stats.upstream_cx_http2_total.inc()
         stats.upstream_cx_active.inc()
         conn = H2UpstreamConnection(self)
         self.connections.append(conn)
@@ -141,7 +156,7 @@ class H2HostPool:
                 )
                 # Shielded: others waiting on this connection read the same future.
                 failure = await asyncio.shield(conn.ready)
-            if failure is not None:
+            if failure is not None and not isinstance(failure, AlpnChoseHttp1):
                 raise ConnectionError(f"no HTTP/2 from upstream: {failure}")
         except TimeoutError:
             stats.upstream_cx_connect_timeout.inc()
@@ -163,6 +178,9 @@ class H2HostPool:
             if not conn.ready.done():
                 conn.ready.set_result(ConnectFailure("connection failure: cancelled"))
             raise
+        if isinstance(failure, AlpnChoseHttp1):
+            raise UseHttp1(self._hand_to_http1(conn))
+        stats.upstream_cx_http2_total.inc()
         self.host.cx_total += 1
         self.host.cx_active += 1
         duration = config.max_connection_duration
@@ -172,6 +190,14 @@ class H2HostPool:
             conn.draining = True
         self._wake_all()
         return conn
+
+    def _hand_to_http1(self, conn: H2UpstreamConnection) -> UpstreamConnection:
+        transport = conn.transport
+        assert transport is not None
+        self._forget(conn)
+        host = self.host
+        pool = host.pool_for(self.server_name) if self.server_name else host.pool
+        return pool.adopt(transport)
 
     def _connect_failed(self, conn: H2UpstreamConnection, failure: ConnectFailure) -> None:
         self.cluster.stats.upstream_cx_connect_fail.inc()

@@ -35,6 +35,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from remora.proxy.http.h2_connection import GracefulH2Connection
+from remora.proxy.upstream.config import PROTOCOL_AUTO
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 from remora.proxy.upstream.h2_upstream_stream import H2UpstreamStream, UpstreamReset
 
@@ -52,6 +53,12 @@ _CONFIG = H2Configuration(
     validate_outbound_headers=True,
     normalize_outbound_headers=True,
 )
+
+
+class AlpnChoseHttp1(Exception):
+    """auto_config: the upstream's ALPN answer was not h2, so the socket speaks HTTP/1.1."""
+
+
 # RFC 9113 §6.5.2's advice for a peer whose limit is not known yet: expect at least this many.
 STREAMS_BEFORE_SETTINGS = 100
 
@@ -133,7 +140,16 @@ class H2UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
-        transport.set_write_buffer_limits(high=self.pool.buffer_limit)
+        pool = self.pool
+        if pool.cluster.config.upstream_protocol == PROTOCOL_AUTO:
+            ssl_object = transport.get_extra_info("ssl_object")
+            chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            pool.host.alpn_h2 = chosen == "h2"
+            if chosen != "h2":
+                # No preface: the pool hands this socket to the host's HTTP/1.1 pool.
+                self.ready.set_result(AlpnChoseHttp1(chosen or "none"))
+                return
+        transport.set_write_buffer_limits(high=pool.buffer_limit)
         conn = self.h2
         conn.initiate_connection()
         extra = self.options.initial_connection_window_size - conn.inbound_flow_control_window

@@ -165,6 +165,24 @@ class HostPool:
             conn.expiry = loop.call_later(duration, self._expire, conn)
         return conn
 
+    def adopt(self, transport: asyncio.Transport) -> UpstreamConnection:
+        """A connection made for HTTP/2 whose ALPN chose HTTP/1.1 (auto_config, h2_pool):
+        counted as this pool's from now on, and handed to the exchange that opened it."""
+        cluster = self.cluster
+        cluster.open_connections += 1
+        cluster.stats.upstream_cx_active.inc()
+        cluster.stats.upstream_cx_http1_total.inc()
+        conn = UpstreamConnection(self)
+        self.connections.add(conn)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        self.host.cx_total += 1
+        self.host.cx_active += 1
+        duration = cluster.config.max_connection_duration
+        if duration is not None:
+            conn.expiry = asyncio.get_running_loop().call_later(duration, self._expire, conn)
+        return conn
+
     def _expire(self, conn: UpstreamConnection) -> None:
         """max_connection_duration: an idle connection closes now, a busy one after its
         exchange (Envoy drains it the same way)."""

@@ -40,8 +40,15 @@ _ProtocolConfig: TypeAlias = (
 )
 
 
+# What a TLS cluster offers by ALPN when its context names nothing itself (Envoy's behaviour).
+UPSTREAM_ALPN: dict[int, tuple[str, ...]] = {
+    PROTOCOL_HTTP2: ("h2",),
+    PROTOCOL_AUTO: ("h2", "http/1.1"),
+}
+
+
 def compile_upstream_protocol(
-    cluster: cluster_pb2.Cluster, path: str, errors: ErrorCollector, has_tls: bool
+    cluster: cluster_pb2.Cluster, path: str, errors: ErrorCollector
 ) -> tuple[int, Http2Options]:
     """(one of the PROTOCOL_* constants, the HTTP/2 options the cluster's connections use)."""
     value = cluster.typed_extension_protocol_options.get(UPSTREAM_HTTP_OPTIONS)
@@ -56,7 +63,7 @@ def compile_upstream_protocol(
                     f"{path}.http2_protocol_options",
                     f"set either this or {key_path}.{which}, not both",
                 )
-            return _from_extension(options, which, f"{key_path}.{which}", errors, has_tls)
+            return _from_extension(options, which, f"{key_path}.{which}", errors)
     if legacy:
         http2 = compile_http2_options(
             cluster.http2_protocol_options,
@@ -76,29 +83,18 @@ def _from_extension(
     which: str,
     path: str,
     errors: ErrorCollector,
-    has_tls: bool,
 ) -> tuple[int, Http2Options]:
     config: _ProtocolConfig = getattr(options, which)
-    if config.HasField("http3_protocol_options"):
-        errors.add(f"{path}.http3_protocol_options", "not supported: HTTP/3 upstreams")
+    # HTTP/3 and alternate_protocols_cache_options are not registered, so the config's
+    # support check refuses them by path.
     http2 = _http2(config, path, errors)
     if which == "explicit_http_config":
         explicit = PROTOCOL_HTTP2 if config.HasField("http2_protocol_options") else PROTOCOL_HTTP1
         return explicit, http2
     if which == "use_downstream_protocol_config":
         return PROTOCOL_DOWNSTREAM, http2
-    # auto_config: ALPN is a TLS extension, so a plaintext cluster has no way to choose (Envoy
-    # refuses the same config).
-    if not has_tls:
-        errors.add(
-            path,
-            "auto_config chooses the protocol by TLS ALPN: the cluster needs a TLS "
-            "transport_socket (for plaintext HTTP/2 use explicit_http_config)",
-        )
-    if isinstance(config, _Options.AutoHttpConfig) and config.HasField(
-        "alternate_protocols_cache_options"
-    ):
-        errors.add(f"{path}.alternate_protocols_cache_options", "not supported: HTTP/3 discovery")
+    # auto_config: ALPN is a TLS extension; the cluster compiler refuses it without TLS, as
+    # Envoy does.
     return PROTOCOL_AUTO, http2
 
 

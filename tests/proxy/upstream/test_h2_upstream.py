@@ -22,6 +22,8 @@ from remora.proxy.server import ProxyServer
 from remora.proxy.upstream.h2_upstream import H2UpstreamConnection
 from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
 from tests.proxy.http.h2client import H2Client
+from tests.proxy.tls import tlsconfig
+from tests.proxy.tls.pki import Authority
 from tests.proxy.upstream.h2server import H2Origin
 
 _OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -305,7 +307,7 @@ async def test_slow_client_stalls_only_its_stream() -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             sock.connect(("127.0.0.1", port))
             sock.setblocking(False)
-            reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+            _reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
             writer.write(b"GET /bytes/20000000 HTTP/1.1\r\nhost: x\r\n\r\n")
             await writer.drain()
             await asyncio.sleep(1.0)
@@ -341,7 +343,9 @@ async def test_upstream_that_stops_reading_stalls_the_client_upload() -> None:
         )
         config["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"] = 65536
         async with running_proxy(config) as proxy:
-            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.listener_port("http"))
+            _reader, writer = await asyncio.open_connection(
+                "127.0.0.1", proxy.listener_port("http")
+            )
             writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 20000000\r\n\r\n")
             sent = 0
             chunk = b"u" * 65536
@@ -403,3 +407,78 @@ async def _wait_port(port: int) -> None:
         except OSError:
             await asyncio.sleep(0.05)
     raise TimeoutError(f"nothing listens on {port}")
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    ca = Authority()
+    cert, key = ca.issue("localhost").write(tmp_path, "server")
+    return {"ca": ca.write(tmp_path), "cert": cert, "key": key}
+
+
+@asynccontextmanager
+async def tls_remora(
+    tls_files: dict[str, Path], alpn: list[str]
+) -> AsyncIterator[tuple[ProxyServer, int]]:
+    """A second remora serving TLS with the given ALPN protocols (AUTO codec: ALPN decides)."""
+    socket_config = tlsconfig.downstream(
+        cert=tls_files["cert"], key=tls_files["key"], alpn_protocols=alpn
+    )
+    async with demo_upstreams(1) as ups:
+        listener = tlsconfig.with_tls(http_listener(), socket_config)
+        config = bootstrap([listener], [cluster("backend", [ups[0].port])])
+        async with running_proxy(config) as inner:
+            yield inner, inner.listener_port("http")
+
+
+async def test_http2_over_tls_offers_h2_by_alpn(tls_files: dict[str, Path]) -> None:
+    async with tls_remora(tls_files, ["h2", "http/1.1"]) as (inner, port):
+        upstream_tls = tlsconfig.upstream(sni="localhost", ca=tls_files["ca"])
+        config = bootstrap(
+            [http_listener()], [h2_cluster("backend", port, transport_socket=upstream_tls)]
+        )
+        async with running_proxy(config) as proxy, httpx.AsyncClient(timeout=10) as client:
+            reply = await client.get(f"http://127.0.0.1:{proxy.listener_port('http')}/echo")
+            assert reply.status_code == 200
+        assert _counter(inner, "http.http.downstream_cx_ssl_total") == 1
+        assert _counter(inner, "http.http.downstream_cx_http2_total") == 1
+        assert _counter(proxy, "cluster.backend.upstream_cx_http2_total") == 1
+
+
+@pytest.mark.parametrize(("alpn", "expect_h2"), [(["h2", "http/1.1"], True), (["http/1.1"], False)])
+async def test_auto_config_follows_alpn(
+    tls_files: dict[str, Path], alpn: list[str], expect_h2: bool
+) -> None:
+    async with tls_remora(tls_files, alpn) as (inner, port):
+        upstream_tls = tlsconfig.upstream(sni="localhost", ca=tls_files["ca"])
+        auto = protocol_options(
+            auto_config={"http_protocol_options": {}, "http2_protocol_options": {}}
+        )
+        config = bootstrap(
+            [http_listener()],
+            [
+                h2_cluster(
+                    "backend",
+                    port,
+                    transport_socket=upstream_tls,
+                    typed_extension_protocol_options=auto,
+                )
+            ],
+        )
+        async with running_proxy(config) as proxy, httpx.AsyncClient(timeout=10) as client:
+            base = f"http://127.0.0.1:{proxy.listener_port('http')}"
+            # A cold burst: one connection learns the answer; all are served.
+            replies = await asyncio.gather(*(client.get(f"{base}/delay/100") for _ in range(8)))
+            assert [r.status_code for r in replies] == [200] * 8
+            for _ in range(3):
+                assert (await client.get(f"{base}/echo")).status_code == 200
+        http2 = _counter(proxy, "cluster.backend.upstream_cx_http2_total")
+        http1 = _counter(proxy, "cluster.backend.upstream_cx_http1_total")
+        if expect_h2:
+            assert (http2, http1) == (1, 0)
+            assert _counter(inner, "http.http.downstream_rq_http2_total") == 11
+        else:
+            assert http2 == 0 and http1 >= 1
+            assert _counter(inner, "http.http.downstream_rq_http1_total") == 11
+            assert _counter(proxy, "cluster.backend.upstream_cx_total") == http1
+        assert _gauge(proxy, "cluster.backend.upstream_cx_active") >= 0
