@@ -34,8 +34,8 @@ def exchange_deadline(
         at, kind = active.route_deadline, "route"
     if active.stream_deadline is not None and active.stream_deadline < at:
         at, kind = active.stream_deadline, "upstream_duration"
-    if hcm.max_stream_duration is not None and not tunnel:
-        candidate = active.request.started_at + hcm.max_stream_duration
+    if active.max_duration is not None and not tunnel:
+        candidate = active.request.started_at + active.max_duration
         if candidate < at:
             at, kind = candidate, "stream_duration"
     retry = active.retry

@@ -18,6 +18,16 @@ from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.http.authority import valid_authority
 from remora.proxy.http.config import ServerHeader
 from remora.proxy.http.forwarding import append_via, apply_forwarding, is_internal
+from remora.proxy.http.grpc import (
+    DEADLINE_EXCEEDED,
+    encode_message,
+    format_timeout,
+    http_for_status,
+    is_grpc,
+    parse_timeout,
+    status_for_http,
+    status_in,
+)
 from remora.proxy.http.h1_codec import (
     LAST_CHUNK,
     SERVER_APPEND_IF_ABSENT,
@@ -95,12 +105,14 @@ class Exchange:
         "downstream",
         "downstream_blocked",
         "downstream_eof",
+        "grpc",
         "h2",
         "h2_upstream",
         "h2_upstream_ended",
         "head_sent",
         "host",
         "keep_alive",
+        "max_duration",
         "pending_head",
         "request",
         "request_body_sent",
@@ -114,6 +126,7 @@ class Exchange:
         "retry",
         "route",
         "route_deadline",
+        "route_timeout",
         "status",
         "stream_deadline",
         "trusted_address",
@@ -174,6 +187,12 @@ class Exchange:
         self.upstream_path = request.target
         self.authority = ""
         self.retry: RetryState | None = None  # only for routes with a retry policy
+        # The route timeout this request gets: the route's, or its gRPC caller's grpc-timeout.
+        self.route_timeout: float | None = None
+        # The connection manager's max_stream_duration, unless the route sets its own.
+        self.max_duration = downstream.hcm.max_stream_duration
+        # A gRPC call (content-type application/grpc*), looked for on HTTP/2 only: gRPC needs it.
+        self.grpc = False
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -185,6 +204,7 @@ class Exchange:
         stats.downstream_rq_active.inc()
         if self.h2 is not None:
             stats.downstream_rq_http2_total.inc()
+            self.grpc = is_grpc(request.headers)
         else:
             stats.downstream_rq_http1_total.inc()
             if request.version == "1.0" and not hcm.accept_http_10:
@@ -301,13 +321,36 @@ class Exchange:
             self.retry = RetryState(
                 self, policy, cluster, hash_key, downstream.listener.buffer_limit
             )
-        if route.timeout is not None and request.complete:
-            self._arm_route_timeout(route.timeout)
+        self.route_timeout = route.timeout
+        if action.stream_duration_set:
+            self.max_duration = action.stream_duration
+        if action.grpc_timeout_max is not None and self.grpc:
+            self._apply_grpc_timeout(action.grpc_timeout_max, action.grpc_timeout_offset)
+        if self.route_timeout is not None and request.complete:
+            self._arm_route_timeout(self.route_timeout)
         self.upstream_path = route.path
         if request.has_body and _expects_continue(request):
             # Envoy's default: the proxy answers `Expect: 100-continue` itself.
             downstream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._attempt(host, downstream.last_activity)
+
+    def _apply_grpc_timeout(self, cap: float, offset: float) -> None:
+        """Envoy's `grpc_timeout_header_max`: the caller's grpc-timeout, capped (0: no cap)
+        and less the offset, is the route timeout, and is what the upstream is told."""
+        value = _header(self.request.headers, "grpc-timeout")
+        timeout = parse_timeout(value) if value is not None else None
+        if timeout is None:
+            return
+        if cap > 0:
+            timeout = min(timeout, cap)
+        if offset < timeout:
+            timeout -= offset
+        self.route_timeout = timeout if timeout > 0 else None
+        if self.route_timeout is not None:
+            told = format_timeout(self.route_timeout)
+            self.request_headers = [
+                (n, told if n == "grpc-timeout" else v) for n, v in self.request_headers
+            ]
 
     def refuse(self, status: int, body: str) -> None:
         """A request the downstream codec refuses before routing: counted, and answered."""
@@ -590,14 +633,8 @@ class Exchange:
 
     def on_request_complete(self) -> None:
         """The request's last byte arrived: Envoy's route timeout counts from here."""
-        route = self.route
-        if (
-            not self.done
-            and self.route_deadline is None
-            and route is not None
-            and route.timeout is not None
-        ):
-            self._arm_route_timeout(route.timeout)
+        if not self.done and self.route_deadline is None and self.route_timeout is not None:
+            self._arm_route_timeout(self.route_timeout)
 
     def _arm_route_timeout(self, timeout: float) -> None:
         # Armed from inside the read that completed the request, whose time the connection holds.
@@ -669,6 +706,8 @@ class Exchange:
                 host.outlier.on_status(status)
         if self.retry is not None and self.retry.on_response(status, raw):
             return
+        if self.grpc:
+            self._charge_grpc_status(raw)
         upgrade = status == 101
         self.response_has_body = has_body = response_has_body(request.method, status)
         elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
@@ -862,6 +901,15 @@ class Exchange:
         An HTTP/1.1 client gets none, as from Envoy by default (its chunked body ends empty)."""
         if not self.done:
             self.response_trailers = decode_headers(raw)
+            if self.grpc:
+                self._charge_grpc_status(raw)
+
+    def _charge_grpc_status(self, raw: RawHeaders) -> None:
+        """As Envoy's router: a gRPC response is charged to the cluster as the HTTP status its
+        grpc-status maps to (a NOT_FOUND counts under upstream_rq_4xx)."""
+        code = status_in(raw)
+        if code is not None:
+            self.upstream_code = http_for_status(code)
 
     def on_read_done(self) -> None:
         if self.pending_head is not None and not self.done:
@@ -1099,6 +1147,9 @@ class Exchange:
         downstream = self.downstream
         hcm = downstream.hcm
         payload = body if isinstance(body, bytes) else body.encode("utf-8")
+        if not raw and (self.grpc or (self.h2 is None and is_grpc(self.request.headers))):
+            self._grpc_local_reply(status, payload, close)
+            return
         headers: Headers = list(extra or [])
         if payload:
             headers.append(("content-length", str(len(payload))))
@@ -1124,6 +1175,33 @@ class Exchange:
             payload = b""
         self.bytes_sent = len(payload)
         downstream.write(encode_response_head(status, headers) + payload)
+        self._finish()
+
+    def _grpc_local_reply(self, status: int, message: bytes, close: bool) -> None:
+        """Envoy's local reply to a gRPC caller: a trailers-only response (HTTP 200, one
+        HEADERS with END_STREAM) whose grpc-status is gRPC's mapping of `status`, except that
+        the router's own timeouts say DEADLINE_EXCEEDED, as Envoy's router does now."""
+        code = status_for_http(status)
+        if status == 504 and flags.UPSTREAM_REQUEST_TIMEOUT in self.response_flags:
+            code = DEADLINE_EXCEEDED
+        headers: Headers = [("content-type", "application/grpc"), ("grpc-status", str(code))]
+        if message:
+            headers.append(("grpc-message", encode_message(message)))
+        headers.append(("date", _http_date()))
+        headers.append(("server", self.downstream.hcm.server_name))
+        self.status = 200
+        self.response_headers = headers
+        self.head_sent = True
+        if self.h2 is not None:
+            self.h2.send_head(200, headers, True)
+        else:
+            downstream = self.downstream
+            if close or downstream.wants_close_after(self.request) or not self.request.complete:
+                close = True
+                headers.append(("connection", "close"))
+            self.keep_alive = not close
+            headers.append(("content-length", "0"))
+            downstream.write(encode_response_head(200, headers))
         self._finish()
 
     def _h2_local_reply(

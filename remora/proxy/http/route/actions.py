@@ -76,6 +76,14 @@ class ClusterAction:
     auto_host_rewrite: bool
     timeout: float | None
     hash_policy: HashPolicy | None = None  # read only for RING_HASH and MAGLEV clusters
+    # max_stream_duration: the route's own limit on a stream's life, replacing the connection
+    # manager's (`stream_duration_set`; 0 there, None here, disables it); and, for gRPC
+    # callers, grpc-timeout as the route timeout, capped at `grpc_timeout_max` (0: uncapped;
+    # None: the header is not read) less `grpc_timeout_offset`.
+    stream_duration: float | None = None
+    stream_duration_set: bool = False
+    grpc_timeout_max: float | None = None
+    grpc_timeout_offset: float = 0.0
 
     @property
     def cluster_names(self) -> tuple[str, ...]:
@@ -303,6 +311,25 @@ def compile_route_action(
     elif host_which is not None:
         errors.add(f"{path}.{host_which}", f"not supported: {path}.{host_which}")
         ok = False
+    stream_duration: float | None = None
+    stream_duration_set = False
+    grpc_max: float | None = None
+    grpc_offset = 0.0
+    if action.HasField("max_stream_duration"):
+        limits = action.max_stream_duration
+        lpath = f"{path}.max_stream_duration"
+        names = ("max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset")
+        for name in names:
+            if limits.HasField(name) and duration_seconds(getattr(limits, name)) < 0:
+                errors.add(f"{lpath}.{name}", "must not be negative")
+                ok = False
+        if limits.HasField("max_stream_duration"):
+            stream_duration_set = True
+            stream_duration = duration_seconds(limits.max_stream_duration) or None
+        if limits.HasField("grpc_timeout_header_max"):
+            grpc_max = duration_seconds(limits.grpc_timeout_header_max)
+        if limits.HasField("grpc_timeout_header_offset"):
+            grpc_offset = duration_seconds(limits.grpc_timeout_header_offset)
     hash_policy = compile_hash_policy(list(action.hash_policy), f"{path}.hash_policy", errors)
     targets = _compile_targets(action, path, errors, levels)
     if targets is None or not ok:
@@ -319,6 +346,10 @@ def compile_route_action(
         auto_host_rewrite=auto_host,
         timeout=timeout,
         hash_policy=hash_policy,
+        stream_duration=stream_duration,
+        stream_duration_set=stream_duration_set,
+        grpc_timeout_max=grpc_max,
+        grpc_timeout_offset=grpc_offset,
     )
 
 

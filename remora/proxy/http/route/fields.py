@@ -108,7 +108,12 @@ register(
         "timeout",
         "hash_policy",
         "retry_policy",
+        "max_stream_duration",
     },
+)
+register(
+    f"{_ROUTE}.RouteAction.MaxStreamDuration",
+    {"max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset"},
 )
 register(f"{_ROUTE}.WeightedCluster", {"clusters", "total_weight", "header_name"})
 register(
