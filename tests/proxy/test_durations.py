@@ -82,6 +82,46 @@ async def test_a_request_past_max_stream_duration_is_answered_504_dt(tmp_path: A
         assert log.read_text().splitlines()[0] == "504 DT"
 
 
+async def test_a_route_sets_or_lifts_max_stream_duration() -> None:
+    async with demo_upstreams(1) as ups:
+        routes = [
+            {
+                "match": {
+                    "prefix": "/",
+                    "headers": [{"name": "x-mode", "string_match": {"exact": "strict"}}],
+                },
+                "route": {
+                    "cluster": "backend",
+                    "max_stream_duration": {"max_stream_duration": "0.2s"},
+                },
+            },
+            {
+                "match": {
+                    "prefix": "/",
+                    "headers": [{"name": "x-mode", "string_match": {"exact": "free"}}],
+                },
+                "route": {
+                    "cluster": "backend",
+                    "max_stream_duration": {"max_stream_duration": "0s"},
+                },
+            },
+            {"match": {"prefix": "/"}, "route": {"cluster": "backend"}},
+        ]
+        config = _config(ups[0].port, {"max_stream_duration": "0.5s"}, {}, route_config={
+            "name": "r", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
+        })  # fmt: skip
+        async with running_proxy(config) as proxy:
+            url = f"http://127.0.0.1:{proxy.listener_port('http')}"
+            async with httpx.AsyncClient(base_url=url) as client:
+                strict = await client.get("/delay/350", headers={"x-mode": "strict"})
+                default = await client.get("/delay/350")
+                free = await client.get("/delay/800", headers={"x-mode": "free"})
+            assert (strict.status_code, strict.text) == (504, "downstream duration timeout")
+            assert default.status_code == 200
+            assert free.status_code == 200
+            assert _counter(proxy, "http.http.downstream_rq_max_duration_reached") == 1
+
+
 async def test_upstream_connections_close_when_idle_or_too_old() -> None:
     async with demo_upstreams(1) as ups:
         config = _config(ups[0].port, {}, {"idle_timeout": "0.6s"})

@@ -628,7 +628,7 @@ class Exchange:
     def _end_h2_request(self) -> None:
         stream = self.h2_upstream
         if stream is not None:
-            stream.end_request()
+            stream.end_request(self.request.trailers)
         self.request_body_sent = True
 
     def on_request_complete(self) -> None:

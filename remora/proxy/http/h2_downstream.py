@@ -39,6 +39,7 @@ from hyperframe.frame import GoAwayFrame
 
 from remora.proxy.addresses import address_string
 from remora.proxy.http.exchange import Exchange
+from remora.proxy.http.h2_connection import GracefulH2Connection
 from remora.proxy.http.h2_stream import H2Stream
 from remora.proxy.http.xfcc import ALWAYS_FORWARD_ONLY, FORWARD_PLAN, SANITIZE_PLAN
 from remora.proxy.http.xfcc import plan as xfcc_plan
@@ -87,6 +88,7 @@ class H2DownstreamConnection(asyncio.Protocol):
         self.closed = False
         self.writable = True
         self.goaway_sent = False
+        self.goaway_received = False
         self.last_activity = self.opened_at = time.monotonic()
         self._in_read = False
         self._conn_credit = 0
@@ -103,7 +105,7 @@ class H2DownstreamConnection(asyncio.Protocol):
         self._ping_sent_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self.h2 = conn = H2Connection(config=_CONFIG)
+        self.h2 = conn = GracefulH2Connection(config=_CONFIG)
         # The values the first SETTINGS frame carries are the settings' current ones.
         conn.local_settings = Settings(
             client=False,
@@ -193,9 +195,12 @@ class H2DownstreamConnection(asyncio.Protocol):
         elif isinstance(event, StreamReset):
             self._on_reset(event)
         elif isinstance(event, TrailersReceived):
-            # Request trailers end the request (StreamEnded follows); an HTTP/1.1 upstream is
-            # not sent them, as Envoy does not by default.
-            pass
+            # Request trailers end the request (StreamEnded follows, and hands them on).
+            stream = self.streams.get(event.stream_id or 0)
+            if stream is not None:
+                stream.request.trailers = [
+                    (n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers or ()
+                ]
         elif isinstance(event, PingReceived):
             self._count_control_frame()
         elif isinstance(event, PingAckReceived):
@@ -377,11 +382,11 @@ class H2DownstreamConnection(asyncio.Protocol):
             self._close_for(ErrorCodes.ENHANCE_YOUR_CALM, "too many premature resets")
 
     def _on_goaway(self) -> None:
-        """The client is done with the connection: h2 sends nothing after its GOAWAY, so what
-        is still open cannot be answered."""
-        for stream in list(self.streams.values()):
-            stream.on_connection_lost()
-        self._close_transport()
+        """The client is done with the connection (RFC 9113 §6.8): its open streams are still
+        answered, and the connection closes after the last one."""
+        self.goaway_received = True
+        if not self.streams:
+            self._close_transport()
 
     def _count_control_frame(self) -> None:
         if not self.writable:
@@ -479,7 +484,7 @@ class H2DownstreamConnection(asyncio.Protocol):
             self.h2stats.streams_active.dec()
         if not self.streams:
             self.last_activity = time.monotonic()
-            if self.goaway_sent:
+            if self.goaway_sent or self.goaway_received:
                 self._close_transport()
             else:
                 self._arm_timer()

@@ -24,6 +24,7 @@ class Request:
         "method",
         "started_at",
         "target",
+        "trailers",
         "tunnel",
         "upgrade",
         "version",
@@ -46,6 +47,9 @@ class Request:
         self.content_length: int | None = None
         self.chunked = False
         self.holds_pipeline_block = False
+        # An HTTP/2 request's trailers (gRPC clients rarely send any): passed on to an HTTP/2
+        # upstream with the request's end, dropped for HTTP/1.1 ones as Envoy does by default.
+        self.trailers: Headers | None = None
         self._buffer_limit = buffer_limit
         self._on_backlog = on_backlog
         self.body = BodyPipe(buffer_limit, on_backlog)

@@ -30,6 +30,7 @@ from h2.events import (
     RequestReceived,
     StreamEnded,
     StreamReset,
+    TrailersReceived,
     WindowUpdated,
 )
 from h2.exceptions import H2Error
@@ -42,6 +43,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytearray = field(default_factory=bytearray)
+    trailers: dict[str, str] = field(default_factory=dict)
 
 
 class _Connection(asyncio.Protocol):
@@ -102,6 +104,10 @@ class _Connection(asyncio.Protocol):
                     seen.body += event.data
                 if event.flow_controlled_length and not self.server.hold_request_credit:
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, TrailersReceived):
+                seen = self.requests.get(event.stream_id)
+                if seen is not None:
+                    seen.trailers = dict(event.headers or [])  # type: ignore[arg-type]
             elif isinstance(event, StreamEnded):
                 seen = self.requests.get(event.stream_id)
                 if seen is not None:
@@ -175,6 +181,7 @@ class _Connection(asyncio.Protocol):
                         "path": seen.path,
                         "headers": seen.headers,
                         "body_bytes": len(seen.body),
+                        "trailers": seen.trailers,
                     }
                 ).encode()
                 await self.send_body(

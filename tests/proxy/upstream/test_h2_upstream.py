@@ -5,6 +5,7 @@ h2 origin that misbehaves on cue (tests/proxy/upstream/h2server.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from h2.events import ResponseReceived
+from hyperframe.frame import GoAwayFrame
 
 from remora.proxy.server import ProxyServer
 from remora.proxy.upstream.h2_upstream import H2UpstreamConnection
@@ -482,3 +484,35 @@ async def test_auto_config_follows_alpn(
             assert _counter(inner, "http.http.downstream_rq_http1_total") == 11
             assert _counter(proxy, "cluster.backend.upstream_cx_total") == http1
         assert _gauge(proxy, "cluster.backend.upstream_cx_active") >= 0
+
+
+async def test_request_trailers_reach_an_http2_upstream() -> None:
+    async with H2Origin() as origin:
+        config = bootstrap([http_listener()], [h2_cluster("backend", origin.port)])
+        async with running_proxy(config) as proxy:
+            client = await H2Client.connect(proxy.listener_port("http"))
+            stream = client.request("/echo", method="POST", body=b"abc", end=False)
+            client.conn.send_headers(stream, [("x-checksum", "42")], end_stream=True)
+            client.flush()
+            response = await client.response(stream)
+            seen = json.loads(bytes(response.body))
+            assert seen["body_bytes"] == 3
+            assert seen["trailers"] == {"x-checksum": "42"}
+            await client.close()
+
+
+async def test_a_client_goaway_lets_its_open_streams_finish() -> None:
+    """RFC 9113 §6.8: a client's GOAWAY says it opens no more streams; what it has open is
+    still answered, and the connection closes after."""
+    async with H2Origin() as origin:
+        config = bootstrap([http_listener()], [h2_cluster("backend", origin.port)])
+        async with running_proxy(config) as proxy:
+            client = await H2Client.connect(proxy.listener_port("http"))
+            stream = client.request("/delay/300")
+            await asyncio.sleep(0.05)
+            # Written past h2, whose own GOAWAY would close its side of the connection.
+            client.writer.write(GoAwayFrame(0, last_stream_id=0).serialize())
+            response = await client.response(stream)
+            assert response.status == 200 and response.ended
+            await client.until(lambda: client.closed, 5)
+            assert client.closed
