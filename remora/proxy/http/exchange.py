@@ -488,10 +488,11 @@ class Exchange:
             self.connect_task = None
             self._connect_failed(pool.host, exc)
             return
-        except UseHttp1 as exc:
+        except UseHttp1 as handover:
             # auto_config: the host speaks HTTP/1.1; the connection that learnt it is ours.
+            # (Its own name: mypyc types an `except` target by its first binding.)
             self.connect_task = None
-            handed = exc.connection
+            handed = handover.connection
             if self.done:
                 if handed is not None:
                     handed.pool.release(handed)
