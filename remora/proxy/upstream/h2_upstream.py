@@ -91,6 +91,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         self._ping_sent_at: float | None = None
         self.last_activity = time.monotonic()
         self._in_read = False
+        self._flush_pending = False
         self._conn_credit = 0
         self._touched: list[H2UpstreamStream] = []
         self.h2 = conn = GracefulH2Connection(config=_CONFIG)
@@ -181,7 +182,7 @@ class H2UpstreamConnection(asyncio.Protocol):
                 self.h2.increment_flow_control_window(credit)
         finally:
             self._in_read = False
-        self.flush()
+        self.flush_now()
         if touched:
             self._touched = []
             for stream in touched:
@@ -374,8 +375,15 @@ class H2UpstreamConnection(asyncio.Protocol):
             stream.on_reset(UpstreamProtocolError(f"cannot send to the upstream: {exc}"))
 
     def flush(self) -> None:
-        if self._in_read:
+        """Write what h2 has queued at the end of this turn of the event loop, so the requests
+        one client read starts leave in one write (as on the downstream side)."""
+        if self._in_read or self._flush_pending or self.transport is None:
             return  # data_received writes once, after all the read's events
+        self._flush_pending = True
+        self.loop.call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self._flush_pending = False
         transport = self.transport
         if transport is None:
             return
@@ -387,7 +395,7 @@ class H2UpstreamConnection(asyncio.Protocol):
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.stats.rx_messaging_error.inc()
         log.debug("HTTP/2 protocol error from upstream %s: %s", self.pool.host, exc)
-        self.flush()  # h2 has queued its GOAWAY
+        self.flush_now()  # h2 has queued its GOAWAY
         error = UpstreamProtocolError(f"invalid HTTP/2 from upstream: {exc}")
         for stream in list(self.streams.values()):
             stream.on_reset(error)
@@ -406,7 +414,7 @@ class H2UpstreamConnection(asyncio.Protocol):
         with contextlib.suppress(H2Error):
             self.h2.close_connection()
         self.stats.goaway_sent.inc()
-        self.flush()
+        self.flush_now()
         self.draining = True
         transport = self.transport
         if transport is not None:
