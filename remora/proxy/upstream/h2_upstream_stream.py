@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from h2.errors import ErrorCodes
 
 from remora.proxy.http.h2_stream import encode_fields
+from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 
 if TYPE_CHECKING:
     from remora.proxy.http.exchange import Exchange
@@ -38,12 +39,13 @@ class UpstreamReset(Exception):
 
 
 def split_status(fields: list[tuple[bytes, bytes]]) -> tuple[int, RawHeaders]:
-    """The `:status` and the regular fields of a response HEADERS (h2 has validated both)."""
+    """The `:status` and the regular fields of a response HEADERS (h2 has validated the
+    fields; a `:status` that is not three digits is 0)."""
     status = 0
     raw: RawHeaders = []
     for name, value in fields:
         if name[:1] == b":":
-            if name == b":status":
+            if name == b":status" and len(value) == 3 and value.isdigit():
                 status = int(value)
         else:
             raw.append((name, value))
@@ -202,6 +204,10 @@ class H2UpstreamStream:
         if sink is None:
             return
         status, raw = split_status(fields)
+        if not 100 <= status <= 599:
+            self.conn.reset_stream(self.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.on_reset(UpstreamProtocolError("upstream sent no valid :status"))
+            return
         if 100 <= status < 200:
             sink.on_interim_response(status, raw)
             return

@@ -4,6 +4,7 @@ real clients: httpx, curl and h2load, and a raw h2 client for what polite client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import socket
@@ -572,3 +573,59 @@ async def test_curl_and_h2load() -> None:
             text = out.decode()
             assert "600 succeeded, 0 failed" in text, text
             assert "600 2xx" in text, text
+
+
+async def test_a_bounded_fuzzer_of_client_bytes(caplog: pytest.LogCaptureFixture) -> None:
+    """150 mutations of a valid client exchange (preface, SETTINGS, a POST with a body): the
+    proxy answers or closes each connection, nothing escapes its code, and once the clients
+    are gone no connection or stream is left."""
+    import random
+    import traceback
+
+    from hpack import Encoder
+    from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
+
+    headers = HeadersFrame(1, data=Encoder().encode([
+        (":method", "POST"), (":scheme", "http"), (":path", "/echo"), (":authority", "x"),
+        ("content-length", "5"),
+    ]))  # fmt: skip
+    headers.flags.add("END_HEADERS")
+    body = DataFrame(1, data=b"hello")
+    body.flags.add("END_STREAM")
+    original = (
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        + SettingsFrame(0).serialize()
+        + headers.serialize()
+        + body.serialize()
+    )
+    rng = random.Random(20261207)
+    async with demo_upstreams(1) as ups:
+        config = bootstrap([http_listener(codec_type="HTTP2")], [cluster("backend", [ups[0].port])])
+        async with running_proxy(config) as proxy:
+            port = proxy.listener_port("http")
+            for _ in range(150):
+                data = bytearray(original)
+                for _ in range(rng.randint(1, 4)):
+                    at = rng.randrange(24, len(data))  # past the preface, mostly
+                    if rng.random() < 0.6:
+                        data[at] = rng.randrange(256)
+                    else:
+                        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 12)))
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(bytes(data))
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    await asyncio.wait_for(reader.read(65536), 2)
+                writer.close()
+            async with _h2c() as client:
+                assert (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
+            for _ in range(100):
+                if _gauge(proxy, "http.http.downstream_cx_active") == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert _gauge(proxy, "http.http.downstream_cx_active") == 0
+            assert _gauge(proxy, "http2.streams_active") == 0
+            assert _gauge(proxy, "cluster.backend.upstream_rq_active") == 0
+    for record in caplog.records:
+        if record.exc_info and record.exc_info[2] is not None:
+            frames = traceback.extract_tb(record.exc_info[2])
+            assert not any("remora/proxy" in f.filename for f in frames), record.getMessage()
