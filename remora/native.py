@@ -56,6 +56,8 @@ MODULES: tuple[str, ...] = (
     "remora.proxy.http.exchange",
     "remora.proxy.http.forwarding",
     "remora.proxy.http.h1_codec",
+    "remora.proxy.http.h2_downstream",
+    "remora.proxy.http.h2_stream",
     "remora.proxy.http.hcm_stats",
     "remora.proxy.http.listener",
     "remora.proxy.http.request",
@@ -76,6 +78,9 @@ MODULES: tuple[str, ...] = (
     "remora.proxy.upstream.cluster",
     "remora.proxy.upstream.config",
     "remora.proxy.upstream.h1_connection",
+    "remora.proxy.upstream.h2_pool",
+    "remora.proxy.upstream.h2_upstream",
+    "remora.proxy.upstream.h2_upstream_stream",
     "remora.proxy.upstream.lb",
     "remora.proxy.upstream.pool",
 )
