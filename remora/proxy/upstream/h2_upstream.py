@@ -282,9 +282,9 @@ class H2UpstreamConnection(asyncio.Protocol):
         if not self.ready.done():
             self.ready.set_result(exc or ConnectionResetError("closed before its HTTP/2 SETTINGS"))
         self.pool.on_connection_closed(self)
-        error = UpstreamReset("connection termination", refused=False)
+        # The connection itself went (Envoy's UC, "connection termination"), not a stream reset.
         for stream in list(self.streams.values()):
-            stream.on_reset(error)
+            stream.on_reset(None)
         self.streams.clear()
 
     def pause_writing(self) -> None:

@@ -241,7 +241,9 @@ class H2UpstreamStream:
         if self.sink is not None:
             self.sink.on_read_done()
 
-    def on_reset(self, error: Exception) -> None:
+    def on_reset(self, error: Exception | None) -> None:
+        """The stream ended under the exchange: reset (`UpstreamReset`), refused as invalid
+        (`UpstreamProtocolError`), or its connection lost (None)."""
         sink, self.sink = self.sink, None
         self.release()
         if sink is not None:

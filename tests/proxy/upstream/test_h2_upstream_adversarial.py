@@ -124,6 +124,7 @@ CASES: dict[str, tuple[Script, int]] = {
                                        flags=["END_HEADERS"]).serialize()), 502),
     "DATA on a stream never opened": (_case(lambda: DataFrame(7, data=b"x").serialize()), 502),
     "a window overflow": (_case(lambda: _OVERFLOW + _OVERFLOW), 502),
+    "the connection closes before any answer": (_case(lambda: b""), 503),
     "a body, then the connection closes mid-stream": (
         _case(lambda: _SHORT + DataFrame(1, data=b"short").serialize()), -1),
 }  # fmt: skip
@@ -174,6 +175,9 @@ async def test_hostile_frames_each_get_a_clear_answer(caplog: pytest.LogCaptureF
                 else:
                     reply = await client.get(f"{base}/")
                     assert reply.status_code == expected, (name, reply.status_code, reply.text)
+                    if name == "the connection closes before any answer":
+                        # The connection went, not a stream: Envoy's UC, in its words.
+                        assert reply.text.endswith("reset reason: connection termination")
                 await _settled(proxy)
     _no_crash(caplog)
 
