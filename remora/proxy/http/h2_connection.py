@@ -19,6 +19,20 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 
 class GracefulH2Connection(H2Connection):
+    def send_within_windows(self, stream_id: int, data: bytes) -> tuple[int, int]:
+        """Queue as much of `data` as the stream's and the connection's windows allow, in
+        frames no larger than the peer accepts: (bytes queued, frames). Raises h2's errors
+        for a stream that cannot take data; the rest of `data` is the caller's to keep."""
+        size = min(len(data), self.local_flow_control_window(stream_id))
+        frame = self.max_outbound_frame_size
+        sent = frames = 0
+        while sent < size:
+            step = min(frame, size - sent)
+            self.send_data(stream_id, data[sent : sent + step])
+            sent += step
+            frames += 1
+        return sent, frames
+
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
         event = ConnectionTerminated()
         event.error_code = _error_code_from_int(frame.error_code)

@@ -427,29 +427,16 @@ class H2DownstreamConnection(asyncio.Protocol):
     def send_data(self, stream_id: int, data: bytes) -> int:
         """Send as much of `data` as the windows allow, in frames h2 accepts; returns how much
         went out."""
-        conn = self.h2
         try:
-            window = conn.local_flow_control_window(stream_id)
+            sent, frames = self.h2.send_within_windows(stream_id, data)
         except H2Error as exc:
             self._stream_failed(stream_id, exc)
             return len(data)
-        size = min(len(data), window)
-        if size <= 0:
-            return 0
-        frame = conn.max_outbound_frame_size
-        sent = 0
-        try:
-            while sent < size:
-                step = min(frame, size - sent)
-                conn.send_data(stream_id, data[sent : sent + step])
-                sent += step
-                self._data_frames_sent += 1
-                if not self.writable:
-                    self._frames_queued += 1
-        except H2Error as exc:
-            self._stream_failed(stream_id, exc)
-            return len(data)
-        self.flush()
+        self._data_frames_sent += frames
+        if not self.writable:
+            self._frames_queued += frames
+        if sent:
+            self.flush()
         return sent
 
     def end_stream(self, stream_id: int) -> None:

@@ -308,16 +308,8 @@ class H2UpstreamConnection(asyncio.Protocol):
 
     def send_data(self, stream_id: int, data: bytes) -> int:
         """Send as much of `data` as the windows allow; returns how much went out."""
-        conn = self.h2
         try:
-            window = conn.local_flow_control_window(stream_id)
-            size = min(len(data), window)
-            frame = conn.max_outbound_frame_size
-            sent = 0
-            while sent < size:
-                step = min(frame, size - sent)
-                conn.send_data(stream_id, data[sent : sent + step])
-                sent += step
+            sent, _ = self.h2.send_within_windows(stream_id, data)
         except H2Error as exc:
             self._stream_failed(stream_id, exc)
             return len(data)
