@@ -57,6 +57,7 @@ MODULES: tuple[str, ...] = (
     "remora.proxy.http.forwarding",
     "remora.proxy.http.h1_codec",
     "remora.proxy.http.h2_downstream",
+    "remora.proxy.http.h2_outbound",
     "remora.proxy.http.h2_stream",
     "remora.proxy.http.hcm_stats",
     "remora.proxy.http.listener",

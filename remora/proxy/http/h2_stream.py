@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
 from remora.proxy import response_flags as flags
 from remora.proxy.http.deadlines import exchange_deadline, fire
+from remora.proxy.http.h2_outbound import Outbound
 from remora.proxy.http.request import Request
 
 if TYPE_CHECKING:
@@ -44,12 +44,9 @@ class H2Stream:
 
     __slots__ = (
         "_blocks",
-        "_end_pending",
         "_owed",
-        "_pending",
         "_timer",
         "_timer_at",
-        "_trailers",
         "active",
         "closed",
         "conn",
@@ -58,7 +55,7 @@ class H2Stream:
         "hcm",
         "last_activity",
         "listener",
-        "pending_bytes",
+        "outbound",
         "remote_address",
         "remote_ip",
         "request",
@@ -97,10 +94,7 @@ class H2Stream:
         self.closed = False  # released: no more frames of this stream are sent
         self.ended = False  # the response's end (END_STREAM) was handed to h2
         self.response_started = False
-        self._pending: deque[bytes] = deque()  # response data the client's windows hold back
-        self.pending_bytes = 0
-        self._end_pending = False
-        self._trailers: Headers | None = None
+        self.outbound = Outbound()  # response data the client's windows hold back
         self._blocks = 0  # reasons not to credit request bytes back (see block_reading)
         self._owed = 0  # request bytes received while blocked, credited when unblocked
         self._timer: asyncio.TimerHandle | None = None
@@ -167,7 +161,7 @@ class H2Stream:
         if not self.ended:
             # Done without an end: whatever the client has of the response is incomplete.
             self.abort()
-        elif not self._end_pending:
+        elif not self.outbound.end_held:
             self._after_end()
 
     def close(self) -> None:
@@ -203,27 +197,23 @@ class H2Stream:
         if self.closed or not data:
             return
         self.last_activity = time.monotonic()
-        if self._pending:
-            self._pending.append(data)
-            self.pending_bytes += len(data)
-        else:
-            sent = self.conn.send_data(self.stream_id, data)
-            if sent < len(data):
-                rest = data[sent:]
-                self._pending.append(rest)
-                self.pending_bytes += len(rest)
-        if self.pending_bytes > self.listener.buffer_limit and self.writable:
+        self.outbound.send(data, self._send_now)
+        if self.outbound.pending_bytes > self.listener.buffer_limit and self.writable:
             self._set_writable(False)
+
+    def _send_now(self, data: bytes) -> int:
+        return self.conn.send_data(self.stream_id, data)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.outbound.pending_bytes
 
     def send_end(self, trailers: Headers | None) -> None:
         if self.closed or self.ended:
             return
         self.ended = True
-        if self._pending:
-            self._end_pending = True
-            self._trailers = trailers
-            return
-        self._send_end(trailers)
+        if not self.outbound.hold_end(trailers):
+            self._send_end(trailers)
 
     def _send_end(self, trailers: Headers | None) -> None:
         if trailers:
@@ -234,30 +224,23 @@ class H2Stream:
 
     def flush_pending(self) -> None:
         """The client opened a window: send what waits, as far as it now allows."""
-        pending = self._pending
-        while pending and not self.closed:
-            chunk = pending[0]
-            sent = self.conn.send_data(self.stream_id, chunk)
-            self.pending_bytes -= sent
-            if sent < len(chunk):
-                pending[0] = chunk[sent:]
-                break
-            pending.popleft()
         if self.closed:
             return
-        if not pending and self._end_pending:
-            self._end_pending = False
-            self._send_end(self._trailers)
+        end_due = self.outbound.flush(self._send_now)
+        if self.closed:
+            return
+        if end_due:
+            self._send_end(self.outbound.trailers)
             return
         if (
             not self.writable
             and self.conn.writable
-            and self.pending_bytes <= self.listener.buffer_limit // 2
+            and self.outbound.pending_bytes <= self.listener.buffer_limit // 2
         ):
             self._set_writable(True)
 
     def on_connection_writable(self, writable: bool) -> None:
-        if writable and self.pending_bytes > self.listener.buffer_limit:
+        if writable and self.outbound.pending_bytes > self.listener.buffer_limit:
             return  # still held by its own backlog
         if writable != self.writable:
             self._set_writable(writable)
@@ -281,8 +264,7 @@ class H2Stream:
             return
         self.closed = True
         self._cancel_timer()
-        self._pending.clear()
-        self.pending_bytes = 0
+        self.outbound.clear()
         self.request.body.detach()
         self.conn.stream_released(self)
 

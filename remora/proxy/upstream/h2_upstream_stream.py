@@ -14,11 +14,11 @@ and the socket. Each direction is flow-controlled on its own, as on the downstre
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING
 
 from h2.errors import ErrorCodes
 
+from remora.proxy.http.h2_outbound import Outbound
 from remora.proxy.http.h2_stream import encode_fields
 from remora.proxy.upstream.h1_connection import UpstreamProtocolError
 
@@ -55,14 +55,11 @@ def split_status(fields: list[tuple[bytes, bytes]]) -> tuple[int, RawHeaders]:
 class H2UpstreamStream:
     __slots__ = (
         "_blocked",
-        "_end_pending",
         "_owed",
-        "_pending",
-        "_trailers",
         "buffer_limit",
         "closed",
         "conn",
-        "pending_bytes",
+        "outbound",
         "request_ended",
         "response_ended",
         "sink",
@@ -81,10 +78,7 @@ class H2UpstreamStream:
         self.writable = conn.writable
         self.request_ended = False  # END_STREAM was handed to h2 (or waits behind data)
         self.response_ended = False
-        self._pending: deque[bytes] = deque()  # request data the upstream's windows hold back
-        self.pending_bytes = 0
-        self._end_pending = False
-        self._trailers: Headers | None = None
+        self.outbound = Outbound()  # request data the upstream's windows hold back
         self._blocked = False  # response bytes are not credited back (the client is behind)
         self._owed = 0
 
@@ -96,27 +90,23 @@ class H2UpstreamStream:
     def send_data(self, data: bytes) -> None:
         if self.closed or not data:
             return
-        if self._pending:
-            self._pending.append(data)
-            self.pending_bytes += len(data)
-        else:
-            sent = self.conn.send_data(self.stream_id, data)
-            if sent < len(data):
-                rest = data[sent:]
-                self._pending.append(rest)
-                self.pending_bytes += len(rest)
-        if self.pending_bytes > self.buffer_limit and self.writable:
+        self.outbound.send(data, self._send_now)
+        if self.outbound.pending_bytes > self.buffer_limit and self.writable:
             self._set_writable(False)
+
+    def _send_now(self, data: bytes) -> int:
+        return self.conn.send_data(self.stream_id, data)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self.outbound.pending_bytes
 
     def end_request(self, trailers: Headers | None = None) -> None:
         if self.closed or self.request_ended:
             return
         self.request_ended = True
-        if self._pending:
-            self._end_pending = True
-            self._trailers = trailers
-            return
-        self._send_end(trailers)
+        if not self.outbound.hold_end(trailers):
+            self._send_end(trailers)
 
     def _send_end(self, trailers: Headers | None) -> None:
         if trailers:
@@ -126,29 +116,22 @@ class H2UpstreamStream:
 
     def flush_pending(self) -> None:
         """The upstream opened a window: send what waits, as far as it now allows."""
-        pending = self._pending
-        while pending and not self.closed:
-            chunk = pending[0]
-            sent = self.conn.send_data(self.stream_id, chunk)
-            self.pending_bytes -= sent
-            if sent < len(chunk):
-                pending[0] = chunk[sent:]
-                break
-            pending.popleft()
         if self.closed:
             return
-        if not pending and self._end_pending:
-            self._end_pending = False
-            self._send_end(self._trailers)
+        end_due = self.outbound.flush(self._send_now)
+        if self.closed:
+            return
+        if end_due:
+            self._send_end(self.outbound.trailers)
         if (
             not self.writable
             and self.conn.writable
-            and self.pending_bytes <= self.buffer_limit // 2
+            and self.outbound.pending_bytes <= self.buffer_limit // 2
         ):
             self._set_writable(True)
 
     def on_connection_writable(self, writable: bool) -> None:
-        if writable and self.pending_bytes > self.buffer_limit:
+        if writable and self.outbound.pending_bytes > self.buffer_limit:
             return  # still held by its own backlog
         if writable != self.writable:
             self._set_writable(writable)
@@ -175,7 +158,7 @@ class H2UpstreamStream:
         self.sink = None
         if self.closed:
             return
-        if not self.request_ended or self._end_pending:
+        if not self.request_ended or self.outbound.end_held:
             self.conn.reset_stream(self.stream_id, ErrorCodes.NO_ERROR)
         self.release()
 
@@ -194,8 +177,7 @@ class H2UpstreamStream:
         if self.closed:
             return
         self.closed = True
-        self._pending.clear()
-        self.pending_bytes = 0
+        self.outbound.clear()
         self.conn.stream_released(self)
 
     # -- events (called by the connection) ---------------------------------------------------
