@@ -4,8 +4,9 @@ A codec owns a size and turns a Python value into a ctypes buffer the kernel can
 buffer the kernel wrote into back into a Python value. Buffers are fresh ctypes objects that the
 kernel fills in place, so decoding a ctypes Structure value costs no copy at all (the Structure
 *is* the buffer) and ints/bytes cost exactly one. The supported Python types are `int`
-(unsigned, little-endian, any size), `bytes`, and any ctypes Structure/Union/Array type; kernel
-objects (maps, programs) encode as their fd for fd-valued maps.
+(unsigned, little-endian, any size), `bytes`, ctypes scalars (`c_uint32`, `c_int64`, `c_bool`,
+`c_double`, ...; they read back as Python numbers), and any ctypes Structure/Union/Array type;
+kernel objects (maps, programs) encode as their fd for fd-valued maps.
 """
 
 from __future__ import annotations
@@ -134,6 +135,62 @@ class CTypeCodec:
         )
 
 
+class ScalarCodec:
+    """A signed, bool or floating-point ctypes scalar (`c_int32`, `c_bool`, `c_double`).
+
+    Unsigned ctypes integers use `IntCodec`, which they match exactly, and so keep its fast
+    path. Values are range-checked here because ctypes itself truncates silently.
+    """
+
+    def __init__(self, ctype: Any) -> None:
+        self.ctype = ctype
+        self.size = ctypes.sizeof(ctype)
+        self.code: str = ctype._type_
+        self.integral = self.code not in "fd"
+        bits = 8 * self.size
+        self.bounds = (0, 1) if self.code == "?" else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+    def encode(self, value: Any) -> ctypes._CData:
+        if isinstance(value, self.ctype):
+            return value  # type: ignore[no-any-return]
+        if self.integral:
+            if not isinstance(value, int):
+                raise TypeError(f"expected int, got {type(value).__name__}")
+            lo, hi = self.bounds
+            if not lo <= value <= hi:
+                raise ValueError(f"{value} does not fit in {self.ctype.__name__}")
+        elif not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {type(value).__name__}")
+        return self.ctype(value)  # type: ignore[no-any-return]
+
+    def new(self) -> ctypes._CData:
+        return self.ctype()  # type: ignore[no-any-return]
+
+    def decode(self, buf: ctypes._CData) -> Any:
+        return buf.value  # type: ignore[attr-defined]
+
+    def decode_many(self, buf: Buf, count: int, stride: int) -> list[Any]:
+        make = self.ctype.from_buffer
+        return [make(buf, i * stride).value for i in range(count)]
+
+    def encode_into(self, buf: Buf, index: int, stride: int, value: Any) -> None:
+        ctypes.memmove(
+            ctypes.addressof(buf) + index * stride, ctypes.byref(self.encode(value)), self.size
+        )
+
+
+def is_scalar_ctype(kind: Any) -> bool:
+    """A ctypes integer, bool or floating-point type (pointers and chars are not scalars)."""
+    return (
+        isinstance(kind, type)
+        and issubclass(kind, ctypes._SimpleCData)
+        and getattr(kind, "_type_", "") in _SCALAR_CODES
+    )
+
+
+_SCALAR_CODES = frozenset("bBhHiIlLqQ?fd")
+
+
 def codec_for(kind: Any, size: int, what: str) -> Codec:
     """Pick a codec for a Python type (`int`, `bytes`, a ctypes type) and check the size."""
     if kind is bytes:
@@ -147,4 +204,14 @@ def codec_for(kind: Any, size: int, what: str) -> Codec:
         if actual != size:
             raise BPFError(f"{what}: {kind.__name__} is {actual} bytes but the map has {size}")
         return CTypeCodec(kind)
-    raise TypeError(f"{what}: unsupported type {kind!r} (use int, bytes or a ctypes type)")
+    if is_scalar_ctype(kind):
+        actual = ctypes.sizeof(kind)
+        if actual != size:
+            raise BPFError(f"{what}: {kind.__name__} is {actual} bytes but the map has {size}")
+        if kind._type_ in "BHILQ":  # unsigned: exactly what IntCodec stores
+            return IntCodec(size)
+        return ScalarCodec(kind)
+    raise TypeError(
+        f"{what}: unsupported type {kind!r} (use int, bytes, a ctypes scalar such as "
+        "c_uint32, or a ctypes Structure, Union or Array)"
+    )

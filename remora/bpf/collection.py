@@ -20,6 +20,9 @@ from remora.bpf.btf.load import load_btf
 from remora.bpf.btf.types import Kind
 from remora.bpf.elf import CollectionSpec, read_elf
 from remora.bpf.errors import BPFError, BPFLoadError, BPFSyscallError
+from remora.bpf.externs import KCONFIG_SEC
+from remora.bpf.kconfig import kconfig_data
+from remora.bpf.ksyms import resolve as resolve_externs
 from remora.bpf.maps import Map, MapSpec
 from remora.bpf.pin import check_pin_dir
 from remora.bpf.prog import Program, ProgramSpec
@@ -114,10 +117,13 @@ class Collection(Closing):
                     raise BPFLoadError(f"pinned map {pin_path} does not match {ms.name!r}: {why}")
                 m.spec = ms
                 return m
+        initial = ms.initial_data
+        if ms.name == KCONFIG_SEC and initial is None:
+            initial = self._kconfig_value(ms)
         m = Map.create(ms, btf_fd=btf)
         try:
-            if ms.initial_data is not None:
-                m.update_bytes(bytes(4), ms.initial_data)
+            if initial is not None:
+                m.update_bytes(bytes(4), initial)
             if ms.freeze:
                 m.freeze()
             if pin_path is not None:
@@ -126,6 +132,15 @@ class Collection(Closing):
             m.close()
             raise
         return m
+
+    def _kconfig_value(self, ms: MapSpec) -> bytes:
+        kconfig = [e for e in self.spec.externs.values() if e.kind == "kconfig"]
+        try:
+            return kconfig_data(kconfig, ms.value_size)
+        except BPFLoadError as e:
+            users = [p.name for p in self.spec.programs.values() if KCONFIG_SEC in p.maps_used]
+            who = ", ".join(repr(u) for u in users) or "no program"
+            raise BPFLoadError(f"program {who} cannot be loaded: {e}") from None
 
     def _load_program(self, ps: ProgramSpec, btf: int, log_level: int) -> Program:
         if ps.unloadable_reason:
@@ -138,6 +153,10 @@ class Collection(Closing):
                     f"program {ps.name!r} uses map {r.target!r}, which is not loaded"
                 )
             struct.pack_into("<i", insns, r.insn * 8 + 4, m.fd.raw)
+        try:
+            resolve_externs(insns, ps.externs, self.spec.externs)
+        except BPFLoadError as e:
+            raise BPFLoadError(f"program {ps.name!r} cannot be loaded: {e}") from None
         if ps.attach_to and not ps.attach_btf_id:
             kind = Kind.TYPEDEF if ps.attach_to.startswith("btf_trace_") else Kind.FUNC
             try:

@@ -33,6 +33,7 @@ from remora.bpf.elffile import (
     Symbol,
 )
 from remora.bpf.errors import BPFError, BPFLoadError
+from remora.bpf.externs import KCONFIG_SEC, Extern, collect_externs, kconfig_size
 from remora.bpf.link import CodeSection, Function, link_program
 from remora.bpf.maps import MapSpec
 from remora.bpf.prog import ProgramSpec
@@ -40,6 +41,10 @@ from remora.bpf.sections import match_section
 from remora.bpf.sys import types as t
 
 _DATA_PREFIXES = (".data", ".rodata", ".bss")
+_VAR_GLOBAL = 1  # BTF_VAR_GLOBAL_ALLOCATED
+_LINKAGE = {0: "static", 1: "global", 2: "extern"}
+_LEGACY_FIELDS = 28  # type, key_size, value_size, max_entries, map_flags, inner_map_idx, numa
+_INIT_TYPES = (t.MapType.PROG_ARRAY, t.MapType.ARRAY_OF_MAPS, t.MapType.HASH_OF_MAPS)
 _MAP_ATTRS = (
     "type",
     "max_entries",
@@ -122,6 +127,7 @@ class CollectionSpec:
     kern_version: int
     btf: Spec | None
     btf_raw: bytes | None  # BTF fixed up for the kernel (DATASEC sizes/offsets)
+    externs: dict[str, Extern] = dataclasses.field(default_factory=dict)
 
     def set_constants(self, constants: dict[str, Any]) -> None:
         for name, value in constants.items():
@@ -181,6 +187,7 @@ class _Reader:
                     table[off] = self.symbols[idx]
         self.btf: Spec | None = None
         self.ext: Ext | None = None
+        self.externs: dict[str, Extern] = {}
 
     def read(self) -> CollectionSpec:
         btf_sec = self.elf.section(".BTF")
@@ -191,20 +198,35 @@ class _Reader:
                 self.ext = parse_ext(self.elf.content(ext_sec), self.btf.strings)
         license = self._license()
         kern_version = self._kern_version()
+        self.externs = collect_externs(self.symbols, self.btf)
         maps: dict[str, MapSpec] = {}
         map_syms: dict[tuple[int, int], str] = {}
         self._btf_maps(maps, map_syms)
         self._legacy_maps(maps, map_syms)
         variables = self._data_maps(maps)
+        self._kconfig_map(maps)
         programs = self._programs(maps, map_syms, license, kern_version)
         self._init_values(maps, programs)
         btf_raw = None
         if self.btf is not None:
             from remora.bpf.btf.fixup import fixup_btf
 
-            btf_raw = fixup_btf(self.btf, self._section_sizes(), self._var_offsets())
+            sizes = self._section_sizes()
+            offsets = self._var_offsets()
+            if KCONFIG_SEC in maps:
+                sizes[KCONFIG_SEC] = maps[KCONFIG_SEC].value_size
+                offsets.update((e.name, e.offset) for e in self.externs.values())
+            btf_raw = fixup_btf(self.btf, sizes, offsets)
         return CollectionSpec(
-            self.name, programs, maps, variables, license, kern_version, self.btf, btf_raw
+            self.name,
+            programs,
+            maps,
+            variables,
+            license,
+            kern_version,
+            self.btf,
+            btf_raw,
+            self.externs,
         )
 
     # small sections ---------------------------------------------------------------------
@@ -246,6 +268,12 @@ class _Reader:
             var = self.btf.type(si.type)
             if var.kind != Kind.VAR:
                 raise BPFLoadError(f".maps: entry {var.name!r} is {var.kind.name}, not a variable")
+            if var.linkage != _VAR_GLOBAL:
+                # libbpf and cilium/ebpf refuse these too: nothing outside can name the map.
+                raise BPFLoadError(
+                    f"map {var.name!r}: unsupported map linkage "
+                    f"{_LINKAGE.get(var.linkage, var.linkage)} (drop `static`)"
+                )
             spec = self._map_from_btf(var.name, var.ref)
             if var.name not in offsets:
                 raise BPFLoadError(f".maps: no symbol for map {var.name!r}")
@@ -262,7 +290,12 @@ class _Reader:
         inner_spec: MapSpec | None = None
         for m in st.members:
             mt = self.btf.skip_mods(m.type)
-            if m.name in _MAP_ATTRS:
+            if m.name in _MAP_ATTRS and mt.kind in (Kind.ENUM, Kind.ENUM64):
+                # __ulong(name, value): a one-value enum, for attributes wider than 32 bits.
+                if len(mt.enum_values) != 1:
+                    raise BPFLoadError(f"map {name!r}: {m.name} enum must hold exactly one value")
+                attrs[m.name] = mt.enum_values[0][1] & 0xFFFFFFFFFFFFFFFF
+            elif m.name in _MAP_ATTRS:
                 if mt.kind != Kind.PTR:
                     raise BPFLoadError(f"map {name!r}: {m.name} must be __uint(...)")
                 arr = self.btf.skip_mods(mt.ref)
@@ -327,6 +360,14 @@ class _Reader:
         return spec
 
     def _legacy_maps(self, maps: dict[str, MapSpec], map_syms: dict[tuple[int, int], str]) -> None:
+        """`struct bpf_map_def` records in the `maps` section, one per object symbol.
+
+        A symbol's own size bounds its record, as clang and static linkers both set it; a
+        linked object may hold records that no symbol names any more (the losing side of a weak
+        definition), which are skipped. Old objects with unsized symbols fall back to an equal
+        share of the section each. Bytes past the fields we know must be zero, as libbpf
+        demands, so an option we would silently drop fails instead.
+        """
         sec = self.elf.section("maps")
         if sec is None:
             return
@@ -338,13 +379,26 @@ class _Reader:
         if not syms:
             return
         data = self.elf.content(sec)
-        def_size = len(data) // len(syms)
-        if def_size < 16 or len(data) % len(syms):
-            raise BPFLoadError(f"maps: {len(data)} bytes do not divide into {len(syms)} map defs")
+        share = len(data) // len(syms)
         for sym in syms:
-            if sym.value + min(def_size, 28) > len(data):
-                raise BPFLoadError(f"maps: definition of {sym.name!r} is outside the section")
-            words = struct.unpack_from(f"<{min(def_size, 28) // 4}I", data, sym.value)
+            if sym.bind == STB_LOCAL:
+                raise BPFLoadError(
+                    f"map {sym.name!r}: unsupported map linkage static (drop `static`)"
+                )
+            size = sym.size or share
+            if size < 16 or sym.value + size > len(data):
+                raise BPFLoadError(
+                    f"maps: definition of {sym.name!r} ({size} bytes at {sym.value}) does not "
+                    f"fit the {len(data)}-byte section"
+                )
+            record = data[sym.value : sym.value + size]
+            if any(record[_LEGACY_FIELDS:]):
+                raise BPFLoadError(
+                    f"maps: {sym.name!r} has unrecognized, non-zero options past byte "
+                    f"{_LEGACY_FIELDS}"
+                )
+            known = record[:_LEGACY_FIELDS] + bytes(max(0, _LEGACY_FIELDS - size))
+            words = struct.unpack("<7I", known)
             try:
                 mtype = t.MapType(words[0])
             except ValueError:
@@ -355,8 +409,8 @@ class _Reader:
                 words[1],
                 words[2],
                 words[3],
-                flags=words[4] if len(words) > 4 else 0,
-                numa_node=words[6] if len(words) > 6 else 0,
+                flags=words[4],
+                numa_node=words[6],
             )
             map_syms[(shndx, sym.value)] = sym.name
 
@@ -408,6 +462,21 @@ class _Reader:
                     sym.name, name, sym.value, sym.size, btf_types.get(sym.name, ""), spec
                 )
         return variables
+
+    def _kconfig_map(self, maps: dict[str, MapSpec]) -> None:
+        """One read-only array map holds every `.kconfig` value, as in libbpf; its bytes are
+        the running kernel's, filled in when the map is made (`kconfig.kconfig_data`)."""
+        size = kconfig_size(self.externs)
+        if not size:
+            return
+        spec = MapSpec(
+            KCONFIG_SEC, t.MapType.ARRAY, 4, size, 1, flags=t.BPF_F_RDONLY_PROG, freeze=True
+        )
+        if self.btf is not None:
+            ds = self.btf.by_name(KCONFIG_SEC, Kind.DATASEC)
+            if ds is not None:
+                spec.btf_value_type_id = ds.id
+        maps[KCONFIG_SEC] = spec
 
     def _datasec_var_types(self, secname: str) -> dict[str, str]:
         if self.btf is None:
@@ -480,7 +549,14 @@ class _Reader:
                 if fn.bind == STB_LOCAL and len(cs.functions) > 1:
                     continue  # a static helper that happens to live in a program section
                 spec = _program_spec(fn.name, cs.name, license, kern_version)
-                link_program(spec, fn, code, map_syms, data_secs, self.btf)
+                try:
+                    link_program(spec, fn, code, map_syms, data_secs, self.btf, self.externs)
+                except BPFLoadError as e:
+                    # One program that cannot be linked must not take its neighbours down:
+                    # it is listed with the reason, and only loading it fails.
+                    spec.unloadable_reason = str(e).removeprefix(f"program {fn.name!r}: ")
+                    spec.relocs.clear()
+                    spec.externs.clear()
                 programs[fn.name] = spec
         return programs
 
@@ -491,6 +567,7 @@ class _Reader:
             return
         shndx = sec.num
         relocs = self.rels.get(shndx, {})
+        self._check_maps_zero(sec, relocs, maps)
         if not relocs:
             return
         starts = sorted(
@@ -504,6 +581,11 @@ class _Reader:
             if owner is None:
                 raise BPFLoadError(f".maps: relocation at {off} belongs to no map")
             spec = maps[owner[1]]
+            if spec.type not in _INIT_TYPES:
+                raise BPFLoadError(
+                    f"map {owner[1]!r}: {spec.type.name} takes no initial values "
+                    "(only prog arrays and maps of maps do)"
+                )
             values_off = self._values_offset(owner[1])
             index = (off - owner[0] - values_off) // 8
             if index < 0 or index >= spec.max_entries:
@@ -514,6 +596,29 @@ class _Reader:
                 spec.contents.append((index, ("prog", target.name)))
             else:
                 raise BPFLoadError(f"map {owner[1]!r}: initial value {target.name!r} is unknown")
+
+    def _check_maps_zero(
+        self, sec: Section, relocs: dict[int, Symbol], maps: dict[str, MapSpec]
+    ) -> None:
+        """A BTF map is read from its type alone, so a definition that carries data (an
+        initialiser other than `values`) would be silently ignored: refuse it instead."""
+        if sec.type == SHT_NOBITS:
+            return
+        data = self.elf.content(sec)
+        slots = {off + i for off in relocs for i in range(8)}
+        bad = next((i for i, b in enumerate(data) if b and i not in slots), None)
+        if bad is None:
+            return
+        owner = max(
+            ((s.value, s.name) for s in self.symbols if s.shndx == sec.num and s.name in maps),
+            key=lambda v: v[0] if v[0] <= bad else -1,
+            default=(0, "?"),
+        )[1]
+        raise BPFLoadError(
+            f"map {owner!r}: its definition in .maps holds a non-zero initialiser at byte {bad} "
+            "(BTF map definitions take no initialisers except `values` of prog arrays and maps "
+            "of maps)"
+        )
 
     def _values_offset(self, map_name: str) -> int:
         assert self.btf is not None

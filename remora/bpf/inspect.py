@@ -63,9 +63,13 @@ def summarize(spec: CollectionSpec) -> dict[str, Any]:
                 "maps": p.maps_used,
                 "attach_to": p.attach_to,
                 "note": p.unloadable_reason,
+                "needs": p.needs,
                 "line_info": len(p.lines),
             }
             for p in spec.programs.values()
+        ],
+        "externs": [
+            {"name": _clip(e.name), "kind": e.kind, "weak": e.weak} for e in spec.externs.values()
         ],
         "maps": [_map_row(n, m) for n, m in spec.maps.items()],
         "variables": [_variable_row(v) for v in spec.variables.values()],
@@ -102,6 +106,8 @@ def render_text(info: dict[str, Any]) -> str:
         if p["note"]:
             line += f"  [{p['note']}]"
         out.append(line)
+        if p["needs"]:
+            out.append(f"    needs: {', '.join(p['needs'])}")
     out.append(f"maps ({len(info['maps'])}):")
     if info["maps"]:
         out.append(
@@ -113,6 +119,10 @@ def render_text(info: dict[str, Any]) -> str:
             f"  {m['name']:<24} {m['type']:<18} {m['key_size']:>4} {m['value_size']:>6}"
             f" {m['max_entries']:>11}  {types}"
         )
+    if info["externs"]:
+        out.append(f"externs ({len(info['externs'])}):")
+        for e in info["externs"]:
+            out.append(f"  {e['name']:<32} {e['kind']:<8} {'weak' if e['weak'] else 'strong'}")
     if info["variables"]:
         out.append(f"variables ({len(info['variables'])}):")
         out.append(f"  {'NAME':<24} {'SECTION':<16} {'OFFSET':>6} {'SIZE':>4}  KIND  TYPE = VALUE")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from remora.bpf.btf.ext import FuncRec, LineRec
 from remora.bpf.errors import BPFLoadError
+from remora.bpf.externs import KCONFIG_SEC, Extern
 from remora.bpf.prog import LineRecord, ProgramSpec, Reloc
 from remora.bpf.sys import types as t
 
@@ -60,6 +61,7 @@ def link_program(
     map_syms: dict[tuple[int, int], str],
     data_secs: dict[int, str],
     btf: Spec | None,
+    externs: dict[str, Extern],
 ) -> None:
     order = [entry]
     base = {(entry.section, entry.start): 0}
@@ -92,11 +94,24 @@ def link_program(
             sym = cs.relocs.get(g * 8)
             src = regs >> 4
             if opcode == CALL and (sym is not None or src == t.BPF_PSEUDO_CALL):
-                if sym is not None:
-                    if sym.shndx <= 0 or sym.shndx not in code:
+                if sym is not None and sym.shndx <= 0:
+                    ext = externs.get(sym.name)
+                    if ext is None or ext.kind != "kfunc":
                         raise BPFLoadError(
-                            f"{where}: call to {sym.name!r}, which is not defined in this object "
-                            "(extern functions and kfuncs are not supported)"
+                            f"{where}: call to {sym.name!r}, which this object does not define: "
+                            "link the objects that define it first (bpftool gen object), or "
+                            "declare a kernel function with __ksym"
+                        )
+                    # The kernel's BTF id goes in when the program loads (ksyms.resolve).
+                    spec.externs.append((b + j, ext.name))
+                    regs = (t.BPF_PSEUDO_KFUNC_CALL << 4) | (regs & 0xF)
+                    _INSN.pack_into(chunk, j * 8, opcode, regs, 0, 0)
+                    j += 1
+                    continue
+                if sym is not None:
+                    if sym.shndx not in code:
+                        raise BPFLoadError(
+                            f"{where}: call to {sym.name!r}, which is not in a code section"
                         )
                     tsec, tgt = sym.shndx, sym.value // 8 + imm + 1
                 else:
@@ -136,10 +151,19 @@ def link_program(
                         regs = (t.BPF_PSEUDO_FUNC << 4) | dst
                         _INSN.pack_into(chunk, j * 8, opcode, regs, off, new_imm)
                     elif sym.shndx <= 0:
-                        raise BPFLoadError(
-                            f"{where}: reference to extern {sym.name!r} "
-                            "(externs such as .kconfig are not supported)"
-                        )
+                        ext = externs.get(sym.name)
+                        if ext is None:
+                            raise BPFLoadError(
+                                f"{where}: reference to {sym.name!r}, which this object does not "
+                                "define and BTF puts in neither .kconfig nor .ksyms"
+                            )
+                        spec.externs.append((b + j, ext.name))
+                        if ext.kind == "kconfig":
+                            offset = ext.offset + imm
+                            spec.relocs.append(Reloc(b + j, "value", KCONFIG_SEC, offset))
+                            regs = (t.BPF_PSEUDO_MAP_VALUE << 4) | dst
+                            _INSN.pack_into(chunk, j * 8, opcode, regs, off, 0)
+                            _INSN.pack_into(chunk, (j + 1) * 8, 0, r2, o2, offset)
                     else:
                         raise BPFLoadError(
                             f"{where}: reference to {sym.name!r} in a section that is neither "
@@ -169,6 +193,7 @@ def link_program(
         i += 1
     spec.insns = bytes(out)
     spec.maps_used = sorted({r.target for r in spec.relocs})
+    spec.needs = sorted({externs[name].label for _, name in spec.externs})
     # func_info is all or nothing: the kernel wants one record per function.
     if btf is not None and len(func_info) == len(order):
         spec.func_info = b"".join(struct.pack("<II", *f) for f in func_info)

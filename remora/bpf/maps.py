@@ -71,17 +71,58 @@ class MapSpec:
     initial_data: bytes | None = None  # global data sections: the whole value of key 0
     freeze: bool = False
 
+    def resolved(self) -> MapSpec:
+        """The spec as the kernel gets it: a perf event array that leaves its sizes out gets
+        4-byte keys and values and one entry per possible CPU, as libbpf and cilium/ebpf give
+        it (the kernel itself refuses max_entries 0)."""
+        if self.type != t.MapType.PERF_EVENT_ARRAY:
+            return self
+        if self.key_size and self.value_size and self.max_entries:
+            return self
+        return dataclasses.replace(
+            self,
+            key_size=self.key_size or 4,
+            value_size=self.value_size or 4,
+            max_entries=self.max_entries or possible_cpus(),
+        )
+
     def compatible(self, info: t.MapInfo) -> str | None:
         """Why an existing (pinned) map cannot stand in for this spec, or None if it can."""
+        spec = self.resolved()
         for field, want, have in (
-            ("type", int(self.type), info.type),
-            ("key_size", self.key_size, info.key_size),
-            ("value_size", self.value_size, info.value_size),
-            ("max_entries", self.max_entries, info.max_entries),
+            ("type", int(spec.type), info.type),
+            ("key_size", spec.key_size, info.key_size),
+            ("value_size", spec.value_size, info.value_size),
+            ("max_entries", spec.max_entries, info.max_entries),
         ):
             if want != have:
                 return f"{field} is {have}, spec wants {want}"
         return None
+
+
+# Map types that exist only when the kernel was built with an option; a kernel without it
+# refuses them with an errno that says nothing of the reason.
+_TYPE_CONFIG = {
+    t.MapType.ARENA: "CONFIG_BPF_ARENA",
+    t.MapType.STRUCT_OPS: "CONFIG_BPF_JIT",
+}
+
+
+def _refuse_missing_feature(spec: MapSpec) -> None:
+    option = _TYPE_CONFIG.get(spec.type)
+    if option is None:
+        return
+    from remora.bpf.kconfig import kernel_config
+
+    try:
+        where, config = kernel_config()
+    except BPFError:
+        return
+    if config.get(option) not in ("y", "m"):
+        raise BPFError(
+            f"map {spec.name!r}: the running kernel has no {spec.type.name.lower()} maps "
+            f"({option} is not set in {where})"
+        )
 
 
 def _round8(n: int) -> int:
@@ -149,6 +190,7 @@ class Map(Pinnable, Closing):
     # construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, spec: MapSpec, btf_fd: int = 0, inner_fd: int = 0) -> Map:
+        spec = spec.resolved()
         try:
             attr = t.MapCreateAttr(
                 map_type=int(spec.type),
@@ -176,6 +218,7 @@ class Map(Pinnable, Closing):
         try:
             fd = bpf(t.Cmd.MAP_CREATE, attr, f"map {spec.name!r} type {spec.type.name}")
         except BPFSyscallError:
+            _refuse_missing_feature(spec)
             if not attr.btf_fd:
                 raise
             # Retry without BTF: old kernels reject some BTF (e.g. DATASEC) but take the map.

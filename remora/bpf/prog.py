@@ -68,6 +68,9 @@ class ProgramSpec:
     lines: list[LineRecord] = dataclasses.field(default_factory=list)
     maps_used: list[str] = dataclasses.field(default_factory=list)
     relocs: list[Reloc] = dataclasses.field(default_factory=list)
+    # (insn, extern name): ksyms and kfuncs, resolved against the running kernel at load
+    externs: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    needs: list[str] = dataclasses.field(default_factory=list)  # externs, as inspect shows them
     unloadable_reason: str = ""  # why this program cannot load without an attach target
 
     @property

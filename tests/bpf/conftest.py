@@ -70,12 +70,38 @@ def bpf_root(no_fd_leak: None) -> None:
 @pytest.fixture(scope="session")
 def bpf_objs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Compile every tests/bpf/progs/*.bpf.c once per session; name -> object path."""
+    return _compile_all(PROGS, tmp_path_factory.mktemp("bpfobj"))
+
+
+@pytest.fixture(scope="session")
+def invalid_objs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """tests/bpf/progs/invalid/*.bpf.c: objects that break a rule libbpf enforces."""
+    return _compile_all(PROGS / "invalid", tmp_path_factory.mktemp("bpfinvalid"))
+
+
+@pytest.fixture(scope="session")
+def linked_obj(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/bpf/progs/linked/{one,two}.bpf.c statically linked into one object by bpftool."""
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        pytest.fail("bpftool is required to link BPF test objects (apt-get install bpftool)")
+    out = tmp_path_factory.mktemp("bpflinked")
+    parts = _compile_all(PROGS / "linked", out)
+    linked = out / "linked.o"
+    subprocess.run(
+        [bpftool, "gen", "object", str(linked), str(parts["one"]), str(parts["two"])],
+        check=True,
+        capture_output=True,
+    )
+    return linked
+
+
+def _compile_all(src_dir: Path, out: Path) -> dict[str, Path]:
     clang = shutil.which("clang")
     if clang is None:
         pytest.fail("clang is required to build BPF test programs (apt-get install clang)")
-    out = tmp_path_factory.mktemp("bpfobj")
     objs: dict[str, Path] = {}
-    for src in sorted(PROGS.glob("*.bpf.c")):
+    for src in sorted(src_dir.glob("*.bpf.c")):
         obj = out / (src.name[: -len(".bpf.c")] + ".o")
         subprocess.run([clang, *CLANG_FLAGS, "-c", str(src), "-o", str(obj)], check=True)
         objs[obj.stem] = obj

@@ -10,7 +10,13 @@ from remora.bpf.btf.kernel import kernel_btf
 from remora.bpf.btf.types import Kind
 from remora.bpf.collection import Collection
 from remora.bpf.cpus import possible_cpus
-from remora.bpf.errors import BPFLoadError, BPFSyscallError, BPFTypeMismatchError, VerifierError
+from remora.bpf.errors import (
+    BPFError,
+    BPFLoadError,
+    BPFSyscallError,
+    BPFTypeMismatchError,
+    VerifierError,
+)
 from remora.bpf.sys.types import ProgType
 
 pytestmark = pytest.mark.usefixtures("bpf_root")
@@ -82,6 +88,14 @@ def test_typed_map_checked_against_btf(bpf_objs: dict[str, Path]) -> None:
         with pytest.raises(BPFTypeMismatchError, match="16 bytes"):
             m.with_types(value=FlowKey)
         m.with_types(key=FlowKey, value=FlowVal)  # the right types pass
+        counters = c.maps["counters"]  # __u32 -> __u64
+        counters.with_types(key=ctypes.c_uint32, value=ctypes.c_uint64)
+        with pytest.raises(BPFTypeMismatchError, match="c_long is signed but BTF __u64"):
+            counters.with_types(value=ctypes.c_int64)
+        with pytest.raises(BPFTypeMismatchError, match="c_double is a float"):
+            counters.with_types(value=ctypes.c_double)
+        with pytest.raises(BPFTypeMismatchError, match="c_ulong is an integer but BTF struct"):
+            m.with_types(key=ctypes.c_uint64)  # flows' key is a struct of the same size
 
 
 def test_only_requested_program_and_its_maps(bpf_objs: dict[str, Path]) -> None:
@@ -249,3 +263,41 @@ def test_object_without_btf(tmp_path: Path) -> None:
     subprocess.run(["clang", *flags, "-c", str(src), "-o", str(globals_obj)], check=True)
     with pytest.raises(BPFLoadError, match="BTF-defined maps need BTF"):
         Collection.load(globals_obj)
+
+
+def test_a_statically_linked_object_loads_with_the_strong_definitions(linked_obj: Path) -> None:
+    with Collection.load(linked_obj) as c:
+        assert c.programs["calls_which"].test_run(PKT).retval == 2  # two.c's strong which()
+        assert c.programs["calls_two"].test_run(PKT).retval == 4  # its map is still empty
+        c.maps["legacy_weak_here"][0] = 1
+        assert c.programs["calls_two"].test_run(PKT).retval == 5
+        assert c.maps["legacy_strong_here"].max_entries == 11
+        assert c.maps["legacy_weak_here"].max_entries == 22
+        assert sorted(c.maps) == [
+            "btf_strong_here",
+            "btf_weak_here",
+            "legacy_strong_here",
+            "legacy_weak_here",
+        ]
+
+
+def test_a_perf_event_array_without_sizes_gets_one_entry_per_cpu(
+    bpf_objs: dict[str, Path],
+) -> None:
+    with Collection.load(bpf_objs["perf_sizes"]) as c:
+        events = c.maps["events"]
+        assert (events.key_size, events.value_size) == (4, 4)
+        assert events.max_entries == possible_cpus()
+
+
+def test_an_arena_map_or_why_the_kernel_has_none(bpf_objs: dict[str, Path]) -> None:
+    from remora.bpf.kconfig import kernel_config
+
+    _, config = kernel_config()
+    if config.get("CONFIG_BPF_ARENA") == "y":
+        with Collection.load(bpf_objs["arena"]) as c:
+            assert c.maps["arena"].spec is not None
+            assert c.maps["arena"].spec.map_extra == 0x40000000
+    else:
+        with pytest.raises(BPFError, match="no arena maps \\(CONFIG_BPF_ARENA is not set"):
+            Collection.load(bpf_objs["arena"])

@@ -186,3 +186,57 @@ def test_debug_relocations_are_not_needed(bpf_objs: dict[str, Path]) -> None:
     assert {n: p.insns for n, p in damaged.programs.items()} == {
         n: p.insns for n, p in clean.programs.items()
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("static_btf_map", "map 'hidden': unsupported map linkage static"),
+        ("static_legacy_map", "map 'hidden': unsupported map linkage static"),
+        ("btf_map_initialiser", "map 'hash': its definition in .maps holds a non-zero initialiser"),
+        ("values_on_hash", "map 'table': HASH takes no initial values"),
+        ("legacy_options", "'m' has unrecognized, non-zero options"),
+    ],
+)
+def test_invalid_objects_are_refused_with_the_rule_they_break(
+    invalid_objs: dict[str, Path], name: str, rule: str
+) -> None:
+    with pytest.raises(BPFLoadError) as ei:
+        read_elf(invalid_objs[name])
+    assert rule in str(ei.value)
+    assert str(invalid_objs[name]) in str(ei.value)
+
+
+def test_every_invalid_fixture_is_tested(invalid_objs: dict[str, Path]) -> None:
+    assert sorted(invalid_objs) == sorted(
+        [
+            "static_btf_map",
+            "static_legacy_map",
+            "btf_map_initialiser",
+            "values_on_hash",
+            "legacy_options",
+        ]
+    )
+
+
+def test_a_statically_linked_object_keeps_the_strong_definitions(linked_obj: Path) -> None:
+    """The linker keeps the losing weak records in `maps`; symbols say which records count."""
+    spec = read_elf(linked_obj)
+    assert spec.maps["legacy_strong_here"].max_entries == 11
+    assert spec.maps["legacy_weak_here"].max_entries == 22
+    assert set(spec.programs) == {"calls_two", "calls_which"}
+    assert all(p.unloadable_reason == "" for p in spec.programs.values())
+    assert spec.programs["calls_two"].maps_used == ["legacy_weak_here"]
+
+
+def test_map_extra_given_as_a_one_value_enum(bpf_objs: dict[str, Path]) -> None:
+    arena = read_elf(bpf_objs["arena"]).maps["arena"]
+    assert (arena.type, arena.max_entries, arena.map_extra) == (MapType.ARENA, 4, 0x40000000)
+
+
+def test_a_perf_event_array_may_leave_its_sizes_out(bpf_objs: dict[str, Path]) -> None:
+    events = read_elf(bpf_objs["perf_sizes"]).maps["events"]
+    assert (events.key_size, events.value_size, events.max_entries) == (0, 0, 0)
+    resolved = events.resolved()
+    assert (resolved.key_size, resolved.value_size) == (4, 4)
+    assert resolved.max_entries >= 1

@@ -339,3 +339,42 @@ def test_percpu_batch_of_ints_and_bytes() -> None:
     with make(MapType.PERCPU_ARRAY, value=3, n=2).with_types(value=bytes) as m:
         m[0] = [bytes([c, c, c]) for c in range(ncpu)]
         assert m.lookup_batch()[0] == (0, [bytes([c, c, c]) for c in range(ncpu)])
+
+
+def test_ctypes_scalars_are_key_and_value_types() -> None:
+    with make(MapType.HASH, key=4, value=8).with_types(
+        key=ctypes.c_uint32, value=ctypes.c_int64
+    ) as m:
+        m[7] = -5
+        assert m[7] == -5 and isinstance(m[7], int)
+        assert m.lookup_batch() == [(7, -5)]
+        with pytest.raises(ValueError, match="does not fit in c_long"):
+            m[8] = 1 << 63  # ctypes would have wrapped it silently
+        with pytest.raises(ValueError, match="does not fit"):
+            m[1 << 32] = 1
+    with make(MapType.ARRAY, key=4, value=8, n=2).with_types(value=ctypes.c_double) as m:
+        m[1] = 2.5
+        assert m[1] == 2.5
+    with make(MapType.ARRAY, key=4, value=1, n=2).with_types(value=ctypes.c_bool) as m:
+        m[0] = True
+        assert m[0] is True and m[1] is False
+    with make(MapType.HASH, key=4, value=8) as m, pytest.raises(BPFError, match="c_ushort is 2"):
+        m.with_types(key=ctypes.c_uint16)
+    with make(MapType.HASH) as m, pytest.raises(TypeError, match="ctypes scalar"):
+        m.with_types(key=ctypes.c_char_p)
+
+
+def test_an_unsigned_ctypes_key_keeps_the_fast_path() -> None:
+    with make(MapType.HASH, key=4, value=8).with_types(
+        key=ctypes.c_uint32, value=ctypes.c_uint64
+    ) as m:
+        assert m._fast is not None
+        m[1] = 2
+        assert m[1] == 2
+
+
+def test_perf_event_array_sizes_default_as_libbpf_gives_them() -> None:
+    spec = MapSpec("perf", MapType.PERF_EVENT_ARRAY, 0, 0, 0)
+    with Map.create(spec) as m:
+        assert (m.key_size, m.value_size, m.max_entries) == (4, 4, possible_cpus())
+    assert spec.max_entries == 0  # the spec stays as written; the kernel got the defaults

@@ -24,6 +24,11 @@ def check_ctype(ctype: Any, btf_ref: tuple[Spec, int], what: str) -> None:
         return  # size is checked by the codec against the map itself
     want = spec.sizeof(tid)
     have = ctypes.sizeof(ctype)
+    from remora.bpf.codec import is_scalar_ctype
+
+    if is_scalar_ctype(ctype):
+        _check_scalar(ctype, spec, tid, what, have, want)
+        return
     if have != want:
         name = spec.type_name(tid)
         raise BPFTypeMismatchError(
@@ -78,3 +83,31 @@ def _check_layout(ctype: Any, spec: Spec, tid: int, what: str, path: str, depth:
             )
         sub = label if issubclass(ftype, ctypes.Array) else label + "."
         _check_layout(ftype, spec, member.type, what, sub, depth + 1)
+
+
+_INT_SIGNED = 1
+
+
+def _check_scalar(ctype: Any, spec: Spec, tid: int, what: str, have: int, want: int) -> None:
+    """A ctypes scalar must be what BTF says: same size, integer against INT or enum (or a
+    pointer, for 8-byte unsigned), float against FLOAT, and the same signedness."""
+    name = spec.type_name(tid)
+    st = spec.skip_mods(tid)
+    owner = ctype.__name__
+    code = ctype._type_
+    if have != want:
+        raise BPFTypeMismatchError(f"{what}: {owner} is {have} bytes but BTF {name} is {want}")
+    if code in "fd":
+        if st.kind != Kind.FLOAT:
+            raise BPFTypeMismatchError(f"{what}: {owner} is a float but BTF {name} is not")
+        return
+    if st.kind == Kind.PTR and code in "LQ":
+        return
+    if st.kind not in (Kind.INT, Kind.ENUM, Kind.ENUM64):
+        raise BPFTypeMismatchError(f"{what}: {owner} is an integer but BTF {name} is not")
+    if st.kind == Kind.INT and code != "?":
+        signed = bool(st.int_encoding & _INT_SIGNED)
+        if signed != code.islower():
+            have_s = "signed" if code.islower() else "unsigned"
+            want_s = "signed" if signed else "unsigned"
+            raise BPFTypeMismatchError(f"{what}: {owner} is {have_s} but BTF {name} is {want_s}")

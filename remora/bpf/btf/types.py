@@ -86,6 +86,7 @@ class Type:
     enum_values: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     params: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # FUNC_PROTO
     int_bits: int = 0
+    int_encoding: int = 0  # INT: BTF_INT_SIGNED (1), _CHAR (2), _BOOL (4)
     record_off: int = 0  # byte offset of the record inside the type section
 
 
@@ -192,6 +193,7 @@ class Spec:
             if kind == Kind.INT:
                 (enc,) = _U32.unpack_from(data, off)
                 t.int_bits = enc & 0xFF
+                t.int_encoding = (enc >> 24) & 0xF
             elif kind == Kind.ARRAY:
                 t.elem, t.index, t.nelems = struct.unpack_from("<III", data, off)
             elif kind in (Kind.STRUCT, Kind.UNION):
