@@ -74,6 +74,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object")
     p.add_argument("--pin", required=True, metavar="DIR", help="bpffs directory for pins")
     p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help=set_help)
+    p.add_argument(
+        "--program",
+        action="append",
+        metavar="NAME",
+        help="load only this program and the maps it uses; repeatable (default: all)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_load))
 
@@ -155,7 +161,15 @@ def _inspect(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> int:
     from remora.bpf.collection import Collection
 
-    with Collection.load(args.obj, constants=_constants(args.set)) as coll:
+    from remora.bpf.errors import BPFLoadError
+
+    try:
+        coll = Collection.load(args.obj, constants=_constants(args.set), programs=args.program)
+    except BPFLoadError as e:
+        if args.program is None and "cannot be loaded" in str(e):
+            raise BPFLoadError(f"{e} (--program NAME loads only the programs named)") from None
+        raise
+    with coll:
         paths = coll.pin(args.pin)
         data = {"pinned": paths, "btf_error": coll.btf_error}
         _emit(args, data, "\n".join(f"pinned {p}" for p in paths))

@@ -76,6 +76,21 @@ def test_load_pins_everything(
     assert all(Path(p).exists() for p in pinned)
 
 
+def test_load_names_the_program_that_cannot_load_and_loads_the_rest_on_request(
+    bpf_objs: dict[str, Path], bpffs_dir: Path, capsys: pytest.CaptureFixture[str], bpf_root: None
+) -> None:
+    obj = str(bpf_objs["unresolved"])
+    assert run(["bpf", "load", obj, "--pin", str(bpffs_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be loaded" in err and "--program NAME" in err
+    assert list(bpffs_dir.iterdir()) == []
+    assert run(["bpf", "load", obj, "--pin", str(bpffs_dir), "--program", "fine", "--json"]) == 0
+    pinned = json.loads(capsys.readouterr().out)["pinned"]
+    assert [Path(p).name for p in pinned] == ["prog_fine"]
+    assert run(["bpf", "load", obj, "--pin", str(bpffs_dir), "--program", "nope"]) == 1
+    assert "no program 'nope'" in capsys.readouterr().err
+
+
 def test_load_makes_a_missing_pin_dir_inside_bpffs(
     bpf_objs: dict[str, Path], bpffs_dir: Path, capsys: pytest.CaptureFixture[str], bpf_root: None
 ) -> None:
