@@ -160,7 +160,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> int:
     from remora.bpf.collection import Collection
-
     from remora.bpf.errors import BPFLoadError
 
     try:
