@@ -34,7 +34,7 @@ from remora.bpf.elffile import (
 )
 from remora.bpf.errors import BPFError, BPFLoadError
 from remora.bpf.externs import KCONFIG_SEC, Extern, collect_externs, kconfig_size
-from remora.bpf.link import CodeSection, Function, link_program
+from remora.bpf.linker import CodeSection, Function, link_program
 from remora.bpf.maps import MapSpec
 from remora.bpf.prog import ProgramSpec
 from remora.bpf.sections import match_section
