@@ -57,7 +57,9 @@ class BPFSyscallError(BPFError, OSError):
         self.hint = hint_for(err)
         self.detail = detail
         name = errno_mod.errorcode.get(err, "ENOTSUPP" if err == 524 else str(err))
-        msg = f"bpf({command}) failed: {name}: {os.strerror(err)}"
+        # bpf(2) commands are upper case (MAP_CREATE); other calls, lower case, name themselves
+        call = f"{command}()" if command.islower() else f"bpf({command})"
+        msg = f"{call} failed: {name}: {os.strerror(err)}"
         if detail:
             msg += f" [{detail}]"
         if self.hint:
