@@ -56,6 +56,12 @@ class Cmd(enum.IntEnum):
     MAP_UPDATE_BATCH = 26
     MAP_DELETE_BATCH = 27
     LINK_CREATE = 28
+    LINK_UPDATE = 29
+    LINK_GET_FD_BY_ID = 30
+    LINK_GET_NEXT_ID = 31
+    ENABLE_STATS = 32
+    ITER_CREATE = 33
+    LINK_DETACH = 34
 
 
 class MapType(enum.IntEnum):
@@ -348,6 +354,99 @@ class BtfLoadAttr(Attr):
         ("btf_log_level", u32),
         ("btf_log_true_size", u32),
     ]
+
+
+class LinkCreateAttr(Attr):
+    """`union bpf_attr`, `link_create` member.
+
+    After `flags` the header has a union whose layout depends on the attach type; it is two
+    u64 words here, filled per type by `remora.bpf.link`: perf_event {bpf_cookie}, iterators
+    {iter_info, iter_info_len}, tcx {relative_fd, expected_revision}, tracing {target_btf_id,
+    cookie}.
+    """
+
+    _fields_ = [
+        ("prog_fd", u32),
+        ("target_fd", u32),  # union with target_ifindex
+        ("attach_type", u32),
+        ("flags", u32),
+        ("union_word0", u64),
+        ("union_word1", u64),
+    ]
+
+
+class LinkUpdateAttr(Attr):
+    """`union bpf_attr`, `link_update` member."""
+
+    _fields_ = [("link_fd", u32), ("new_prog_fd", u32), ("flags", u32), ("old_prog_fd", u32)]
+
+
+class LinkDetachAttr(Attr):
+    """`union bpf_attr`, `link_detach` member."""
+
+    _fields_ = [("link_fd", u32)]
+
+
+class RawTracepointOpenAttr(Attr):
+    """`union bpf_attr`, `raw_tracepoint` member (name 0 for tp_btf: the id came at load)."""
+
+    _fields_ = [("name", u64), ("prog_fd", u32), ("_pad", u32), ("cookie", u64)]
+
+
+class ProgAttachAttr(Attr):
+    """`union bpf_attr`, BPF_PROG_ATTACH / BPF_PROG_DETACH member."""
+
+    _fields_ = [
+        ("target_fd", u32),
+        ("attach_bpf_fd", u32),
+        ("attach_type", u32),
+        ("attach_flags", u32),
+        ("replace_bpf_fd", u32),
+    ]
+
+
+class IterCreateAttr(Attr):
+    """`union bpf_attr`, `iter_create` member."""
+
+    _fields_ = [("link_fd", u32), ("flags", u32)]
+
+
+class LinkType(enum.IntEnum):
+    """`enum bpf_link_type`."""
+
+    UNSPEC = 0
+    RAW_TRACEPOINT = 1
+    TRACING = 2
+    CGROUP = 3
+    ITER = 4
+    NETNS = 5
+    XDP = 6
+    PERF_EVENT = 7
+    KPROBE_MULTI = 8
+    STRUCT_OPS = 9
+    NETFILTER = 10
+    TCX = 11
+    UPROBE_MULTI = 12
+    NETKIT = 13
+    SOCKMAP = 14
+
+
+class LinkInfo(ctypes.Structure):
+    """`struct bpf_link_info`: the common head, and the per-type union as raw words."""
+
+    _fields_ = [
+        ("type", u32),
+        ("id", u32),
+        ("prog_id", u32),
+        ("_pad", u32),
+        ("union", u64 * 8),
+    ]
+
+
+# XDP attach flags (linux/if_link.h XDP_FLAGS_*).
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
 
 
 class MapInfo(ctypes.Structure):
