@@ -1,4 +1,4 @@
-"""`remora bpf inspect | load | run`: the loader from a shell.
+"""`remora bpf inspect | layout | load | run`: the loader from a shell.
 
 Handlers turn every `BPFError` into one line on stderr and exit status 1; a corrupt object never
 produces a traceback.
@@ -27,9 +27,15 @@ examples:
   remora bpf inspect prog.bpf.o
   remora bpf inspect prog.bpf.o --json | python3 -m json.tool
 """,
+    "layout": """\
+examples:
+  remora bpf layout prog.bpf.o
+  remora bpf layout prog.bpf.o flow_key flow_val --json
+""",
     "load": """\
 examples:
   sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo
+  sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo --program xdp_count
   sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo --set verdict=1 --set magic=0x10
 """,
     "run": """\
@@ -69,6 +75,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object (clang -target bpf)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_inspect))
+
+    p = _sub(cmds, "layout", "show struct layouts from BTF, as pahole does: holes, padding")
+    p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object with BTF (clang -g)")
+    p.add_argument("types", nargs="*", metavar="TYPE", help="struct or union names (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_guard(_layout))
 
     p = _sub(cmds, "load", "load an object and pin its programs and maps under a bpffs directory")
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object")
@@ -155,6 +167,23 @@ def _inspect(args: argparse.Namespace) -> int:
 
     info = summarize(read_elf(args.obj))
     _emit(args, info, lambda: render_text(info))
+    return 0
+
+
+def _layout(args: argparse.Namespace) -> int:
+    from remora.bpf.elf import read_elf
+    from remora.bpf.errors import BPFError
+    from remora.bpf.layout import layouts, render
+
+    spec = read_elf(args.obj)
+    if spec.btf is None:
+        raise BPFError(f"{args.obj}: no BTF (build with clang -g)")
+    found = layouts(spec.btf, args.types)
+    _emit(
+        args,
+        {"types": [lay.to_dict() for lay in found]},
+        lambda: "\n\n".join(render(lay) for lay in found),
+    )
     return 0
 
 

@@ -197,3 +197,21 @@ def test_run_context_only_program_and_refused_repeat(
     assert run(["bpf", "run", obj, "s_tracepoint"]) == 1  # no test run for this type
     err = capsys.readouterr().err
     assert "PROG_TEST_RUN" in err and err.count("\n") == 1
+
+
+def test_layout_text_json_and_errors(
+    bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    obj = str(bpf_objs["layout"])
+    assert run(["bpf", "layout", obj, "holes"]) == 0
+    assert "/* XXX 7 bytes hole, try to pack */" in capsys.readouterr().out
+    assert run(["bpf", "layout", obj, "holes", "tight", "--json"]) == 0
+    types = json.loads(capsys.readouterr().out)["types"]
+    assert [(t["name"], t["size"], t["saves"]) for t in types] == [
+        ("holes", 32, 16),
+        ("tight", 16, 0),
+    ]
+    assert run(["bpf", "layout", obj, "nope"]) == 1
+    assert "no struct or union named 'nope'" in capsys.readouterr().err
+    assert run(["bpf", "layout", str(tmp_path / "missing.o")]) == 1
+    assert "cannot read" in capsys.readouterr().err
