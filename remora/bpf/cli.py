@@ -1,4 +1,4 @@
-"""`remora bpf inspect | layout | load | run`: the loader from a shell.
+"""`remora bpf inspect | features | layout | load | run`: the loader from a shell.
 
 Handlers turn every `BPFError` into one line on stderr and exit status 1; a corrupt object never
 produces a traceback.
@@ -26,6 +26,11 @@ examples:
 examples:
   remora bpf inspect prog.bpf.o
   remora bpf inspect prog.bpf.o --json | python3 -m json.tool
+""",
+    "features": """\
+examples:
+  sudo remora bpf features --no-helpers
+  sudo remora bpf features --json | python3 -m json.tool
 """,
     "layout": """\
 examples:
@@ -75,6 +80,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object (clang -target bpf)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_inspect))
+
+    p = _sub(cmds, "features", "probe what the running kernel supports, as bpftool does")
+    p.add_argument("--no-helpers", action="store_true", help="skip the per-type helper probe")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_guard(_features))
 
     p = _sub(cmds, "layout", "show struct layouts from BTF, as pahole does: holes, padding")
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object with BTF (clang -g)")
@@ -167,6 +177,14 @@ def _inspect(args: argparse.Namespace) -> int:
 
     info = summarize(read_elf(args.obj))
     _emit(args, info, lambda: render_text(info))
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from remora.bpf.features import probe, render
+
+    found = probe(helpers=not args.no_helpers)
+    _emit(args, found.to_dict(), lambda: render(found))
     return 0
 
 

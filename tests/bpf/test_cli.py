@@ -215,3 +215,11 @@ def test_layout_text_json_and_errors(
     assert "no struct or union named 'nope'" in capsys.readouterr().err
     assert run(["bpf", "layout", str(tmp_path / "missing.o")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_features_json_without_helpers(capsys: pytest.CaptureFixture[str], bpf_root: None) -> None:
+    assert run(["bpf", "features", "--no-helpers", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["program_types"]["xdp"] == "yes"
+    assert out["map_types"]["ringbuf"] == "yes"
+    assert out["helpers"] == {}
