@@ -1,4 +1,4 @@
-"""`remora bpf inspect | features | layout | load | run`: the loader from a shell.
+"""`remora bpf inspect | features | gen | layout | load | run`: the loader from a shell.
 
 Handlers turn every `BPFError` into one line on stderr and exit status 1; a corrupt object never
 produces a traceback.
@@ -31,6 +31,10 @@ examples:
 examples:
   sudo remora bpf features --no-helpers
   sudo remora bpf features --json | python3 -m json.tool
+""",
+    "gen": """\
+examples:
+  remora bpf gen prog.bpf.o -o prog_bpf.py
 """,
     "layout": """\
 examples:
@@ -85,6 +89,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-helpers", action="store_true", help="skip the per-type helper probe")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_features))
+
+    p = _sub(cmds, "gen", "generate a Python module of ctypes types and typed accessors")
+    p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object with BTF (clang -g)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    p.set_defaults(handler=_guard(_gen))
 
     p = _sub(cmds, "layout", "show struct layouts from BTF, as pahole does: holes, padding")
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object with BTF (clang -g)")
@@ -185,6 +194,20 @@ def _features(args: argparse.Namespace) -> int:
 
     found = probe(helpers=not args.no_helpers)
     _emit(args, found.to_dict(), lambda: render(found))
+    return 0
+
+
+def _gen(args: argparse.Namespace) -> int:
+    from remora.bpf.elf import read_elf
+    from remora.bpf.gen import generate
+
+    source = generate(read_elf(args.obj), args.obj)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(source)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(source)
     return 0
 
 

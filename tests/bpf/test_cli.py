@@ -223,3 +223,15 @@ def test_features_json_without_helpers(capsys: pytest.CaptureFixture[str], bpf_r
     assert out["program_types"]["xdp"] == "yes"
     assert out["map_types"]["ringbuf"] == "yes"
     assert out["helpers"] == {}
+
+
+def test_gen_writes_a_module_or_prints_it(
+    bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "globals_bpf.py"
+    assert run(["bpf", "gen", str(bpf_objs["globals"]), "-o", str(out)]) == 0
+    assert "class flow_key(ctypes.Structure):" in out.read_text()
+    assert f"wrote {out}" in capsys.readouterr().err
+    assert run(["bpf", "gen", str(bpf_objs["globals"])]) == 0
+    assert capsys.readouterr().out == out.read_text()
+    assert run(["bpf", "gen", str(tmp_path / "missing.o")]) == 1
