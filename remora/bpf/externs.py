@@ -100,7 +100,7 @@ def _kconfig_extern(btf: Spec, var: Type, weak: bool) -> Extern:
         ext.value_kind, ext.size = "tristate", t.size
     elif t.kind == Kind.INT and t.int_encoding & _INT_BOOL:
         ext.value_kind, ext.size = "bool", 1
-    elif t.kind == Kind.INT and t.size == 1 and t.int_encoding & _INT_CHAR:
+    elif t.kind == Kind.INT and t.size == 1 and (t.int_encoding & _INT_CHAR or t.name == "char"):
         ext.value_kind, ext.size = "char", 1
     elif t.kind == Kind.INT and t.size in (1, 2, 4, 8):
         ext.value_kind, ext.size = "int", t.size

@@ -63,7 +63,7 @@ class _Writer:
             signed = bool(t.int_encoding & _INT_SIGNED)
             if t.int_encoding & _INT_BOOL and t.size == 1:
                 return "ctypes.c_bool"
-            if t.int_encoding & _INT_CHAR and t.size == 1:
+            if t.size == 1 and (t.int_encoding & _INT_CHAR or t.name == "char"):
                 return "ctypes.c_char"
             expr = _INT.get((t.size, signed))
             return expr if expr is not None else f"(ctypes.c_uint8 * {t.size})"
