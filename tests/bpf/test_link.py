@@ -217,6 +217,46 @@ def test_xdp_and_tcx_on_an_interface_in_a_private_netns(bpf_objs: dict[str, Path
     assert got["after"] == [got["xdp"], got["tcx"]]
 
 
+VETH_SCRIPT = """
+import json, socket, subprocess, sys, time
+from remora.bpf.collection import Collection
+from remora.bpf.link import attach_xdp
+for args in (["add", "v0", "type", "veth", "peer", "name", "v1"], ["set", "v0", "up"],
+             ["set", "v1", "up"]):
+    subprocess.run(["ip", "link", *args], check=True)
+frame = b"\\xff" * 6 + b"\\x02\\x00\\x00\\x00\\x00\\x01" + b"\\x88\\xb5" + bytes(50)
+out = {}
+with Collection.load(sys.argv[1], programs=["on_xdp"]) as c:
+    for mode in ("native", "generic"):
+        before = c.maps["hits"][6]
+        with attach_xdp(c.programs["on_xdp"], "v1", mode=mode):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            s.bind(("v0", 0))
+            for _ in range(5):
+                s.send(frame)  # out of v0, into v1: past v1's XDP hook
+            s.close()
+            time.sleep(0.1)
+        out[mode] = c.maps["hits"][6] - before
+print(json.dumps(out))
+"""
+
+
+def test_xdp_on_a_veth_in_a_netns_native_and_generic(bpf_objs: dict[str, Path]) -> None:
+    unshare = shutil.which("unshare")
+    assert unshare is not None
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    out = subprocess.run(
+        [unshare, "-n", sys.executable, "-c", VETH_SCRIPT, str(bpf_objs["attach"])],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    got = json.loads(out.stdout)
+    # the five frames, plus whatever the kernel itself sends when a link comes up (IPv6 ND)
+    assert 5 <= got["native"] <= 8 and 5 <= got["generic"] <= 8
+
+
 def test_an_iterator_prints_the_map_or_the_kernel_refuses_iterators(
     bpf_objs: dict[str, Path],
 ) -> None:
