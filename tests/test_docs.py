@@ -197,6 +197,10 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     "examples/build/packet.bin --repeat 1000": Run(
         expect=("xdp_prog: retval 2, average",), privileged=True
     ),
+    # docs/bpf.md: tracing needs a live process making the events
+    "sudo remora bpf trace trace.bpf.o --type event --count 2 --set target_tgid=14517": (
+        Elsewhere("tests/bpf/test_trace.py", "--count", "events from a live process")
+    ),
     # docs/configuration.md
     "remora proxy --validate --config bad.yaml": Run(
         expect_exit=1, setup=_bad_bootstrap, in_tmp=True

@@ -1,4 +1,4 @@
-"""`remora bpf inspect | features | gen | layout | load | run`: the loader from a shell.
+"""`remora bpf inspect | features | gen | layout | load | trace | run`: the loader from a shell.
 
 Handlers turn every `BPFError` into one line on stderr and exit status 1; a corrupt object never
 produces a traceback.
@@ -46,6 +46,11 @@ examples:
   sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo
   sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo --program xdp_count
   sudo remora bpf load prog.bpf.o --pin /sys/fs/bpf/demo --set verdict=1 --set magic=0x10
+""",
+    "trace": """\
+examples:
+  sudo remora bpf trace execsnoop.bpf.o --type event
+  sudo remora bpf trace prog.bpf.o --type event --count 10 --json --set target_pid=1234
 """,
     "run": """\
 examples:
@@ -113,6 +118,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_load))
+
+    p = _sub(cmds, "trace", "attach an object's programs by SEC name and print their events")
+    p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object")
+    p.add_argument("--type", metavar="STRUCT", help="decode each record as this BTF struct")
+    p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
+    p.add_argument("--duration", type=float, default=0.0, metavar="S", help="stop after S seconds")
+    p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help=set_help)
+    p.add_argument("--json", action="store_true", help="one JSON object per event")
+    p.set_defaults(handler=_guard(_trace))
 
     p = _sub(cmds, "run", "load one program and run it in the kernel with BPF_PROG_TEST_RUN")
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object")
@@ -242,6 +256,23 @@ def _load(args: argparse.Namespace) -> int:
         paths = coll.pin(args.pin)
         data = {"pinned": paths, "btf_error": coll.btf_error}
         _emit(args, data, "\n".join(f"pinned {p}" for p in paths))
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from remora.bpf.errors import BPFError
+    from remora.bpf.trace import run_trace
+
+    if args.count < 0 or args.duration < 0:
+        raise BPFError("--count and --duration must not be negative")
+    run_trace(
+        args.obj,
+        type_name=args.type,
+        count=args.count,
+        duration=args.duration,
+        as_json=args.json,
+        constants=_constants(args.set),
+    )
     return 0
 
 
