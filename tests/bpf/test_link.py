@@ -20,16 +20,18 @@ from remora.bpf.link import (
     Link,
     attach_cgroup,
     attach_iter,
+    attach_socket_filter,
     attach_sockmap,
     attach_tracepoint,
     attach_uprobe,
     auto_attach,
+    detach_socket_filter,
 )
 from remora.bpf.sys.types import LinkType
 
 pytestmark = pytest.mark.usefixtures("bpf_root")
 
-TRACEPOINT, RAW_TP, TP_BTF, UPROBE, URETPROBE, SOCK_CREATE, XDP, TCX, SK_MSG = range(9)
+TRACEPOINT, RAW_TP, TP_BTF, UPROBE, URETPROBE, SOCK_CREATE, XDP, TCX, SK_MSG, SK_LOOKUP = range(10)
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
 
 
@@ -215,6 +217,59 @@ def test_xdp_and_tcx_on_an_interface_in_a_private_netns(bpf_objs: dict[str, Path
     # lo receives every datagram sent to 127.0.0.1 (ICMP port-unreachable replies may add more)
     assert got["xdp"] >= 5 and got["tcx"] >= 5
     assert got["after"] == [got["xdp"], got["tcx"]]
+
+
+def test_a_socket_filter_drops_until_detached(attach_coll: Collection) -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(0.3)
+        attach_socket_filter(attach_coll.programs["keep_nothing"], rx)
+        tx.sendto(b"dropped", rx.getsockname())
+        with pytest.raises(TimeoutError):
+            rx.recv(100)
+        detach_socket_filter(rx)
+        tx.sendto(b"kept", rx.getsockname())
+        assert rx.recv(100) == b"kept"
+    finally:
+        rx.close()
+        tx.close()
+
+
+SK_LOOKUP_SCRIPT = """
+import json, socket, subprocess, sys
+from remora.bpf.collection import Collection
+from remora.bpf.link import attach_sk_lookup
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+server = socket.create_server(("127.0.0.1", 0))
+port = server.getsockname()[1]
+with Collection.load(sys.argv[1], programs=["on_sk_lookup"],
+                     constants={"target_port_host": port}) as c:
+    with attach_sk_lookup(c.programs["on_sk_lookup"]):
+        for _ in range(3):
+            socket.create_connection(("127.0.0.1", port)).close()
+            server.accept()[0].close()
+    seen = c.maps["hits"][9]
+    socket.create_connection(("127.0.0.1", port)).close()
+    after = c.maps["hits"][9]
+print(json.dumps({"seen": seen, "after": after}))
+"""
+
+
+def test_sk_lookup_sees_each_connection_in_its_netns(bpf_objs: dict[str, Path]) -> None:
+    unshare = shutil.which("unshare")
+    assert unshare is not None
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    out = subprocess.run(
+        [unshare, "-n", sys.executable, "-c", SK_LOOKUP_SCRIPT, str(bpf_objs["attach"])],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    got = json.loads(out.stdout)
+    assert got == {"seen": 3, "after": 3}
 
 
 VETH_SCRIPT = """

@@ -3,7 +3,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-enum { TRACEPOINT, RAW_TP, TP_BTF, UPROBE, URETPROBE, SOCK_CREATE, XDP, TCX, SK_MSG, SLOTS };
+enum { TRACEPOINT, RAW_TP, TP_BTF, UPROBE, URETPROBE, SOCK_CREATE, XDP, TCX, SK_MSG, SK_LOOKUP, SLOTS };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -20,7 +20,7 @@ struct {
 } socks SEC(".maps");
 
 const volatile __u32 target_tgid = 0;
-const volatile __u16 target_port = 0; /* network byte order */
+const volatile __u32 target_port_host = 0; /* sk_lookup's local_port is in host order */
 
 static void hit(__u32 slot)
 {
@@ -104,6 +104,20 @@ int on_sk_msg(struct sk_msg_md *msg)
 {
 	hit(SK_MSG);
 	return SK_PASS;
+}
+
+SEC("sk_lookup")
+int on_sk_lookup(struct bpf_sk_lookup *ctx)
+{
+	if (ctx->local_port == target_port_host)
+		hit(SK_LOOKUP);
+	return SK_PASS; /* no steering: the usual socket lookup goes on */
+}
+
+SEC("socket")
+int keep_nothing(struct __sk_buff *skb)
+{
+	return 0; /* a socket filter that truncates every packet to nothing: drop */
 }
 
 char _license[] SEC("license") = "GPL";
