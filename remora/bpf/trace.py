@@ -80,6 +80,16 @@ def run_trace(
         coll = stack.enter_context(Collection.load(path, constants=constants))
         btf = coll.spec.btf
         typed = record_type(btf, type_name) if type_name else None
+        # Readers first: a perf event array drops samples for CPUs that have no reader yet,
+        # so attaching first would lose the events that come right after the attach.
+        readers: list[tuple[str, Any]] = []
+        for name, m in coll.maps.items():
+            if m.type == t.MapType.RINGBUF:
+                readers.append((name, stack.enter_context(RingBuffer(m))))
+            elif m.type == t.MapType.PERF_EVENT_ARRAY:
+                readers.append((name, stack.enter_context(PerfReader(m))))
+        if not readers:
+            raise BPFError(f"{path}: no ring buffer or perf event array to read events from")
         attached = 0
         for prog in coll.programs.values():
             try:
@@ -91,14 +101,6 @@ def run_trace(
             attached += 1
         if not attached:
             raise BPFError(f"{path}: no program has a SEC name that says where to attach")
-        readers: list[tuple[str, Any]] = []
-        for name, m in coll.maps.items():
-            if m.type == t.MapType.RINGBUF:
-                readers.append((name, stack.enter_context(RingBuffer(m))))
-            elif m.type == t.MapType.PERF_EVENT_ARRAY:
-                readers.append((name, stack.enter_context(PerfReader(m))))
-        if not readers:
-            raise BPFError(f"{path}: no ring buffer or perf event array to read events from")
         deadline = clock() + duration if duration > 0 else None
         printed = 0
         wait = 0.2 if len(readers) == 1 else 0.05
