@@ -84,6 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmds = bpf.add_subparsers(dest="bpf_command", metavar="BPF_COMMAND")
     bpf.set_defaults(handler=lambda _a: _usage(bpf))
     set_help = "set a global variable before load (an integer: 7, 0x10, -1); repeatable"
+    btf_help = "BTF for CO-RE instead of the kernel's (raw, or an ELF file with .BTF)"
 
     p = _sub(cmds, "inspect", "list the programs, maps and global variables of an object")
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object (clang -target bpf)")
@@ -110,6 +111,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("obj", metavar="OBJECT", help="an eBPF ELF object")
     p.add_argument("--pin", required=True, metavar="DIR", help="bpffs directory for pins")
     p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help=set_help)
+    p.add_argument("--btf", metavar="FILE", help=btf_help)
     p.add_argument(
         "--program",
         action="append",
@@ -125,6 +127,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N events")
     p.add_argument("--duration", type=float, default=0.0, metavar="S", help="stop after S seconds")
     p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help=set_help)
+    p.add_argument("--btf", metavar="FILE", help=btf_help)
     p.add_argument("--json", action="store_true", help="one JSON object per event")
     p.set_defaults(handler=_guard(_trace))
 
@@ -144,6 +147,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="runs in the kernel; the average time is reported (default: 1)",
     )
+    p.add_argument("--btf", metavar="FILE", help=btf_help)
     p.add_argument("--set", action="append", default=[], metavar="VAR=INT", help=set_help)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_guard(_run))
@@ -247,7 +251,9 @@ def _load(args: argparse.Namespace) -> int:
     from remora.bpf.errors import BPFLoadError
 
     try:
-        coll = Collection.load(args.obj, constants=_constants(args.set), programs=args.program)
+        coll = Collection.load(
+            args.obj, constants=_constants(args.set), programs=args.program, kernel_btf=args.btf
+        )
     except BPFLoadError as e:
         if args.program is None and "cannot be loaded" in str(e):
             raise BPFLoadError(f"{e} (--program NAME loads only the programs named)") from None
@@ -272,6 +278,7 @@ def _trace(args: argparse.Namespace) -> int:
         duration=args.duration,
         as_json=args.json,
         constants=_constants(args.set),
+        kernel_btf=args.btf,
     )
     return 0
 
@@ -289,7 +296,9 @@ def _run(args: argparse.Namespace) -> int:
             raise BPFError(f"--data {args.data}: {exc.strerror}") from None
     if args.repeat < 1:
         raise BPFError("--repeat must be at least 1")
-    with Collection.load(args.obj, constants=_constants(args.set), programs=[args.prog]) as coll:
+    with Collection.load(
+        args.obj, constants=_constants(args.set), programs=[args.prog], kernel_btf=args.btf
+    ) as coll:
         res = coll.programs[args.prog].test_run(data, repeat=args.repeat)
     out = {
         "program": args.prog,

@@ -5,6 +5,10 @@ it), then maps (programs embed their fds), global data written before `.rodata` 
 programs next, and last the `values = {...}` initialisers of prog arrays and maps-in-maps
 (which need the program and inner map fds). If any step fails, everything created so far is
 closed before the error propagates, so a failed load leaks nothing.
+
+CO-RE relocations are applied per program as it loads, against the running kernel's BTF (read
+lazily, once per process) or a stand-in BTF file (`kernel_btf=`), so a program whose
+relocations fail is refused by name while its neighbours load.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from remora.bpf.btf.kernel import kernel_btf
+from remora.bpf.btf import kernel as kernel_mod
+from remora.bpf.btf.core import POISON_IMM, Relocator, Target
 from remora.bpf.btf.load import load_btf
 from remora.bpf.btf.types import Kind
 from remora.bpf.elf import CollectionSpec, read_elf
-from remora.bpf.errors import BPFError, BPFLoadError, BPFSyscallError
+from remora.bpf.errors import BPFError, BPFLoadError, BPFSyscallError, VerifierError
 from remora.bpf.externs import KCONFIG_SEC
 from remora.bpf.kconfig import kconfig_data
 from remora.bpf.ksyms import resolve as resolve_externs
@@ -40,6 +45,8 @@ class Collection(Closing):
         self.programs: dict[str, Program] = {}
         self.btf_fd: FD | None = None
         self.btf_error: str = ""
+        self.kernel_btf = kernel_mod.VMLINUX
+        self._core: Relocator | None = None
 
     @classmethod
     def load(
@@ -49,12 +56,20 @@ class Collection(Closing):
         map_pins: str | os.PathLike[str] | None = None,
         programs: Iterable[str] | None = None,
         log_level: int = 0,
+        kernel_btf: str | os.PathLike[str] | None = None,
     ) -> Collection:
-        """Load an object. `programs` limits loading to those programs and the maps they use."""
+        """Load an object. `programs` limits loading to those programs and the maps they use.
+
+        `kernel_btf` names a BTF file (raw, or an ELF file with a .BTF section) that CO-RE
+        relocations resolve against instead of /sys/kernel/btf/vmlinux, for kernels that ship
+        no BTF; as in libbpf, it is used for CO-RE only, not for attach targets or kfuncs.
+        """
         spec = path if isinstance(path, CollectionSpec) else read_elf(path)
         if constants:
             spec.set_constants(constants)
         coll = cls(spec)
+        if kernel_btf is not None:
+            coll.kernel_btf = os.fspath(kernel_btf)
         try:
             coll._load(map_pins, None if programs is None else list(programs), log_level)
         except BaseException:
@@ -153,21 +168,50 @@ class Collection(Closing):
                     f"program {ps.name!r} uses map {r.target!r}, which is not loaded"
                 )
             struct.pack_into("<i", insns, r.insn * 8 + 4, m.fd.raw)
+        poisoned: list[str] = []
         try:
+            if ps.core_relos:
+                poisoned = self._relocator().apply(insns, ps.core_relos)
             resolve_externs(insns, ps.externs, self.spec.externs)
         except BPFLoadError as e:
             raise BPFLoadError(f"program {ps.name!r} cannot be loaded: {e}") from None
         if ps.attach_to and not ps.attach_btf_id:
             kind = Kind.TYPEDEF if ps.attach_to.startswith("btf_trace_") else Kind.FUNC
             try:
-                ps.attach_btf_id = kernel_btf().find(ps.attach_to, kind)
+                ps.attach_btf_id = kernel_mod.kernel_btf().find(ps.attach_to, kind)
             except BPFLoadError as e:
                 raise BPFLoadError(
                     f"program {ps.name!r} ({ps.section}): attach target not found: {e}; "
                     "it needs a target that only an attach can provide"
                 ) from None
         loadable = ProgramSpec(**{**ps.__dict__, "insns": bytes(insns)})
-        return Program.load(loadable, btf_fd=btf, log_level=log_level)
+        try:
+            return Program.load(loadable, btf_fd=btf, log_level=log_level)
+        except VerifierError as e:
+            if poisoned and f"unknown#{POISON_IMM}" in e.log:
+                # The verifier reached an instruction that CO-RE could not relocate: say which.
+                e.message += "\nunresolved CO-RE relocations (poisoned instructions):\n  "
+                e.message += "\n  ".join(poisoned)
+            raise
+
+    def _relocator(self) -> Relocator:
+        if self._core is None:
+            if self.spec.btf is None:
+                raise BPFLoadError("CO-RE relocations without the object's BTF")
+            self._core = Relocator(self.spec.btf, self._target)
+        return self._core
+
+    def _target(self) -> Target:
+        try:
+            if self.kernel_btf == kernel_mod.VMLINUX:
+                return kernel_mod.kernel_btf()  # the same cache entry as attach lookups
+            return kernel_mod.kernel_btf(self.kernel_btf)
+        except BPFLoadError as e:
+            if self.kernel_btf == kernel_mod.VMLINUX:
+                raise BPFLoadError(
+                    f"{e} (name a BTF file for this kernel with kernel_btf=...)"
+                ) from None
+            raise
 
     # pins ---------------------------------------------------------------------------------------
     def pin(self, directory: str | os.PathLike[str]) -> list[str]:

@@ -557,6 +557,7 @@ class _Reader:
                     spec.unloadable_reason = str(e).removeprefix(f"program {fn.name!r}: ")
                     spec.relocs.clear()
                     spec.externs.clear()
+                    spec.core_relos.clear()
                 programs[fn.name] = spec
         return programs
 

@@ -65,6 +65,7 @@ def summarize(spec: CollectionSpec) -> dict[str, Any]:
                 "note": p.unloadable_reason,
                 "needs": p.needs,
                 "line_info": len(p.lines),
+                "core_relos": len(p.core_relos),  # applied against the kernel's BTF at load
             }
             for p in spec.programs.values()
         ],
@@ -108,6 +109,8 @@ def render_text(info: dict[str, Any]) -> str:
         out.append(line)
         if p["needs"]:
             out.append(f"    needs: {', '.join(p['needs'])}")
+        if p["core_relos"]:
+            out.append(f"    CO-RE relocations: {p['core_relos']}")
     out.append(f"maps ({len(info['maps'])}):")
     if info["maps"]:
         out.append(

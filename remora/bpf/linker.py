@@ -4,7 +4,9 @@ clang emits each function once, in its section; a program that calls `static __n
 global functions needs private copies of them appended after its own code, with call offsets
 rewritten to point at the copies (what libbpf calls subprogram relocation). Map and global-data
 references become `Reloc` records that the loader fills with fds at load time, and .BTF.ext
-func_info/line_info are rebased the same way so the verifier can print source lines.
+func_info/line_info are rebased the same way so the verifier can print source lines. CO-RE
+relocations are rebased with them: each copy of a subprogram carries its own, so the loader
+patches every copy (libbpf patches the one original before copying, which comes to the same).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import dataclasses
 import struct
 from typing import TYPE_CHECKING, Any
 
-from remora.bpf.btf.ext import FuncRec, LineRec
+from remora.bpf.btf.core import Relo
+from remora.bpf.btf.ext import CoreRelo, FuncRec, LineRec
 from remora.bpf.errors import BPFLoadError
 from remora.bpf.externs import KCONFIG_SEC, Extern
 from remora.bpf.prog import LineRecord, ProgramSpec, Reloc
@@ -45,7 +48,7 @@ class CodeSection:
     relocs: dict[int, Any]  # byte offset -> elf.Symbol
     funcs: list[FuncRec]
     lines: list[LineRec]
-    core_relos: list[int]  # byte offsets of instructions with CO-RE relocations
+    core_relos: list[CoreRelo]
 
     def function_at(self, insn: int) -> Function:
         for fn in self.functions:
@@ -178,10 +181,18 @@ def link_program(
             j += 1
         out += chunk
         lo, hi = fn.start * 8, (fn.start + fn.count) * 8
-        if any(lo <= off < hi for off in cs.core_relos) and not spec.unloadable_reason:
-            spec.unloadable_reason = (
-                f"function {fn.name!r} uses CO-RE relocations, which remora does not apply yet"
-            )
+        for r in cs.core_relos:
+            if lo <= r.insn_off < hi:
+                if r.insn_off % 8:
+                    raise BPFLoadError(
+                        f"{where}: CO-RE relocation at byte {r.insn_off} of {cs.name} is not "
+                        "on an instruction"
+                    )
+                if btf is None:  # .BTF.ext is only read next to .BTF
+                    raise BPFLoadError(f"{where}: CO-RE relocations without BTF")
+                access = btf.strings.get(r.access_str_off)
+                at = b + (r.insn_off - lo) // 8
+                spec.core_relos.append(Relo(at, r.type_id, access, r.kind))
         func_info += [
             (b + (r.insn_off - lo) // 8, r.type_id) for r in cs.funcs if lo <= r.insn_off < hi
         ]

@@ -15,6 +15,7 @@ import os
 import re
 from typing import Any
 
+from remora.bpf.btf.core import Relo
 from remora.bpf.errors import BPFError, BPFSyscallError, VerifierError
 from remora.bpf.maps import _obj_name
 from remora.bpf.pin import Pinnable, obj_get
@@ -71,6 +72,7 @@ class ProgramSpec:
     # (insn, extern name): ksyms and kfuncs, resolved against the running kernel at load
     externs: list[tuple[int, str]] = dataclasses.field(default_factory=list)
     needs: list[str] = dataclasses.field(default_factory=list)  # externs, as inspect shows them
+    core_relos: list[Relo] = dataclasses.field(default_factory=list)  # CO-RE, applied at load
     unloadable_reason: str = ""  # why this program cannot load without an attach target
 
     @property

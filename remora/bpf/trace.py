@@ -66,6 +66,7 @@ def run_trace(
     duration: float = 0.0,
     as_json: bool = False,
     constants: dict[str, Any] | None = None,
+    kernel_btf: str | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     clock: Callable[[], float] = time.monotonic,
@@ -77,7 +78,9 @@ def run_trace(
     from remora.bpf.ringbuf import RingBuffer
 
     with ExitStack() as stack:
-        coll = stack.enter_context(Collection.load(path, constants=constants))
+        coll = stack.enter_context(
+            Collection.load(path, constants=constants, kernel_btf=kernel_btf)
+        )
         btf = coll.spec.btf
         typed = record_type(btf, type_name) if type_name else None
         # Readers first: a perf event array drops samples for CPUs that have no reader yet,

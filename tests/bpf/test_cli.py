@@ -235,3 +235,16 @@ def test_gen_writes_a_module_or_prints_it(
     assert run(["bpf", "gen", str(bpf_objs["globals"])]) == 0
     assert capsys.readouterr().out == out.read_text()
     assert run(["bpf", "gen", str(tmp_path / "missing.o")]) == 1
+
+
+def test_run_with_a_btf_file_for_core(
+    bpf_objs: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path, bpf_root: None
+) -> None:
+    ctx = tmp_path / "ctx.bin"
+    ctx.write_bytes(bytes(8 * 16))  # struct out: 16 u64 slots
+    obj = str(bpf_objs["core"])
+    args = ["bpf", "run", obj, "core_fields", "--data", str(ctx), "--json"]
+    assert run([*args, "--btf", "/sys/kernel/btf/vmlinux"]) == 0
+    assert json.loads(capsys.readouterr().out)["retval"] == 0
+    assert run([*args, "--btf", str(tmp_path / "missing.btf")]) == 1
+    assert "missing.btf" in capsys.readouterr().err

@@ -237,7 +237,7 @@ def test_failed_load_releases_everything(bpf_objs: dict[str, Path]) -> None:
         Collection.load(bpf_objs["verifier_fail"])
 
 
-@pytest.mark.parametrize("prog", ["uses_core", "unknown_kind", "needs_target"])
+@pytest.mark.parametrize("prog", ["unknown_kind", "needs_target"])
 def test_unsupported_programs_refuse_before_the_kernel(
     bpf_objs: dict[str, Path], prog: str
 ) -> None:

@@ -3,7 +3,9 @@ has no struct for the container; its layout is libbpf's `struct btf_ext_header`,
 
 In the ELF file every record's insn_off is a *byte* offset inside its section; the kernel wants
 instruction indexes relative to the program, so records are kept per section here and rebased
-by the linker once it knows where each function landed.
+by the linker once it knows where each function landed. CO-RE records (`struct bpf_core_relo`
+in `include/uapi/linux/bpf.h`) are kept whole for the same reason: the loader, not the kernel,
+applies them, to whichever copies of a function the linker made.
 """
 
 from __future__ import annotations
@@ -31,11 +33,21 @@ class LineRec:
     line_col: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CoreRelo:
+    """One `struct bpf_core_relo`: `access_str_off` indexes the object's BTF strings."""
+
+    insn_off: int  # bytes within the section
+    type_id: int
+    access_str_off: int
+    kind: int  # enum bpf_core_relo_kind
+
+
 @dataclasses.dataclass
 class Ext:
     funcs: dict[str, list[FuncRec]]
     lines: dict[str, list[LineRec]]
-    core_relos: dict[str, list[int]]  # section -> insn byte offsets with a CO-RE relocation
+    core_relos: dict[str, list[CoreRelo]]
 
 
 def parse_ext(raw: bytes, strings: Strings) -> Ext:
@@ -62,7 +74,10 @@ def parse_ext(raw: bytes, strings: Strings) -> Ext:
             sec: [LineRec(*struct.unpack_from("<IIII", r)) for r in recs]
             for sec, recs in lines.items()
         },
-        {sec: [struct.unpack_from("<I", r)[0] for r in recs] for sec, recs in core.items()},
+        {
+            sec: [CoreRelo(*struct.unpack_from("<IIII", r)) for r in recs]
+            for sec, recs in core.items()
+        },
     )
 
 

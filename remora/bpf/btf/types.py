@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import struct
+from collections.abc import Callable
 
 from remora.bpf.errors import BPFLoadError
 
@@ -49,6 +50,10 @@ class Kind(enum.IntEnum):
 
 
 _MODIFIERS = frozenset({Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG})
+# Kinds whose third header word is a size; for the others it is a type id.
+_SIZED = frozenset(
+    {Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.DATASEC, Kind.FLOAT}
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -86,6 +91,7 @@ class Type:
     enum_values: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     params: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # FUNC_PROTO
     int_bits: int = 0
+    int_offset: int = 0  # INT: BTF_INT_OFFSET, non-zero only in pre-bitfield-era encodings
     int_encoding: int = 0  # INT: BTF_INT_SIGNED (1), _CHAR (2), _BOOL (4)
     record_off: int = 0  # byte offset of the record inside the type section
 
@@ -161,68 +167,7 @@ class Spec:
         n = len(data)
         get = self.strings.get
         while off < n:
-            tid = len(self.types)
-            if off + 12 > n:
-                raise BPFLoadError(f"BTF: type {tid} at offset {off}: truncated header")
-            name_off, info, size_type = _TYPE.unpack_from(data, off)
-            vlen = info & 0xFFFF
-            kind_no = (info >> 24) & 0x1F
-            try:
-                kind = Kind(kind_no)
-            except ValueError:
-                raise BPFLoadError(
-                    f"BTF: type {tid} at offset {off}: unknown kind {kind_no}"
-                ) from None
-            t = Type(tid, kind, get(name_off), vlen=vlen, kind_flag=bool(info >> 31))
-            t.record_off = off
-            rec = off
-            off += 12
-            need = _extra_len(kind, vlen)
-            if off + need > n:
-                raise BPFLoadError(
-                    f"BTF: type {tid} ({kind.name} {t.name!r}) at offset {rec}: "
-                    f"needs {need} more bytes, {n - off} left"
-                )
-            if kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64) or kind in (
-                Kind.DATASEC,
-                Kind.FLOAT,
-            ):
-                t.size = size_type
-            else:
-                t.ref = size_type
-            if kind == Kind.INT:
-                (enc,) = _U32.unpack_from(data, off)
-                t.int_bits = enc & 0xFF
-                t.int_encoding = (enc >> 24) & 0xF
-            elif kind == Kind.ARRAY:
-                t.elem, t.index, t.nelems = struct.unpack_from("<III", data, off)
-            elif kind in (Kind.STRUCT, Kind.UNION):
-                for i in range(vlen):
-                    m_name, m_type, m_off = struct.unpack_from("<III", data, off + 12 * i)
-                    if t.kind_flag:
-                        t.members.append(Member(get(m_name), m_type, m_off & 0xFFFFFF, m_off >> 24))
-                    else:
-                        t.members.append(Member(get(m_name), m_type, m_off))
-            elif kind == Kind.ENUM:
-                for i in range(vlen):
-                    e_name, e_val = struct.unpack_from("<Ii", data, off + 8 * i)
-                    t.enum_values.append((get(e_name), e_val))
-            elif kind == Kind.ENUM64:
-                for i in range(vlen):
-                    e_name, lo, hi = struct.unpack_from("<III", data, off + 12 * i)
-                    t.enum_values.append((get(e_name), lo | (hi << 32)))
-            elif kind == Kind.FUNC_PROTO:
-                for i in range(vlen):
-                    p_name, p_type = struct.unpack_from("<II", data, off + 8 * i)
-                    t.params.append((get(p_name), p_type))
-            elif kind == Kind.VAR:
-                (t.linkage,) = _U32.unpack_from(data, off)
-            elif kind == Kind.DATASEC:
-                for i in range(vlen):
-                    t.secinfo.append(SecInfo(*struct.unpack_from("<III", data, off + 12 * i)))
-            elif kind == Kind.FUNC:
-                t.linkage = vlen
-            off += need
+            t, off = read_type(data, off, len(self.types), get)
             self.types.append(t)
         count = len(self.types)
         for t in self.types:
@@ -316,6 +261,69 @@ class Spec:
 
     def iter_kind(self, kind: Kind) -> list[Type]:
         return [t for t in self.types if t.kind == kind]
+
+
+def read_type(data: bytes, off: int, tid: int, get: Callable[[int], str]) -> tuple[Type, int]:
+    """Decode the record at `off`; returns it and the next record's offset. Shared by the full
+    parse and by lazy readers that decode only the records they reach (`kernel.KernelBTF`)."""
+    n = len(data)
+    if off + 12 > n:
+        raise BPFLoadError(f"BTF: type {tid} at offset {off}: truncated header")
+    name_off, info, size_type = _TYPE.unpack_from(data, off)
+    vlen = info & 0xFFFF
+    kind_no = (info >> 24) & 0x1F
+    try:
+        kind = Kind(kind_no)
+    except ValueError:
+        raise BPFLoadError(f"BTF: type {tid} at offset {off}: unknown kind {kind_no}") from None
+    t = Type(tid, kind, get(name_off), vlen=vlen, kind_flag=bool(info >> 31))
+    t.record_off = off
+    rec = off
+    off += 12
+    need = _extra_len(kind, vlen)
+    if off + need > n:
+        raise BPFLoadError(
+            f"BTF: type {tid} ({kind.name} {t.name!r}) at offset {rec}: "
+            f"needs {need} more bytes, {n - off} left"
+        )
+    if kind in _SIZED:
+        t.size = size_type
+    else:
+        t.ref = size_type
+    if kind == Kind.INT:
+        (enc,) = _U32.unpack_from(data, off)
+        t.int_bits = enc & 0xFF
+        t.int_offset = (enc >> 16) & 0xFF
+        t.int_encoding = (enc >> 24) & 0xF
+    elif kind == Kind.ARRAY:
+        t.elem, t.index, t.nelems = struct.unpack_from("<III", data, off)
+    elif kind in (Kind.STRUCT, Kind.UNION):
+        for i in range(vlen):
+            m_name, m_type, m_off = struct.unpack_from("<III", data, off + 12 * i)
+            if t.kind_flag:
+                t.members.append(Member(get(m_name), m_type, m_off & 0xFFFFFF, m_off >> 24))
+            else:
+                t.members.append(Member(get(m_name), m_type, m_off))
+    elif kind == Kind.ENUM:
+        for i in range(vlen):
+            e_name, e_val = struct.unpack_from("<Ii", data, off + 8 * i)
+            t.enum_values.append((get(e_name), e_val))
+    elif kind == Kind.ENUM64:
+        for i in range(vlen):
+            e_name, lo, hi = struct.unpack_from("<III", data, off + 12 * i)
+            t.enum_values.append((get(e_name), lo | (hi << 32)))
+    elif kind == Kind.FUNC_PROTO:
+        for i in range(vlen):
+            p_name, p_type = struct.unpack_from("<II", data, off + 8 * i)
+            t.params.append((get(p_name), p_type))
+    elif kind == Kind.VAR:
+        (t.linkage,) = _U32.unpack_from(data, off)
+    elif kind == Kind.DATASEC:
+        for i in range(vlen):
+            t.secinfo.append(SecInfo(*struct.unpack_from("<III", data, off + 12 * i)))
+    elif kind == Kind.FUNC:
+        t.linkage = vlen
+    return t, off + need
 
 
 def _extra_len(kind: Kind, vlen: int) -> int:

@@ -1,18 +1,8 @@
 // Things remora must refuse clearly at load time (and still show in inspect).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
 
-struct task_struct {
-	int pid;
-} __attribute__((preserve_access_index));
-
-SEC("tp_btf/sys_enter")
-int uses_core(void *ctx)
-{
-	struct task_struct *t = (void *)bpf_get_current_task();
-	return BPF_CORE_READ(t, pid);
-}
+// (A CO-RE program used to be here; CO-RE relocations are applied now: see core.bpf.c.)
 
 SEC("weird_section")
 int unknown_kind(void *ctx)
