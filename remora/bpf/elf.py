@@ -44,6 +44,11 @@ _DATA_PREFIXES = (".data", ".rodata", ".bss")
 _VAR_GLOBAL = 1  # BTF_VAR_GLOBAL_ALLOCATED
 _LINKAGE = {0: "static", 1: "global", 2: "extern"}
 _LEGACY_FIELDS = 28  # type, key_size, value_size, max_entries, map_flags, inner_map_idx, numa
+_STRUCT_OPS_SECTIONS = (".struct_ops", ".struct_ops.link")
+_STRUCT_OPS_REASON = (
+    "struct_ops (a kernel struct of BPF callbacks, such as tcp_congestion_ops) is not "
+    "supported by remora yet"
+)
 _INIT_TYPES = (t.MapType.PROG_ARRAY, t.MapType.ARRAY_OF_MAPS, t.MapType.HASH_OF_MAPS)
 _MAP_ATTRS = (
     "type",
@@ -204,6 +209,7 @@ class _Reader:
         self._btf_maps(maps, map_syms)
         self._legacy_maps(maps, map_syms)
         variables = self._data_maps(maps)
+        self._struct_ops_maps(maps)
         self._kconfig_map(maps)
         programs = self._programs(maps, map_syms, license, kern_version)
         self._init_values(maps, programs)
@@ -463,6 +469,20 @@ class _Reader:
                 )
         return variables
 
+    def _struct_ops_maps(self, maps: dict[str, MapSpec]) -> None:
+        """Each variable of a `.struct_ops` section is one struct_ops map. They are listed so
+        that inspect shows them, and refused by name when they are created."""
+        for sec in self.sections:
+            if sec.name not in _STRUCT_OPS_SECTIONS:
+                continue
+            for sym in self.symbols:
+                if sym.shndx != sec.num or sym.type != STT_OBJECT or not sym.name:
+                    continue
+                spec = MapSpec(sym.name, t.MapType.STRUCT_OPS, 4, sym.size, 1)
+                type_name = self._datasec_var_types(sec.name).get(sym.name, "")
+                spec.unsupported = f"{type_name or 'struct_ops'}: {_STRUCT_OPS_REASON}"
+                maps[sym.name] = spec
+
     def _kconfig_map(self, maps: dict[str, MapSpec]) -> None:
         """One read-only array map holds every `.kconfig` value, as in libbpf; its bytes are
         the running kernel's, filled in when the map is made (`kconfig.kconfig_data`)."""
@@ -651,4 +671,6 @@ def _program_spec(name: str, section: str, license: str, kern_version: int) -> P
             spec.unloadable_reason = f"section {section!r} names no kernel function"
     elif d.target == "prog":
         spec.unloadable_reason = "freplace needs the target program (provided at attach)"
+    elif d.target == "struct_ops":
+        spec.unloadable_reason = _STRUCT_OPS_REASON
     return spec

@@ -43,6 +43,8 @@ def _map_row(name: str, m: MapSpec) -> dict[str, Any]:
         row["inner"] = _map_row(m.inner.name, m.inner)
     if m.pinning:
         row["pinning"] = "by_name" if m.pinning == 1 else m.pinning
+    if m.unsupported:
+        row["note"] = m.unsupported
     if m.contents:
         row["initial_values"] = {str(i): f"{k}:{v}" for i, (k, v) in m.contents}
     return row
@@ -120,7 +122,7 @@ def render_text(info: dict[str, Any]) -> str:
         types = " -> ".join(x for x in (m["key_type"], m["value_type"]) if x) or "-"
         out.append(
             f"  {m['name']:<24} {m['type']:<18} {m['key_size']:>4} {m['value_size']:>6}"
-            f" {m['max_entries']:>11}  {types}"
+            f" {m['max_entries']:>11}  {types}" + (f"  [{m['note']}]" if "note" in m else "")
         )
     if info["externs"]:
         out.append(f"externs ({len(info['externs'])}):")

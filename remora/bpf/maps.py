@@ -70,6 +70,7 @@ class MapSpec:
     contents: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)
     initial_data: bytes | None = None  # global data sections: the whole value of key 0
     freeze: bool = False
+    unsupported: str = ""  # why remora cannot create this map (struct_ops), for a clear refusal
 
     def resolved(self) -> MapSpec:
         """The spec as the kernel gets it: a perf event array that leaves its sizes out gets
@@ -190,6 +191,8 @@ class Map(Pinnable, Closing):
     # construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, spec: MapSpec, btf_fd: int = 0, inner_fd: int = 0) -> Map:
+        if spec.unsupported:
+            raise BPFError(f"map {spec.name!r} cannot be created: {spec.unsupported}")
         spec = spec.resolved()
         try:
             attr = t.MapCreateAttr(

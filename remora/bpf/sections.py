@@ -24,6 +24,7 @@ class SectionDef:
     flags: int = 0
     # "kernel": the part after "/" names a kernel BTF function/type to find an attach_btf_id for.
     # "prog": needs a target program fd (freplace); only an attach can provide it.
+    # "struct_ops": loads only as a member of a struct_ops map.
     target: str = ""
     btf_prefix: str = ""  # prepended to the target name when looking it up in kernel BTF
 
@@ -86,6 +87,8 @@ SECTION_DEFS: tuple[SectionDef, ...] = (
     ),
     _d("iter", P.TRACING, A.TRACE_ITER, target="kernel", btf_prefix="bpf_iter_"),
     _d("syscall", P.SYSCALL, flags=BPF_F_SLEEPABLE),
+    _d("struct_ops.s", P.STRUCT_OPS, flags=BPF_F_SLEEPABLE, target="struct_ops"),
+    _d("struct_ops", P.STRUCT_OPS, target="struct_ops"),
     _d("xdp.frags/devmap", P.XDP, A.XDP_DEVMAP, flags=BPF_F_XDP_HAS_FRAGS),
     _d("xdp/devmap", P.XDP, A.XDP_DEVMAP),
     _d("xdp.frags/cpumap", P.XDP, A.XDP_CPUMAP, flags=BPF_F_XDP_HAS_FRAGS),

@@ -301,3 +301,20 @@ def test_an_arena_map_or_why_the_kernel_has_none(bpf_objs: dict[str, Path]) -> N
     else:
         with pytest.raises(BPFError, match="no arena maps \\(CONFIG_BPF_ARENA is not set"):
             Collection.load(bpf_objs["arena"])
+
+
+def test_struct_ops_is_listed_and_refused_by_name_while_the_rest_loads(
+    bpf_objs: dict[str, Path],
+) -> None:
+    from remora.bpf.elf import read_elf
+    from remora.bpf.sys.types import MapType
+
+    spec = read_elf(bpf_objs["struct_ops"])
+    assert spec.maps["remora_cc"].type == MapType.STRUCT_OPS
+    assert "struct tcp_congestion_ops" in spec.maps["remora_cc"].unsupported
+    assert spec.programs["remora_init"].type == ProgType.STRUCT_OPS
+    assert "not supported by remora yet" in spec.programs["remora_init"].unloadable_reason
+    with pytest.raises(BPFError, match="map 'remora_cc' cannot be created: struct tcp_"):
+        Collection.load(bpf_objs["struct_ops"])
+    with Collection.load(bpf_objs["struct_ops"], programs=["plain"]) as c:
+        assert c.programs["plain"].test_run(PKT).retval == 4
