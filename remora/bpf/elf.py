@@ -448,7 +448,8 @@ class _Reader:
                 4,
                 size,
                 1,
-                flags=t.BPF_F_RDONLY_PROG if readonly else 0,
+                # mmapable, as libbpf makes them: user space reads and writes variables in place
+                flags=t.BPF_F_MMAPABLE | (t.BPF_F_RDONLY_PROG if readonly else 0),
                 initial_data=initial,
                 freeze=readonly,
             )
