@@ -147,7 +147,9 @@ class Program(Pinnable, Closing):
                 return cls(FD(ret, "prog"), spec.name, spec.type, spec)
             if err in (errno.EPERM, errno.ENOMEM, errno.EFAULT, errno.EBADF):
                 detail = f"program {spec.name!r}"
-                if err == errno.EPERM and spec.type in (t.ProgType.TRACING, t.ProgType.LSM):
+                if err == errno.EPERM and spec.expected_attach_type == t.AttachType.TRACE_ITER:
+                    detail += "; this kernel refuses iterator programs, even as root"
+                elif err == errno.EPERM and spec.type in (t.ProgType.TRACING, t.ProgType.LSM):
                     detail += (
                         "; fentry/fexit/fmod_ret/lsm need BPF trampolines (ftrace direct calls)"
                         " and no kernel lockdown, even as root"

@@ -318,8 +318,8 @@ def test_an_iterator_prints_the_map_or_the_kernel_refuses_iterators(
     try:
         coll = Collection.load(bpf_objs["iter"])
     except BPFSyscallError as e:
-        # This kernel refuses tracing programs that need BPF trampolines with EPERM, iterators
-        # among them (bpftool prog load fails the same way).
+        # This kernel refuses iterator programs with EPERM, as it refuses those that need BPF
+        # trampolines (bpftool prog load fails the same way).
         assert e.errno == 1
         pytest.skip(f"this kernel refuses iterator programs: {e}")
     with coll:
