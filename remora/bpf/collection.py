@@ -69,6 +69,10 @@ class Collection(Closing):
             spec.set_constants(constants)
         coll = cls(spec)
         if kernel_btf is not None:
+            # Checked now, not when a CO-RE relocation first needs it: a wrong path given for
+            # an object without CO-RE would otherwise pass unnoticed.
+            if not os.path.isfile(kernel_btf):
+                raise BPFLoadError(f"kernel BTF {os.fspath(kernel_btf)} unavailable: no such file")
             coll.kernel_btf = os.fspath(kernel_btf)
         try:
             coll._load(map_pins, None if programs is None else list(programs), log_level)

@@ -97,6 +97,10 @@ def test_trace_refuses_what_it_cannot_do(bpf_objs: dict[str, Path]) -> None:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "--type nope: no struct or union of that name" in err
+    proc = _trace(bpf_objs["trace"], "--btf", "/no/such.btf", "--count", "1")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1  # checked at once, though this object has no CO-RE
+    assert "kernel BTF /no/such.btf unavailable" in err
     proc = _trace(bpf_objs["globals"], "--count", "1")  # no SEC name says where to attach
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "no program has a SEC name" in err
