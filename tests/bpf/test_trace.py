@@ -4,6 +4,8 @@ event, while this process makes the events happen."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import os
 import subprocess
 import sys
@@ -104,3 +106,20 @@ def test_trace_refuses_what_it_cannot_do(bpf_objs: dict[str, Path]) -> None:
     proc = _trace(bpf_objs["globals"], "--count", "1")  # no SEC name says where to attach
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and "no program has a SEC name" in err
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_nothing_attached(bpf_objs: dict[str, Path]) -> None:
+    bpftool = shutil.which("bpftool")
+    assert bpftool is not None
+    proc = _trace(bpf_objs["trace"], "--type", "event", "--set", f"target_tgid={os.getpid()}")
+    try:
+        _until_attached(proc)
+        listed = subprocess.run([bpftool, "link", "show"], capture_output=True, text=True).stdout
+        assert "on_getppid" in listed
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err
+    listed = subprocess.run([bpftool, "link", "show"], capture_output=True, text=True).stdout
+    assert "on_getppid" not in listed
