@@ -4,9 +4,9 @@ event, while this process makes the events happen."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
-import os
 import subprocess
 import sys
 import time
@@ -108,18 +108,35 @@ def test_trace_refuses_what_it_cannot_do(bpf_objs: dict[str, Path]) -> None:
     assert proc.returncode == 1 and "no program has a SEC name" in err
 
 
+def _attached_programs(bpftool: str) -> list[str]:
+    """Names of the programs that bpf links hold right now, machine-wide."""
+    links = json.loads(
+        subprocess.run(
+            [bpftool, "-j", "link", "show"], capture_output=True, text=True, check=True
+        ).stdout
+        or "[]"
+    )
+    progs = json.loads(
+        subprocess.run(
+            [bpftool, "-j", "prog", "show"], capture_output=True, text=True, check=True
+        ).stdout
+        or "[]"
+    )
+    names = {p["id"]: p.get("name", "") for p in progs}
+    return [names.get(link.get("prog_id"), "") for link in links]
+
+
 def test_ctrl_c_stops_cleanly_and_leaves_nothing_attached(bpf_objs: dict[str, Path]) -> None:
     bpftool = shutil.which("bpftool")
     assert bpftool is not None
     proc = _trace(bpf_objs["trace"], "--type", "event", "--set", f"target_tgid={os.getpid()}")
     try:
         _until_attached(proc)
-        listed = subprocess.run([bpftool, "link", "show"], capture_output=True, text=True).stdout
-        assert "on_getppid" in listed
+        assert "on_getppid" in _attached_programs(bpftool)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
+        proc.communicate()
     assert proc.returncode == 0 and "Traceback" not in err
-    listed = subprocess.run([bpftool, "link", "show"], capture_output=True, text=True).stdout
-    assert "on_getppid" not in listed
+    assert "on_getppid" not in _attached_programs(bpftool)
