@@ -645,3 +645,18 @@ async def test_a_204_is_forwarded_without_content_length() -> None:
             _port(proxy), b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", until=b"\r\n\r\n"
         )
         assert data.startswith(b"HTTP/1.1 204 ") and b"content-length" not in data.lower()
+
+
+@pytest.mark.parametrize("hcm", [{}, {"via": "remora"}])
+async def test_an_upstream_service_time_is_replaced_not_repeated(hcm: dict[str, Any]) -> None:
+    """Behind another proxy, the upstream's own x-envoy-upstream-service-time must not pile up:
+    the fast path ({}) and the decoded path (via) both set this hop's figure instead."""
+    reply = b"HTTP/1.1 200 OK\r\nx-envoy-upstream-service-time: 999\r\ncontent-length: 2\r\n\r\nok"
+    listener = http_listener(routes=ROUTES, **hcm)
+    async with proxied(answer_each(reply), listener) as (proxy, _up, _rec):
+        data = await send_and_read(
+            _port(proxy), b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert head.count(b"x-envoy-upstream-service-time:") == 1
+    assert b"x-envoy-upstream-service-time: 999" not in head

@@ -851,6 +851,8 @@ class Exchange:
         if hcm.via:
             append_via(out, hcm.via)
         _apply_server_header(out, hcm.server_name, hcm.server_header)
+        # Set, not appended: behind another proxy the upstream's own figure would repeat.
+        out = [h for h in out if h[0] != "x-envoy-upstream-service-time"]
         out.append(("x-envoy-upstream-service-time", elapsed))
         if (
             hcm.always_set_request_id_in_response

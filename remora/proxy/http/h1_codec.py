@@ -130,7 +130,10 @@ _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 _PLAIN_CONNECTION_BYTES = frozenset({b"keep-alive", b"close"})
 # Only names of these lengths can be hop-by-hop, `server` or `content-length`; every other field
 # is copied without being lowercased or compared.
-_WATCHED_LENGTHS = frozenset({len(name) for name in HOP_BY_HOP} | {len("server"), 14})
+_SERVICE_TIME = b"x-envoy-upstream-service-time"
+_WATCHED_LENGTHS = frozenset(
+    {len(name) for name in HOP_BY_HOP} | {len("server"), 14, len(_SERVICE_TIME)}
+)
 SERVER_OVERWRITE, SERVER_APPEND_IF_ABSENT, SERVER_PASS_THROUGH = range(3)
 
 
@@ -144,7 +147,8 @@ def forward_response_fields(
 
     This is the common response path (no route response mutations, no via, no access log) and
     it works on the bytes httptools gave: no per-field decode, lowercase or encode. The rules are
-    those of `strip_hop_by_hop` and the server-header modes, applied to bytes.
+    those of `strip_hop_by_hop` and the server-header modes, applied to bytes. An upstream's
+    x-envoy-upstream-service-time is dropped: the caller adds this hop's.
     """
     parts: list[bytes] = []
     has_length = False
@@ -167,6 +171,8 @@ def forward_response_fields(
                 if drop_length:
                     continue
                 has_length = True
+            elif lowered == _SERVICE_TIME:
+                continue  # this hop's own figure replaces an upstream proxy's (as Envoy sets it)
             elif lowered == b"server" and server_mode != SERVER_PASS_THROUGH:
                 if server_mode == SERVER_OVERWRITE:
                     if server_seen:
