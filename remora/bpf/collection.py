@@ -176,7 +176,7 @@ class Collection(Closing):
         try:
             if ps.core_relos:
                 poisoned = self._relocator().apply(insns, ps.core_relos)
-            resolve_externs(insns, ps.externs, self.spec.externs)
+            resolve_externs(insns, ps.externs, self.spec.externs, self.spec.btf)
         except BPFLoadError as e:
             raise BPFLoadError(f"program {ps.name!r} cannot be loaded: {e}") from None
         if ps.attach_to and not ps.attach_btf_id:

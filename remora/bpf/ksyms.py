@@ -5,7 +5,8 @@
   (`BPF_PSEUDO_BTF_ID`), so the verifier knows what the pointer points at.
 - A `void` one gets its address from `/proc/kallsyms`, as a plain 64-bit constant.
 
-A weak extern the kernel lacks becomes zero. A call to a missing weak kfunc becomes a call to
+Typed ones are checked against the kernel's declaration first, as libbpf checks them. A weak
+extern the kernel lacks becomes zero. A call to a missing weak kfunc becomes a call to
 a helper that does not exist: the verifier refuses it only if the program can reach it, which
 is what a `bpf_ksym_exists()` guard relies on. libbpf poisons such calls the same way.
 
@@ -19,7 +20,7 @@ import functools
 import struct
 
 from remora.bpf.btf.kernel import kernel_btf
-from remora.bpf.btf.types import Kind
+from remora.bpf.btf.types import Kind, Spec
 from remora.bpf.errors import BPFLoadError
 from remora.bpf.externs import Extern
 from remora.bpf.sys import types as t
@@ -44,9 +45,16 @@ def kallsyms() -> dict[str, int]:
     return out
 
 
-def resolve(insns: bytearray, uses: list[tuple[int, str]], externs: dict[str, Extern]) -> None:
+def resolve(
+    insns: bytearray,
+    uses: list[tuple[int, str]],
+    externs: dict[str, Extern],
+    local: Spec | None = None,
+) -> None:
     """Patch every extern use in place. Raises BPFLoadError naming the first strong extern the
-    kernel lacks."""
+    kernel lacks, or (with the object's BTF, `local`) whose declared type the kernel's
+    contradicts."""
+    checked: set[str] = set()
     for index, (insn, name) in enumerate(uses):
         ext = externs[name]
         if ext.kind == "kconfig":
@@ -55,6 +63,9 @@ def resolve(insns: bytearray, uses: list[tuple[int, str]], externs: dict[str, Ex
         dst = regs & 0xF
         if ext.kind == "kfunc" and opcode == 0x85:  # a call
             btf_id = _btf_id(ext, Kind.FUNC)
+            if btf_id and local is not None and name not in checked:
+                _check_compat(local, ext, btf_id)
+                checked.add(name)
             if btf_id:
                 regs = (t.BPF_PSEUDO_KFUNC_CALL << 4) | dst
                 _INSN.pack_into(insns, insn * 8, opcode, regs, 0, btf_id)
@@ -64,6 +75,9 @@ def resolve(insns: bytearray, uses: list[tuple[int, str]], externs: dict[str, Ex
         if ext.typed:
             kind = Kind.FUNC if ext.kind == "kfunc" else Kind.VAR
             btf_id = _btf_id(ext, kind)
+            if btf_id and local is not None and name not in checked:
+                _check_compat(local, ext, btf_id)
+                checked.add(name)
             src = t.BPF_PSEUDO_BTF_ID if btf_id else 0
             _ld_imm64(insns, insn, (src << 4) | dst, off, btf_id, 0)
         else:
@@ -72,6 +86,27 @@ def resolve(insns: bytearray, uses: list[tuple[int, str]], externs: dict[str, Ex
                 raise BPFLoadError(f"ksym {ext.name!r} is not in {KALLSYMS}")
             addr = addr or 0
             _ld_imm64(insns, insn, dst, off, addr & 0xFFFFFFFF, addr >> 32)
+
+
+def _check_compat(local: Spec, ext: Extern, kernel_id: int) -> None:
+    """The object's declaration must agree with the kernel's, by CO-RE's type compatibility
+    rules (kinds all the way down, prototypes parameter by parameter), as libbpf demands. A
+    kfunc declared with the wrong arguments would otherwise reach the verifier, which reports
+    only the register that does not fit."""
+    from remora.bpf.btf.core import skip_mods, types_are_compat
+
+    kernel = kernel_btf()
+    theirs = skip_mods(kernel, kernel.type(kernel_id).ref)
+    if ext.kind == "kfunc":
+        ours, what = local.type(ext.btf_type).ref, "prototype"
+    else:
+        ours, what = skip_mods(local, ext.btf_type).id, "type"
+    if not types_are_compat(local, ours, kernel, theirs.id, 32):
+        raise BPFLoadError(
+            f"{ext.kind} {ext.name!r}: its {what} here ([{ours}] {local.type_name(ours)}) is "
+            f"not compatible with the kernel's [{theirs.id}] (a forward-declared struct does "
+            "not match the kernel's struct: define it, even empty)"
+        )
 
 
 def _btf_id(ext: Extern, kind: Kind) -> int:

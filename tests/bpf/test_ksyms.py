@@ -66,3 +66,14 @@ def test_a_whole_load_names_the_first_program_that_cannot_load(
 ) -> None:
     with pytest.raises(BPFLoadError, match=r"program '(needs_config|calls_elsewhere)'"):
         Collection.load(bpf_objs["unresolved"])
+
+
+def test_a_kfunc_declared_against_the_kernels_prototype_is_refused(
+    bpf_objs: dict[str, Path],
+) -> None:
+    with pytest.raises(BPFLoadError) as ei:
+        Collection.load(bpf_objs["unresolved"], programs=["wrong_prototype"])
+    message = str(ei.value)
+    assert "program 'wrong_prototype' cannot be loaded" in message
+    assert "kfunc 'bpf_cgroup_release': its prototype here" in message
+    assert "is not compatible with the kernel's" in message

@@ -3,7 +3,11 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-struct task_struct;
+/* Defined, not only declared: libbpf (and remora) hold a kfunc's prototype against the
+ * kernel's, and a forward declaration is not a struct. The members do not matter. */
+struct task_struct {
+	int pid;
+};
 
 extern int CONFIG_HZ __kconfig;
 extern _Bool CONFIG_BPF_SYSCALL __kconfig;
