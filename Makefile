@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests and demo use: compilers for BPF and Wasm guests, the HTTP peers, load tools.
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages | xargs)
 
-.PHONY: run test lint types pytest pytest-interpreted apt venv clean bench bytecode native examples
+.PHONY: run test lint types pytest pytest-interpreted apt venv clean bench bytecode native examples accel
 
 run: $(STAMP) native bytecode
 	$(VENV)/bin/remora demo
@@ -63,6 +63,11 @@ pytest-interpreted: $(STAMP) bytecode
 # toolchain `make apt` installs: examples/build/{guest.wasm,prog.bpf.o,packet.bin}.
 EXAMPLES_OUT := examples/build
 BPF_INCLUDE := /usr/include/$(shell uname -m)-linux-gnu
+
+# The mesh's own BPF programs (remora/accel/bpf/*.bpf.c), built reproducibly into
+# remora/accel/build/, where remora.accel loads them from.
+accel: apt $(STAMP)
+	$(PY) -m remora.accel.build
 
 examples: apt $(EXAMPLES_OUT)/guest.wasm $(EXAMPLES_OUT)/prog.bpf.o $(EXAMPLES_OUT)/packet.bin
 

@@ -183,6 +183,8 @@ COMMANDS: dict[str, Run | Serve | WithDemo | Elsewhere] = {
     "--admin-address 127.0.0.1:18001": Serve(18000, (18001,)),
     # README: wasm and bpf, on what `make examples` builds
     "make examples": Run(),
+    # docs/accel.md
+    "make accel": Run(),
     ".venv/bin/remora wasm run examples/build/guest.wasm --dir ./examples::/data --fuel 1000000 "
     "--max-memory 16MiB -- arg1": Run(
         expect=("hello from a sandboxed guest", "arg 1: arg1", "/data/mesh")
