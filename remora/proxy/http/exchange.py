@@ -330,8 +330,12 @@ class Exchange:
             self._arm_route_timeout(self.route_timeout)
         self.upstream_path = route.path
         if request.has_body and _expects_continue(request):
-            # Envoy's default: the proxy answers `Expect: 100-continue` itself.
-            downstream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # Envoy's default: the proxy answers `Expect: 100-continue` itself (on HTTP/2 as
+            # an interim HEADERS frame, which a client waits for just the same).
+            if self.h2 is not None:
+                self.h2.send_interim(100, [])
+            else:
+                downstream.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._attempt(host, downstream.last_activity)
 
     def _apply_grpc_timeout(self, cap: float, offset: float) -> None:
@@ -1339,7 +1343,7 @@ def _wants_trailers(headers: Headers) -> bool:
 
 def _expects_continue(request: Request) -> bool:
     value = _header(request.headers, "expect")
-    return value is not None and value.lower() == "100-continue" and request.version == "1.1"
+    return value is not None and value.lower() == "100-continue" and request.version in ("1.1", "2")
 
 
 def _apply_server_header(headers: Headers, server_name: str, mode: ServerHeader) -> None:

@@ -629,3 +629,36 @@ async def test_a_bounded_fuzzer_of_client_bytes(caplog: pytest.LogCaptureFixture
         if record.exc_info and record.exc_info[2] is not None:
             frames = traceback.extract_tb(record.exc_info[2])
             assert not any("remora/proxy" in f.filename for f in frames), record.getMessage()
+
+
+async def test_expect_100_continue_gets_an_interim_response_before_the_body() -> None:
+    """A client that asks with Expect: 100-continue waits for the 100 before it sends the
+    body (curl waits a second); the proxy answers it itself, as on HTTP/1.1."""
+    from h2.events import InformationalResponseReceived
+
+    async with demo_upstreams(1) as ups:
+        config = bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
+        async with running_proxy(config) as proxy:
+            client = await H2Client.connect(proxy.listener_port("http"))
+            stream = client.request(
+                "/echo",
+                method="POST",
+                headers=[("expect", "100-continue"), ("content-length", "5")],
+                end=False,
+            )
+
+            def interim() -> list[InformationalResponseReceived]:
+                return [
+                    e
+                    for e in client.events
+                    if isinstance(e, InformationalResponseReceived) and e.stream_id == stream
+                ]
+
+            await client.until(lambda: bool(interim()), 5)
+            assert dict(interim()[0].headers)[b":status"] == b"100"
+            client.send_body(stream, b"hello")
+            reply = await client.response(stream)
+            assert reply.status == 200
+            echoed = json.loads(reply.body)
+            assert "expect" not in echoed["headers"]  # answered here, not passed on
+            await client.close()
