@@ -3,9 +3,7 @@ tp_btf, uprobes, cgroups, XDP and TCX (in a private network namespace), sockmaps
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from remora.bpf.link import (
     detach_socket_filter,
 )
 from remora.bpf.sys.types import LinkType
+from tests.bpf.netns import run_in_netns
 
 pytestmark = pytest.mark.usefixtures("bpf_root")
 
@@ -203,17 +202,7 @@ print(json.dumps({"xdp": counts[6], "tcx": counts[7], "after": [after[6], after[
 
 
 def test_xdp_and_tcx_on_an_interface_in_a_private_netns(bpf_objs: dict[str, Path]) -> None:
-    unshare = shutil.which("unshare")
-    assert unshare is not None, "unshare (util-linux) is needed for a private network namespace"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run(
-        [unshare, "-n", sys.executable, "-c", NETNS_SCRIPT, str(bpf_objs["attach"])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    got = json.loads(out.stdout)
+    got = run_in_netns(NETNS_SCRIPT, str(bpf_objs["attach"]))
     # lo receives every datagram sent to 127.0.0.1 (ICMP port-unreachable replies may add more)
     assert got["xdp"] >= 5 and got["tcx"] >= 5
     assert got["after"] == [got["xdp"], got["tcx"]]
@@ -258,17 +247,7 @@ print(json.dumps({"seen": seen, "after": after}))
 
 
 def test_sk_lookup_sees_each_connection_in_its_netns(bpf_objs: dict[str, Path]) -> None:
-    unshare = shutil.which("unshare")
-    assert unshare is not None
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run(
-        [unshare, "-n", sys.executable, "-c", SK_LOOKUP_SCRIPT, str(bpf_objs["attach"])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    got = json.loads(out.stdout)
+    got = run_in_netns(SK_LOOKUP_SCRIPT, str(bpf_objs["attach"]))
     assert got == {"seen": 3, "after": 3}
 
 
@@ -297,17 +276,7 @@ print(json.dumps(out))
 
 
 def test_xdp_on_a_veth_in_a_netns_native_and_generic(bpf_objs: dict[str, Path]) -> None:
-    unshare = shutil.which("unshare")
-    assert unshare is not None
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run(
-        [unshare, "-n", sys.executable, "-c", VETH_SCRIPT, str(bpf_objs["attach"])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    got = json.loads(out.stdout)
+    got = run_in_netns(VETH_SCRIPT, str(bpf_objs["attach"]))
     # the five frames, plus whatever the kernel itself sends when a link comes up (IPv6 ND)
     assert 5 <= got["native"] <= 8 and 5 <= got["generic"] <= 8
 

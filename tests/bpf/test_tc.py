@@ -3,14 +3,11 @@ network namespace."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.bpf.netns import run_in_netns
 
 pytestmark = pytest.mark.usefixtures("bpf_root")
 
@@ -47,17 +44,7 @@ print(json.dumps(result))
 
 
 def test_a_clsact_filter_counts_and_goes_away(bpf_objs: dict[str, Path]) -> None:
-    unshare = shutil.which("unshare")
-    assert unshare is not None, "unshare (util-linux) is needed for a private network namespace"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    out = subprocess.run(
-        [unshare, "-n", sys.executable, "-c", SCRIPT, str(bpf_objs["attach"])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    got = json.loads(out.stdout)
+    got = run_in_netns(SCRIPT, str(bpf_objs["attach"]))
     assert got["listed"] == 1 and got["listed_after"] == 0
     assert got["clsact"] >= 5
     assert got["after_close"] == got["clsact"]  # removed: nothing more counted
