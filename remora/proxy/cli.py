@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import signal
@@ -121,6 +122,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--identity-wait", type=whole_number(0), default=60, metavar="S",
         help="how long to retry for the first SVID before giving up (default: 60)",
     )  # fmt: skip
+    parser.add_argument(
+        "--bpf-telemetry", nargs="?", const="", default=None, metavar="CGROUP",
+        help="per-connection TCP RTT, retransmits, bytes and lifetime from the kernel (eBPF), "
+        "as listener.*.tcp.* and cluster.*.tcp.* stats, for the processes of CGROUP "
+        "(default: this process's cgroup); needs root and --concurrency 1",
+    )  # fmt: skip
     add_log_level(parser)
     parser.set_defaults(handler=run)
 
@@ -207,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"configuration '{args.config}' OK")
         return 0
     if args.concurrency > 1:
+        if args.bpf_telemetry is not None:
+            print("error: --bpf-telemetry needs --concurrency 1", file=sys.stderr)
+            return 2
         if args.restart_epoch > 0:
             print(
                 "error: --restart-epoch above 0 with --concurrency above 1 is not supported: "
@@ -226,11 +236,20 @@ def run(args: argparse.Namespace) -> int:
         if args.restart_epoch > 0:
             print("error: --restart-epoch above 0 needs hot restart", file=sys.stderr)
             return 2
-        return run_config(config, args.config, watch=args.watch, identity=agent)
+        return run_config(
+            config, args.config, watch=args.watch, identity=agent, telemetry=args.bpf_telemetry
+        )
     restart = HotRestart(
         args.restart_epoch, args.base_id, args.drain_time_s, args.parent_shutdown_time_s
     )
-    return run_config(config, args.config, watch=args.watch, restart=restart, identity=agent)
+    return run_config(
+        config,
+        args.config,
+        watch=args.watch,
+        restart=restart,
+        identity=agent,
+        telemetry=args.bpf_telemetry,
+    )
 
 
 def _stand_in_identity(args: argparse.Namespace) -> bool:
@@ -296,6 +315,7 @@ def run_config(
     restart: HotRestart | None = None,
     worker: WorkerLink | None = None,
     identity: IdentityAgent | None = None,
+    telemetry: str | None = None,
 ) -> int:
     """Serve `config`; with the file it came from, SIGHUP (and `watch`, changes) reload it.
 
@@ -407,10 +427,19 @@ def run_config(
                 reloader.request("SIGHUP during start-up")
             if watch:
                 reloader.start_watching()
+        telemetry_task = None
+        if telemetry is not None:
+            from remora.proxy import tcp_telemetry
+
+            telemetry_task = tcp_telemetry.start(server, telemetry)
         try:
             await server.serve_forever()
         finally:
             loop.add_signal_handler(signal.SIGHUP, lambda: None)  # no reload while closing
+            if telemetry_task is not None:
+                telemetry_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await telemetry_task
             if reloader is not None:
                 await reloader.close()
             if identity is not None:
