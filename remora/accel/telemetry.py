@@ -9,11 +9,13 @@ reaches Python: the kernel has already counted them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import dataclasses
-import ipaddress
 import os
 import socket
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from remora.bpf.ringbuf import RingBuffer
 from remora.bpf.sys.fd import Closing
 
 CGROUP2 = Path("/sys/fs/cgroup/unified")
+DRAIN_INTERVAL = 0.25  # seconds: how stale a stat may be when connections close slowly
 
 
 class TcpEventRecord(ctypes.Structure):
@@ -64,10 +67,14 @@ class TcpEvent:
     cookie: int
 
 
+_U32 = struct.Struct("<I")
+
+
 def _address(family: int, ip4: int, ip6: Any) -> str:
+    """Addresses arrive as network-order bytes read into little-endian u32s."""
     if family == socket.AF_INET:
-        return str(ipaddress.IPv4Address(ip4.to_bytes(4, "little")))
-    return str(ipaddress.IPv6Address(b"".join(int(w).to_bytes(4, "little") for w in ip6)))
+        return socket.inet_ntoa(_U32.pack(ip4))
+    return socket.inet_ntop(socket.AF_INET6, b"".join(_U32.pack(w) for w in ip6))
 
 
 def to_event(rec: TcpEventRecord) -> TcpEvent:
@@ -112,11 +119,26 @@ class TcpTelemetry(Closing):
             raise
 
     def poll(self, timeout: float | None = 0.0) -> list[TcpEvent]:
+        """What has arrived. The program wakes waiting readers only per batch, so `timeout`
+        is waited out in full when few connections close; it never blocks past it."""
         return [to_event(r) for r in self.reader.poll(timeout=timeout)]
 
-    async def events(self) -> AsyncIterator[TcpEvent]:
-        async for rec in self.reader:
-            yield to_event(rec)
+    async def records(self, interval: float = DRAIN_INTERVAL) -> AsyncIterator[list[Any]]:
+        """Batches of raw `TcpEventRecord`s: the program wakes the reader only when a batch
+        has piled up, so the ring is also drained every `interval` seconds."""
+        while True:
+            batch = self.reader.read()
+            if batch:
+                yield batch
+                continue
+            with contextlib.suppress(TimeoutError):
+                batch = await asyncio.wait_for(self.reader.aread(), interval)
+                yield batch
+
+    async def events(self, interval: float = DRAIN_INTERVAL) -> AsyncIterator[TcpEvent]:
+        async for batch in self.records(interval):
+            for rec in batch:
+                yield to_event(rec)
 
     @property
     def dropped(self) -> int:

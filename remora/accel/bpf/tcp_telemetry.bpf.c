@@ -9,6 +9,7 @@
 #define TCP_CLOSE 7
 #define AF_INET 2
 #define AF_INET6 10
+#define WAKEUP_BYTES (64 * 1024)	/* about 700 events */
 
 struct tcp_event {
 	__u64 cookie;
@@ -103,7 +104,13 @@ static void closed(struct bpf_sock_ops *skops)
 	e->remote_ip6[2] = skops->remote_ip6[2];
 	e->remote_ip6[3] = skops->remote_ip6[3];
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	/* Wake the reader only once a batch has piled up: a wakeup per connection would cost the
+	 * proxy a loop iteration per connection. The reader also drains on a timer, so a quiet
+	 * moment never strands an event for longer than that. */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES)
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	else
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	bpf_map_delete_elem(&starts, &cookie);
 }
 
