@@ -55,9 +55,7 @@ def proxy_config(listen: int, admin: int, upstream: int) -> dict[str, object]:
             "listeners": [
                 {
                     "name": "bench",
-                    "address": {
-                        "socket_address": {"address": "127.0.0.1", "port_value": listen}
-                    },
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
                     "filter_chains": [
                         {
                             "filters": [
