@@ -168,10 +168,13 @@ class Recorder:
 def start(server: ProxyServer, cgroup: str = "") -> asyncio.Task[None] | None:
     """Attach the telemetry program and start charging its events; None (and one log line)
     if this kernel or these privileges do not allow it."""
-    from remora.accel.telemetry import TcpTelemetry
+    from remora.accel.telemetry import CGROUP2, TcpTelemetry, own_cgroup
     from remora.bpf.errors import BPFError
 
     try:
+        if not cgroup and own_cgroup() == CGROUP2:
+            # Attached there it would see every TCP connection of the host, not the proxy's.
+            raise OSError("this process is in the root cgroup: name one with --bpf-telemetry")
         telemetry = TcpTelemetry(Path(cgroup) if cgroup else None)
     except (BPFError, OSError) as exc:
         log.warning("TCP telemetry is off: %s", exc)

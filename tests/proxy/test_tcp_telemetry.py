@@ -183,3 +183,18 @@ async def test_telemetry_that_cannot_start_is_one_line_and_the_proxy_serves(
     )  # fmt: skip
     _, err = await asyncio.wait_for(refused.communicate(), 30)
     assert refused.returncode == 2 and b"--bpf-telemetry needs --concurrency 1" in err
+
+
+async def test_the_default_cgroup_is_refused_when_it_is_the_root(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from remora.accel import telemetry
+    from remora.proxy import tcp_telemetry
+
+    monkeypatch.setattr(telemetry, "own_cgroup", lambda: telemetry.CGROUP2)
+    async with demo_upstreams(1) as ups:
+        config = bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
+        async with running_proxy(config) as proxy:
+            with caplog.at_level("WARNING", logger="remora.proxy.telemetry"):
+                assert tcp_telemetry.start(proxy) is None
+    assert "root cgroup: name one with --bpf-telemetry" in caplog.text
