@@ -211,7 +211,9 @@ def compile_listener(
     return ListenerConfig(
         name=listener.name,
         address=address,
-        stat_prefix=listener.stat_prefix or str(address),
+        # Envoy's default: the address, with ':' made '_' as its stat names make it
+        # (listener.127.0.0.1_10000., listener.[__1]_80.), so tag extraction finds it whole.
+        stat_prefix=listener.stat_prefix or str(address).replace(":", "_"),
         chains=tuple(chains),
         default_chain=default_chain,
         inspector=inspector,

@@ -103,3 +103,18 @@ def test_colliding_families_fall_back_instead_of_merging() -> None:
 
 def test_sanitize() -> None:
     assert sanitize("listener.[__1]_80.x-y") == "listener____1__80_x_y"
+
+
+async def test_a_listeners_default_stat_prefix_is_envoys_and_tags_whole() -> None:
+    """Without a stat_prefix, a listener's stats are named by its address as Envoy names
+    them (listener.127.0.0.1_PORT.*, the configured port), so the Prometheus
+    listener_address tag is the whole address, not its first three octets."""
+    from tests.proxy.harness import bootstrap, cluster, http_listener, running_proxy
+
+    async with running_proxy(bootstrap([http_listener()], [cluster("backend", [1])])) as proxy:
+        port = 0  # as configured: the name is fixed before the port is bound
+        prefix = proxy.listeners[0].config.stat_prefix
+        assert prefix == f"127.0.0.1_{port}"
+        text = render_prometheus(proxy.store, StatsQuery()).decode()
+    family = "envoy_listener_downstream_cx_total"
+    assert f'{family}{{envoy_listener_address="127.0.0.1_{port}"}}' in text
