@@ -34,7 +34,7 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
-from remora.bpf.btf.types import Kind, Type
+from remora.bpf.btf.types import Kind, Type, type_size
 from remora.bpf.errors import BPFLoadError
 
 POISON_IMM = 195896080  # 0xbad2310: "invalid func unknown#195896080" in the verifier log
@@ -143,27 +143,10 @@ def skip_mods(types: Types, tid: int) -> Type:
 
 def resolve_size(types: Types, tid: int) -> int:
     """`btf__resolve_size`: the byte size, or Unsatisfiable for a type without one."""
-    t = types.type(tid)
-    mult = 1
-    for _ in range(_MAX_ACCESS):
-        if t.kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
-            size = mult * t.size
-            break
-        if t.kind == Kind.DATASEC:
-            size = mult * t.size
-            break
-        if t.kind == Kind.PTR:
-            size = mult * 8
-            break
-        if t.kind == Kind.ARRAY:
-            mult *= t.nelems
-            t = types.type(t.elem)
-        elif t.kind in _MODS or t.kind == Kind.VAR:
-            t = types.type(t.ref)
-        else:
-            raise Unsatisfiable(f"type {tid} ({t.kind.name.lower()}) has no size")
-    else:
-        raise Unsatisfiable(f"type {tid}: nested more than {_MAX_ACCESS} deep")
+    try:
+        size = type_size(types.type, tid)
+    except BPFLoadError as e:
+        raise Unsatisfiable(str(e).removeprefix("BTF: ")) from None
     if size > 0xFFFFFFFF:
         raise Unsatisfiable(f"type {tid}: size {size} does not fit in 32 bits")
     return size

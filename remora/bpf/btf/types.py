@@ -209,23 +209,7 @@ class Spec:
         raise BPFLoadError(f"BTF: type {tid}: more than {_MAX_DEPTH} modifiers in a row")
 
     def sizeof(self, tid: int) -> int:
-        t = self.type(tid)
-        mult = 1
-        for _ in range(_MAX_DEPTH):
-            if t.kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
-                return mult * t.size
-            if t.kind == Kind.DATASEC:
-                return mult * t.size
-            if t.kind == Kind.PTR:
-                return mult * 8
-            if t.kind == Kind.ARRAY:
-                mult *= t.nelems
-                t = self.type(t.elem)
-            elif t.kind in _MODIFIERS or t.kind == Kind.VAR:
-                t = self.type(t.ref)
-            else:
-                raise BPFLoadError(f"BTF: type {tid} ({t.kind.name}) has no size")
-        raise BPFLoadError(f"BTF: type {tid}: nested more than {_MAX_DEPTH} deep")
+        return type_size(self.type, tid)
 
     def type_name(self, tid: int) -> str:
         """A C-ish spelling of a type, for inspect output and error messages.
@@ -324,6 +308,28 @@ def read_type(data: bytes, off: int, tid: int, get: Callable[[int], str]) -> tup
     elif kind == Kind.FUNC:
         t.linkage = vlen
     return t, off + need
+
+
+def type_size(lookup: Callable[[int], Type], tid: int) -> int:
+    """A type's byte size, through arrays, modifiers and variables; for the object's own `Spec`
+    and for the lazy kernel reader alike (`lookup` decodes one type by id)."""
+    t = lookup(tid)
+    mult = 1
+    for _ in range(_MAX_DEPTH):
+        if t.kind in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
+            return mult * t.size
+        if t.kind == Kind.DATASEC:
+            return mult * t.size
+        if t.kind == Kind.PTR:
+            return mult * 8
+        if t.kind == Kind.ARRAY:
+            mult *= t.nelems
+            t = lookup(t.elem)
+        elif t.kind in _MODIFIERS or t.kind == Kind.VAR:
+            t = lookup(t.ref)
+        else:
+            raise BPFLoadError(f"BTF: type {tid} ({t.kind.name}) has no size")
+    raise BPFLoadError(f"BTF: type {tid}: nested more than {_MAX_DEPTH} deep")
 
 
 def _extra_len(kind: Kind, vlen: int) -> int:
