@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,19 @@ from remora.accel.telemetry import CGROUP2
 from remora.proxy.tcp_telemetry import RTT_BUCKETS, Recorder
 from tests.conftest import require_privileged
 from tests.proxy.harness import bootstrap, cluster, demo_upstreams, http_listener, running_proxy
+
+_ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+
+
+def _write_config(tmp_path: Path, backend: dict[str, Any], listen: int, admin: int) -> Path:
+    """A bootstrap for `remora proxy` as a subprocess: one listener, the backend, the admin."""
+    config = bootstrap([http_listener()], [backend])
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = listen
+    config["admin"]["address"]["socket_address"]["port_value"] = admin
+    path = tmp_path / "proxy.json"
+    path.write_text(json.dumps(config))
+    return path
 
 
 def _free_port() -> int:
@@ -83,18 +97,11 @@ async def test_the_proxy_reports_tcp_rtt_per_listener_and_cluster(
                 "explicit_http_config": {"http_protocol_options": {}},
             }
         }
-        config = bootstrap([http_listener()], [backend])
-        config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = (
-            listen
-        )
-        config["admin"]["address"]["socket_address"]["port_value"] = admin
-        path = tmp_path / "proxy.json"
-        path.write_text(json.dumps(config))
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+        path = _write_config(tmp_path, backend, listen, admin)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "remora", "proxy", "-c", str(path),
             "--bpf-telemetry", str(cgroup), "--disable-hot-restart",
-            env=env,
+            env=_ENV,
             stderr=asyncio.subprocess.PIPE,
             preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())),
         )  # fmt: skip
@@ -149,18 +156,11 @@ async def test_telemetry_that_cannot_start_is_one_line_and_the_proxy_serves(
     build("tcp_telemetry")
     listen, admin = _free_port(), _free_port()
     async with demo_upstreams(1) as ups:
-        config = bootstrap([http_listener()], [cluster("backend", [ups[0].port])])
-        config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = (
-            listen
-        )
-        config["admin"]["address"]["socket_address"]["port_value"] = admin
-        path = tmp_path / "proxy.json"
-        path.write_text(json.dumps(config))
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+        path = _write_config(tmp_path, cluster("backend", [ups[0].port]), listen, admin)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "remora", "proxy", "-c", str(path),
             "--bpf-telemetry", str(tmp_path / "not-a-cgroup"), "--disable-hot-restart",
-            env=env, stderr=asyncio.subprocess.PIPE,
+            env=_ENV, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -179,7 +179,7 @@ async def test_telemetry_that_cannot_start_is_one_line_and_the_proxy_serves(
     # and with workers it is refused up front
     refused = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "remora", "proxy", "-c", str(path), "--bpf-telemetry",
-        "--concurrency", "2", env=env, stderr=asyncio.subprocess.PIPE,
+        "--concurrency", "2", env=_ENV, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, err = await asyncio.wait_for(refused.communicate(), 30)
     assert refused.returncode == 2 and b"--bpf-telemetry needs --concurrency 1" in err
