@@ -108,20 +108,16 @@ def test_trace_refuses_what_it_cannot_do(bpf_objs: dict[str, Path]) -> None:
     assert proc.returncode == 1 and "no program has a SEC name" in err
 
 
+def _bpftool_json(bpftool: str, *args: str) -> list[dict[str, object]]:
+    out = subprocess.run([bpftool, "-j", *args], capture_output=True, text=True, check=True)
+    found: list[dict[str, object]] = json.loads(out.stdout.strip() or "[]")  # "" when none
+    return found
+
+
 def _attached_programs(bpftool: str) -> list[str]:
     """Names of the programs that bpf links hold right now, machine-wide."""
-    links = json.loads(
-        subprocess.run(
-            [bpftool, "-j", "link", "show"], capture_output=True, text=True, check=True
-        ).stdout
-        or "[]"
-    )
-    progs = json.loads(
-        subprocess.run(
-            [bpftool, "-j", "prog", "show"], capture_output=True, text=True, check=True
-        ).stdout
-        or "[]"
-    )
+    links = _bpftool_json(bpftool, "link", "show")
+    progs = _bpftool_json(bpftool, "prog", "show")
     names = {p["id"]: p.get("name", "") for p in progs}
     return [names.get(link.get("prog_id"), "") for link in links]
 
