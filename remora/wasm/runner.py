@@ -77,7 +77,12 @@ class Guest:
         policy: SandboxPolicy,
         limits: Limits,
         definers: Sequence[Definer] = (),
+        wasi: bool = True,
+        initialize: bool = True,
     ) -> None:
+        """`wasi=False` leaves WASI to the definers (a host with its own, such as Proxy-Wasm's);
+        `initialize=False` leaves running `_initialize` to the caller, who may need the
+        instance's memory first."""
         self.handle = handle
         self.limits = limits
         self.store = wasmtime.Store(handle.engine)
@@ -86,13 +91,15 @@ class Guest:
         self._closed = False
         _LIVE.add(self)
         try:
-            wasi = build_wasi(policy)
-            self.stdout: OutputBuffer = wasi.stdout
-            self.stderr: OutputBuffer = wasi.stderr
-            self.store.set_wasi(wasi.config)
             self.linker = wasmtime.Linker(handle.engine)
-            self.linker.define_wasi()
-            install_determinism(self.linker, policy)
+            self.stdout: OutputBuffer = OutputBuffer(0)
+            self.stderr: OutputBuffer = OutputBuffer(0)
+            if wasi:
+                context = build_wasi(policy)
+                self.stdout, self.stderr = context.stdout, context.stderr
+                self.store.set_wasi(context.config)
+                self.linker.define_wasi()
+                install_determinism(self.linker, policy)
             with accounting(self.memory_account):
                 for define in definers:
                     define(self.linker, self.store)
@@ -109,7 +116,7 @@ class Guest:
         self.memory: wasmtime.Memory | None = (
             memory if isinstance(memory, wasmtime.Memory) else None
         )
-        if isinstance(exports.get("_initialize"), wasmtime.Func):
+        if initialize and isinstance(exports.get("_initialize"), wasmtime.Func):
             # A WASI reactor (library-style module) must run its constructors before any export.
             try:
                 self.call("_initialize")
