@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests and demo use: compilers for BPF and Wasm guests, the HTTP peers, load tools.
 APT_PACKAGES := $(shell grep -v '^\#' .ci/apt-packages | xargs)
 
-.PHONY: run test lint types pytest pytest-interpreted apt venv clean bench bytecode native examples accel
+.PHONY: run test lint types pytest pytest-interpreted apt venv clean bench bytecode native examples accel proxywasm
 
 run: $(STAMP) native bytecode
 	$(VENV)/bin/remora demo
 
-test: apt $(STAMP) lint types pytest pytest-interpreted
+test: apt proxywasm $(STAMP) lint types pytest pytest-interpreted
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -82,6 +82,38 @@ $(EXAMPLES_OUT)/prog.bpf.o: examples/bpf/prog.bpf.c
 $(EXAMPLES_OUT)/packet.bin: examples/bpf/packet.py
 	@mkdir -p $(EXAMPLES_OUT)
 	python3 $< $@
+
+# Proxy-Wasm filters written against a real SDK (AssemblyScript, @solo-io/proxy-runtime), one per
+# examples/proxy-wasm/assembly/<name>/index.ts, built into examples/build/proxy-wasm/<name>.wasm by
+# the compiler examples/proxy-wasm/package-lock.json pins. `npm ci` runs only when node_modules is
+# missing or older than the lock file; without npm on PATH it first installs Debian's nodejs and npm
+# (a NodeSource node brings its own npm, which Debian's npm package would conflict with).
+# examples/proxy-wasm/README.md says what each filter does.
+PROXYWASM_DIR := examples/proxy-wasm
+PROXYWASM_OUT := $(EXAMPLES_OUT)/proxy-wasm
+PROXYWASM_FILTERS := $(notdir $(patsubst %/,%,$(wildcard $(PROXYWASM_DIR)/assembly/*/)))
+# --explicitStart: export `_start` (the ABI's load-time entry) rather than a Wasm start section.
+ASC_FLAGS := --use abort=abort_proc_exit --optimize --explicitStart
+
+proxywasm: $(PROXYWASM_FILTERS:%=$(PROXYWASM_OUT)/%.wasm)
+
+# The target is npm's own record of the installed tree, written last: a failed install leaves none.
+PROXYWASM_INSTALLED := $(PROXYWASM_DIR)/node_modules/.package-lock.json
+
+$(PROXYWASM_INSTALLED): $(PROXYWASM_DIR)/package-lock.json $(PROXYWASM_DIR)/package.json
+	@if ! command -v npm >/dev/null; then \
+		echo "proxywasm: installing nodejs npm"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q && apt-get install -y -q --no-install-recommends nodejs npm; \
+	fi
+	cd $(PROXYWASM_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+# asc runs from examples/proxy-wasm with relative paths, so nothing of the checkout's location ends
+# up in the module: the output is byte-for-byte the same wherever and whenever it is built.
+$(PROXYWASM_OUT)/%.wasm: $(PROXYWASM_DIR)/assembly/%/index.ts $(PROXYWASM_INSTALLED)
+	@mkdir -p $(@D)
+	cd $(PROXYWASM_DIR) && node_modules/.bin/asc assembly/$*/index.ts -b $(CURDIR)/$@ $(ASC_FLAGS)
 
 bench: apt $(STAMP) native bytecode
 	$(PY) bench/run.py
