@@ -9,10 +9,13 @@ but have no effect here are registered as ignored, with the reason, and produce 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from google.protobuf import any_pb2, message_factory
+from google.protobuf import any_pb2, json_format, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from udpa.type.v1 import typed_struct_pb2 as udpa_typed_struct_pb2
+from xds.type.v3 import typed_struct_pb2 as xds_typed_struct_pb2
 
 from remora.config.errors import ConfigError
 from remora.config.typeregistry import find_type
@@ -61,9 +64,54 @@ def ignored_fields() -> dict[str, dict[str, str]]:
     return {k: dict(v) for k, v in _ignored.items()}
 
 
+# Envoy's wrappers for an extension's config written as JSON (a Struct) under its own type URL.
+TYPED_STRUCTS: dict[str, type[Message]] = {
+    "udpa.type.v1.TypedStruct": udpa_typed_struct_pb2.TypedStruct,
+    "xds.type.v3.TypedStruct": xds_typed_struct_pb2.TypedStruct,
+}
+
+
+def _typed_struct(value: any_pb2.Any) -> Any | None:
+    """The TypedStruct an `Any` holds (both kinds have `type_url` and `value`), or None."""
+    cls = TYPED_STRUCTS.get(value.type_url.rpartition("/")[2])
+    if cls is None:
+        return None
+    typed = cls()
+    return typed if value.Unpack(typed) else None
+
+
+def any_type_name(value: any_pb2.Any) -> str:
+    """The full name of the message an `Any` holds, looking inside a TypedStruct."""
+    typed = _typed_struct(value)
+    if typed is not None:
+        return str(typed.type_url).rpartition("/")[2]
+    return value.type_url.rpartition("/")[2]
+
+
+def _unpack_typed_struct(value: any_pb2.Any, path: str) -> Message:
+    typed = _typed_struct(value)
+    if typed is None:
+        raise ConfigError(path, "cannot unpack the TypedStruct")
+    inner = str(typed.type_url).rpartition("/")[2]
+    descriptor = find_type(inner)
+    if descriptor is None:
+        raise ConfigError(f"{path}.type_url", f"not supported: unknown type {inner!r}")
+    message: Message = message_factory.GetMessageClass(descriptor)()
+    try:
+        json_format.ParseDict(json_format.MessageToDict(typed.value), message)
+    except json_format.ParseError as exc:
+        raise ConfigError(f"{path}.value", f"not a valid {inner}: {exc}") from None
+    return message
+
+
 def unpack_any(value: any_pb2.Any, path: str) -> Message:
-    """Resolve an `Any` to its concrete message, naming the path when the type is unknown."""
+    """Resolve an `Any` to its concrete message, naming the path when the type is unknown.
+
+    A `TypedStruct` (udpa.type.v1 or xds.type.v3) resolves to the message it describes, so
+    compilers and the field walk see the extension's own config either way it was written."""
     type_name = value.type_url.rpartition("/")[2]
+    if type_name in TYPED_STRUCTS:
+        return _unpack_typed_struct(value, path)
     descriptor = find_type(type_name)
     if descriptor is None:
         raise ConfigError(path, f"not supported: unknown @type {type_name!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from remora.proxy.accesslog.logger import AccessLogger
 from remora.proxy.http.route.table import RouteTable
@@ -97,5 +98,7 @@ class HcmConfig:
     forward_client_cert: int = 0
     client_cert_details: frozenset[str] = frozenset()
     rbac: RbacConfig | None = None  # envoy.filters.http.rbac, before the router
+    # The Wasm filters (remora/proxy/http/filter_chain.py ChainFactory); None: the router only.
+    filter_chain: Any = None
     codec: int = CODEC_AUTO
     http2: Http2Options = DEFAULT_HTTP2

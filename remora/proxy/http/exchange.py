@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from remora.proxy import response_flags as flags
 from remora.proxy.accesslog import AccessLogRecord
 from remora.proxy.http.authority import valid_authority
+from remora.proxy.http.body import BodyPipe
 from remora.proxy.http.config import ServerHeader
 from remora.proxy.http.forwarding import append_via, apply_forwarding, is_internal
 from remora.proxy.http.grpc import (
@@ -105,6 +106,7 @@ class Exchange:
         "downstream",
         "downstream_blocked",
         "downstream_eof",
+        "filters",
         "grpc",
         "h2",
         "h2_upstream",
@@ -132,6 +134,7 @@ class Exchange:
         "trusted_address",
         "upgraded",
         "upstream",
+        "upstream_body",
         "upstream_code",
         "upstream_path",
         "upstream_reading_paused",
@@ -193,6 +196,10 @@ class Exchange:
         self.max_duration = downstream.hcm.max_stream_duration
         # A gRPC call (content-type application/grpc*), looked for on HTTP/2 only: gRPC needs it.
         self.grpc = False
+        # The connection manager's Wasm filters on this request (filter_chain.FilterChain).
+        self.filters: Any = None
+        # What goes upstream as the body: the request's own pipe, or the filters' output.
+        self.upstream_body: BodyPipe = request.body
 
     # -- start -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -277,8 +284,33 @@ class Exchange:
             headers=headers,
             scheme=downstream.scheme,
         )
+        chain = hcm.filter_chain
+        if chain is not None:
+            rbac = hcm.rbac if chain.rbac_first else None
+            if rbac is not None and not self._rbac_admits(rbac, route_request):
+                return
+            chain.start(self, retry_headers)  # calls filters_decoded when the filters are done
+            return
         if hcm.rbac is not None and not self._rbac_admits(hcm.rbac, route_request):
             return
+        self._dispatch(route_request, retry_headers)
+
+    def filters_decoded(self, route_request: RouteRequest, retry_headers: Any) -> None:
+        """The Wasm filters passed the request (maybe changed): RBAC if listed after them,
+        then the router."""
+        if self.done:
+            return
+        hcm = self.downstream.hcm
+        rbac = None if hcm.filter_chain.rbac_first else hcm.rbac
+        if rbac is not None and not self._rbac_admits(rbac, route_request):
+            return
+        self._dispatch(route_request, retry_headers)
+
+    def _dispatch(self, route_request: RouteRequest, retry_headers: Any) -> None:
+        downstream = self.downstream
+        hcm = downstream.hcm
+        request = self.request
+        stats = downstream.stats
         route = hcm.route_table.route(route_request)
         if route is None:
             stats.no_route.inc()
@@ -439,7 +471,7 @@ class Exchange:
     def end_attempt(self) -> None:
         """A retry replaces the current attempt: drop its upstream and what it answered."""
         self._reset_upstream()
-        body = self.request.body
+        body = self.upstream_body
         if body.sink is not None:  # attached, so nothing waits in the pipe: detach loses nothing
             body.detach()
         if self.downstream_blocked:
@@ -568,15 +600,16 @@ class Exchange:
         # must not reach it, be they tunnel data or a pipelined request. A declined upgrade
         # closes the upstream connection too (request_body_sent stays False).
         if request.has_body and not request.tunnel:
+            body = self.upstream_body
             if retry is not None:
                 if request.chunked:
-                    retry.attach_body(request.body, self._send_chunk, self._end_chunked)
+                    retry.attach_body(body, self._send_chunk, self._end_chunked)
                 else:
-                    retry.attach_body(request.body, upstream.write, self._body_sent)
+                    retry.attach_body(body, upstream.write, self._body_sent)
             elif request.chunked:
-                request.body.attach(self._send_chunk, self._end_chunked)
+                body.attach(self._send_chunk, self._end_chunked)
             else:
-                request.body.attach(upstream.write, self._body_sent)
+                body.attach(upstream.write, self._body_sent)
         elif not request.tunnel:
             self.request_body_sent = True
         if not upstream.writable:
@@ -622,9 +655,9 @@ class Exchange:
             return  # h2 refused the head: the stream failed, and the exchange heard why
         if has_body:
             if retry is not None:
-                retry.attach_body(request.body, stream.send_data, self._end_h2_request)
+                retry.attach_body(self.upstream_body, stream.send_data, self._end_h2_request)
             else:
-                request.body.attach(stream.send_data, self._end_h2_request)
+                self.upstream_body.attach(stream.send_data, self._end_h2_request)
         else:
             self.request_body_sent = True
         if not stream.writable:
@@ -695,24 +728,31 @@ class Exchange:
         request = self.request
         route = self.route
         assert route is not None
-        if status == 101 and not request.tunnel:
-            # A 101 to a request that did not ask to upgrade is a protocol error upstream.
-            self._upstream_protocol_error()
-            return
+        filters = self.filters
+        if filters is None or not filters.bypass:
+            if status == 101 and not request.tunnel:
+                # A 101 to a request that did not ask to upgrade is a protocol error upstream.
+                self._upstream_protocol_error()
+                return
+            self.upstream_code = status
+            host = self.host
+            if host is not None:
+                if status >= 500:
+                    host.rq_error += 1
+                else:
+                    host.rq_success += 1
+                if host.outlier is not None:
+                    host.outlier.on_status(status)
+            if self.retry is not None and self.retry.on_response(status, raw):
+                return
+            if self.grpc:
+                self._charge_grpc_status(raw)
+            if filters is not None:
+                # The Wasm filters see the response the router settled on (after retries);
+                # they hand it back through here, with `bypass` set.
+                filters.on_response_head(status, raw, keep_alive)
+                return
         self.status = status
-        self.upstream_code = status
-        host = self.host
-        if host is not None:
-            if status >= 500:
-                host.rq_error += 1
-            else:
-                host.rq_success += 1
-            if host.outlier is not None:
-                host.outlier.on_status(status)
-        if self.retry is not None and self.retry.on_response(status, raw):
-            return
-        if self.grpc:
-            self._charge_grpc_status(raw)
         upgrade = status == 101
         self.response_has_body = has_body = response_has_body(request.method, status)
         elapsed = str(int((time.monotonic() - self.upstream_started) * 1000))
@@ -884,6 +924,11 @@ class Exchange:
             self.on_downstream_writable(False)
 
     def on_response_body(self, data: bytes) -> None:
+        filters = self.filters
+        if filters is not None and not filters.bypass:
+            if not self.done:
+                filters.on_response_body(data)
+            return
         if self.done or not self.response_has_body:
             return
         self.bytes_sent += len(data)
@@ -907,8 +952,14 @@ class Exchange:
         """An HTTP/2 upstream's trailers: relayed to an HTTP/2 client with the response's end.
         An HTTP/1.1 client gets none, as from Envoy by default (its chunked body ends empty)."""
         if not self.done:
+            filters = self.filters
+            if filters is not None and not filters.bypass:
+                if self.grpc:
+                    self._charge_grpc_status(raw)
+                filters.on_response_trailers(raw)
+                return
             self.response_trailers = decode_headers(raw)
-            if self.grpc:
+            if self.grpc and filters is None:
                 self._charge_grpc_status(raw)
 
     def _charge_grpc_status(self, raw: RawHeaders) -> None:
@@ -937,6 +988,10 @@ class Exchange:
 
     def on_response_complete(self) -> None:
         if self.done:
+            return
+        filters = self.filters
+        if filters is not None and not filters.bypass:
+            filters.on_response_complete()
             return
         if self.h2 is not None:
             if self.response_has_body:
@@ -1296,6 +1351,8 @@ class Exchange:
             )
             for logger in hcm.access_logs:
                 logger.log(record)
+        if self.filters is not None:
+            self.filters.finish()  # the filters' on_log, on_done and on_delete
         if not self.upgraded:
             downstream.exchange_done(self, self.keep_alive)
         elif downstream.active is self:

@@ -7,6 +7,7 @@ the hot path; this module stays interpreted (docs/architecture.md, "The compiled
 from __future__ import annotations
 
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as http_rbac_pb2
+from envoy.extensions.filters.http.wasm.v3 import wasm_pb2 as http_wasm_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -22,10 +23,13 @@ from remora.proxy.http.config import (
     HcmConfig,
     ServerHeader,
 )
+from remora.proxy.http.filter_chain import ChainFactory
 from remora.proxy.http.h2_options_compiler import compile_http2_options
 from remora.proxy.http.route import compile_route_configuration
 from remora.proxy.rbac.compiler import compile_http_rbac
 from remora.proxy.rbac.filter import RbacConfig
+from remora.proxy.wasm.config import WASM_FILTER, compile_wasm_filter
+from remora.proxy.wasm.plugin import WasmPlugin
 
 _HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 support.register(
@@ -108,7 +112,7 @@ def compile_hcm(
             )
     elif not config.HasField("route_config"):
         errors.add(f"{path}.route_config", "an inline route_config or rds is required")
-    rbac = _compile_http_filters(config, path, errors)
+    rbac, filter_chain = _compile_http_filters(config, path, errors)
     route_table = compile_route_configuration(config.route_config, f"{path}.route_config", errors)
     access_logs = compile_access_logs(config.access_log, f"{path}.access_log", errors)
     upgrades: set[str] = set()
@@ -174,6 +178,7 @@ def compile_hcm(
         forward_client_cert=config.forward_client_cert_details,
         client_cert_details=_client_cert_details(config.set_current_client_cert_details),
         rbac=rbac,
+        filter_chain=filter_chain,
         codec=config.codec_type,
         http2=http2,
     )
@@ -190,18 +195,37 @@ def _client_cert_details(
 
 def _compile_http_filters(
     config: hcm_pb2.HttpConnectionManager, path: str, errors: ErrorCollector
-) -> RbacConfig | None:
-    """The router last; before it, at most an `envoy.filters.http.rbac`."""
+) -> tuple[RbacConfig | None, ChainFactory | None]:
+    """The router last; before it, Wasm filters and at most one `envoy.filters.http.rbac`."""
     filters = list(config.http_filters)
     if not filters:
         errors.add(
             f"{path}.http_filters", "the router filter (envoy.filters.http.router) is required"
         )
-        return None
+        return None, None
     rbac: RbacConfig | None = None
+    plugins: list[WasmPlugin] = []
+    rbac_first = True
     for i, http_filter in enumerate(filters):
-        type_name = http_filter.typed_config.type_url.rpartition("/")[2]
+        type_name = support.any_type_name(http_filter.typed_config)
         filter_path = f"{path}.http_filters[{i}]"
+        if type_name == WASM_FILTER:
+            try:
+                typed_wasm = support.unpack_any(
+                    http_filter.typed_config, f"{filter_path}.typed_config"
+                )
+            except ConfigError as exc:
+                errors.extend([exc])
+                continue
+            assert isinstance(typed_wasm, http_wasm_pb2.Wasm)
+            plugin = compile_wasm_filter(
+                typed_wasm, http_filter.name, f"{filter_path}.typed_config", errors
+            )
+            if plugin is not None:
+                plugins.append(plugin)
+            if rbac is None:
+                rbac_first = False
+            continue
         if type_name == ROUTER_FILTER:
             if i != len(filters) - 1:
                 errors.add(filter_path, "the router filter must be the last HTTP filter")
@@ -218,9 +242,10 @@ def _compile_http_filters(
             rbac = compile_http_rbac(typed, f"{filter_path}.typed_config", errors)
         elif not type_name or support.supported_fields().get(type_name) is not None:
             errors.add(filter_path, f"not supported: {filter_path} ({http_filter.name})")
-    if filters[-1].typed_config.type_url.rpartition("/")[2] != ROUTER_FILTER:
+    if support.any_type_name(filters[-1].typed_config) != ROUTER_FILTER:
         errors.add(
             f"{path}.http_filters[{len(filters) - 1}]",
             "the last HTTP filter must be the router (envoy.filters.http.router)",
         )
-    return rbac
+    chain = ChainFactory(tuple(plugins), rbac_first) if plugins else None
+    return rbac, chain

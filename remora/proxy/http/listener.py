@@ -47,6 +47,7 @@ class HttpListener:
         self.name = name
         self.hcm = hcm
         self.clusters = clusters
+        self.store = store  # for Wasm filters, which bind their stats on first use
         self.stats = HcmStats.create(store, hcm.stat_prefix)
         self.h2_stats = Http2Stats.create(store)
         self.rbac_stats = rbac_stats_for(store, hcm)

@@ -49,6 +49,9 @@ class Context:
     # Whether the guest answered proxy_on_done with false and owes a proxy_done.
     pending_done: bool = False
     deleted: bool = False
+    # Run (soon, never inside a guest call) when the guest acted on this context from outside
+    # the owner's own call into it: a tick or an http_call answer continued or answered it.
+    on_actions: Callable[[], None] | None = None
 
     @property
     def root(self) -> RootContext:

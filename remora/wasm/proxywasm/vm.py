@@ -438,9 +438,8 @@ class PluginVm:
     def _notify_acted(self) -> None:
         acted, self._acted = self._acted, []
         for stream in acted:
-            notify = getattr(stream, "on_actions", None)
-            if notify is not None:
-                self.services.call_soon(notify)
+            if stream.on_actions is not None:
+                self.services.call_soon(stream.on_actions)
 
     # -- timers, calls, queues -------------------------------------------------------------
     def set_tick_period(self, root: RootContext, period_ms: int) -> None:
