@@ -117,6 +117,10 @@ class ProxyServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        wasm = sys.modules.get("remora.proxy.wasm.plugin")
+        if wasm is not None:
+            # Wasm filters compiled before the loop ran may have asked for ticks: start them.
+            wasm.SERVICES.bind_store(self.store)
         # Together: each may wait for its first round of health checks.
         await asyncio.gather(*(cluster.start() for cluster in self.clusters.values()))
         try:

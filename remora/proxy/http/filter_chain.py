@@ -295,7 +295,9 @@ class FilterChain:
         self._walk_request_body()
 
     def _walk_request_body(self) -> None:
-        if self.request_body_held or self.exchange.done:
+        # A filter holding the body is called again for each chunk and at the end, with the
+        # whole buffered body (the ABI's "even when the processing is paused").
+        if self.exchange.done:
             return
         body = self.request_body
         while self.body_at < len(self.filters):
@@ -312,6 +314,7 @@ class FilterChain:
                 if action and StreamType.HTTP_REQUEST not in continued:
                     self.request_body_held = True
                     return
+            self.request_body_held = False
             self.body_at += 1
         # Every filter let these bytes pass: they go upstream, and the next chunk starts over.
         if body:

@@ -79,6 +79,12 @@ class ProxyServices:
         except RuntimeError:
             return None
 
+    def bind_store(self, store: Store) -> None:
+        """The server is starting (in its loop): its stats take the filters' metrics, and
+        timers asked for before the loop ran start now."""
+        self.store = store
+        self.start()
+
     def start(self) -> None:
         """In the running loop: start what was asked for before it ran."""
         loop = self._loop()
@@ -169,10 +175,14 @@ class StoreMetric:
         self.name = name
         self.current = 0
         self._stat: Counter | Gauge | Histogram | None = None
+        self._store: Store | None = None
         self._resolve()
 
     def _resolve(self) -> Counter | Gauge | Histogram | None:
         store = self.services.store
+        if store is not self._store:  # first use, or a new server (tests, hot restart)
+            self._store = store
+            self._stat = None
         if self._stat is None and store is not None:
             try:
                 if self.kind == MetricType.COUNTER:
@@ -188,16 +198,16 @@ class StoreMetric:
         return self._stat
 
     def add(self, delta: int) -> None:
+        stat = self._resolve()  # first: resolving carries over what was counted before
         self.current += delta
-        stat = self._resolve()
         if isinstance(stat, Counter):
             stat.inc(delta)
         elif isinstance(stat, Gauge):
             stat.set(self.current)
 
     def set(self, value: int) -> None:
-        self.current = value
         stat = self._resolve()
+        self.current = value
         if isinstance(stat, Gauge):
             stat.set(value)
 
@@ -255,9 +265,8 @@ class WasmPlugin:
         store = listener.store
         if self._bound is store:
             return
-        if self.services.store is None:
-            self.services.store = store
-            self.services.start()
+        if self.services.store is not store:
+            self.services.bind_store(store)
         self._bound = store
         self.stats = PluginStats.create(store, self.plugin.name)
         self.stats.vm_created.inc(self._created)

@@ -98,6 +98,26 @@ def _lower(pairs: Pairs) -> Pairs:
     return [(k.lower(), v) for k, v in pairs]
 
 
+# RFC 9110 field names are tokens; values may hold neither CR, LF nor NUL. A pseudo-header's
+# value becomes part of a request or status line, so it may hold no whitespace either.
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_PSEUDO = frozenset({b":authority", b":path", b":method", b":scheme", b":status"})
+
+
+def valid_field(key: bytes, value: bytes) -> bool:
+    """Whether a guest-supplied field may enter a header map: what could split a message
+    (CR, LF, NUL) or a request line (whitespace in a pseudo-header) is refused."""
+    if key in _PSEUDO:
+        return bool(value) and not any(c <= 0x20 or c == 0x7F for c in value)
+    if not key or not all(c in _TOKEN for c in key):
+        return False
+    return b"\r" not in value and b"\n" not in value and b"\0" not in value
+
+
+def valid_map(pairs: Pairs) -> bool:
+    return all(valid_field(k, v) for k, v in pairs)
+
+
 class HostCalls:
     """Bound to one VM; `vm.effective` is the context the guest is acting in."""
 
@@ -112,7 +132,12 @@ class HostCalls:
         context = self.vm.effective
         if context is None:
             return None
-        return context.maps.get(map_type)
+        found = context.maps.get(map_type)
+        if found is None and map_type not in _STREAM_MAPS:
+            # A call's answer arrives on the root, and the guest may already have made the
+            # stream that made the call its effective context.
+            return context.root.maps.get(map_type)
+        return found
 
     def _read(self, ptr: int, size: int) -> bytes:
         return self.vm.memory.read(ptr & M32, size & M32)
@@ -266,7 +291,10 @@ class HostCalls:
             return Status.INVALID_MEMORY_ACCESS
         except MapFormatError:
             return Status.BAD_ARGUMENT
-        pairs[:] = _lower(new)
+        new = _lower(new)
+        if not valid_map(new):
+            return Status.BAD_ARGUMENT
+        pairs[:] = new
         self._changed(map_type)
         return Status.OK
 
@@ -304,6 +332,8 @@ class HostCalls:
         pair = self._key_value(kp, ks, vp, vs)
         if pair is None:
             return Status.INVALID_MEMORY_ACCESS
+        if not valid_field(*pair):
+            return Status.BAD_ARGUMENT
         pairs = self._writable(map_type)
         if pairs is None:
             return Status.NOT_FOUND
@@ -319,6 +349,8 @@ class HostCalls:
         pair = self._key_value(kp, ks, vp, vs)
         if pair is None:
             return Status.INVALID_MEMORY_ACCESS
+        if not valid_field(*pair):
+            return Status.BAD_ARGUMENT
         pairs = self._writable(map_type)
         if pairs is None:
             return Status.NOT_FOUND
@@ -411,13 +443,16 @@ class HostCalls:
             headers = _lower(decode_map(raw_headers))
         except MapFormatError:
             return Status.BAD_ARGUMENT
+        if not valid_map(headers) or any(k.startswith(b":") for k, _ in headers):
+            return Status.BAD_ARGUMENT
         status &= M32
         if not 100 <= status <= 999:
             return Status.BAD_ARGUMENT
         grpc = grpc_status & M32
         stream.local_reply = LocalReply(
             status,
-            details.decode("utf-8", "replace"),
+            # Envoy's details are one word: whitespace (an access log line break) becomes _.
+            "_".join(details.decode("utf-8", "replace").split()),
             body,
             headers,
             None if grpc > 16 else grpc,  # -1 (u32 max) or anything past UNAUTHENTICATED: none
@@ -465,7 +500,7 @@ class HostCalls:
         except MapFormatError:
             return Status.BAD_ARGUMENT
         names = {k for k, _ in headers}
-        if not {b":method", b":path", b":authority"} <= names:
+        if not {b":method", b":path", b":authority"} <= names or not valid_map(headers):
             return Status.BAD_ARGUMENT
         status, call_id = self.vm.http_call(
             context.root, cluster.decode("utf-8", "replace"), headers, body, trailers,

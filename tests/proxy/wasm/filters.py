@@ -67,4 +67,7 @@ def wasm_filter(
         }
     if fail_open:
         config["fail_open"] = True
-    return {"name": "envoy.filters.http.wasm", "typed_config": {"@type": WASM_TYPE, "config": config}}
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {"@type": WASM_TYPE, "config": config},
+    }

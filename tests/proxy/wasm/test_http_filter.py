@@ -31,6 +31,8 @@ async def test_a_c_filter_reads_and_edits_headers_both_ways(c_filters: Path) -> 
         statuses = response.headers["x-statuses"]
         assert "missing=1 removed=0 removed_missing=0 replaced=0" in statuses
         assert "bad_map=2 bad_ptr=6" in statuses
+        assert response.headers["x-refused"] == "crlf=2 bad_name=2 bad_status=2"
+        assert "x-injected" not in response.headers
 
 
 async def test_the_sdk_add_header_filter(tmp_path: Path) -> None:

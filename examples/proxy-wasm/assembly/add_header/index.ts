@@ -10,6 +10,7 @@ import { get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runti
 
 class AddHeaderRoot extends RootContext {
   config: string = "";
+  header_value: string = "add_header";
 
   onStart(vm_configuration_size: usize): bool {
     log(LogLevelValues.info, "add_header: vm started");
@@ -21,6 +22,7 @@ class AddHeaderRoot extends RootContext {
   onConfigure(configuration_size: u32): bool {
     this.config = String.UTF8.decode(get_buffer_bytes(BufferTypeValues.PluginConfiguration, 0, configuration_size));
     log(LogLevelValues.info, "add_header: configured with " + this.config);
+    if (this.config.length > 0) this.header_value = this.config;
     return true;
   }
 
@@ -36,8 +38,9 @@ class AddHeader extends Context {
   }
 
   onResponseHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
-    const config = (this.root_context as AddHeaderRoot).config;
-    stream_context.headers.response.add("x-wasm-filter", config.length > 0 ? config : "add_header");
+    // The field is passed as it is: asc 0.14 releases the result of `cond ? field : literal`
+    // once too often, which frees the configuration string after the first response.
+    stream_context.headers.response.add("x-wasm-filter", (this.root_context as AddHeaderRoot).header_value);
     return FilterHeadersStatusValues.Continue;
   }
 }

@@ -40,6 +40,13 @@ EXPORT(proxy_on_request_headers) int on_request_headers(uint32_t id, size_t coun
 EXPORT(proxy_on_response_headers) int on_response_headers(uint32_t id, size_t count, int end) {
   proxy_add_header_map_value(RESPONSE_HEADERS, LIT("x-seen-path"), seen_path, strlen(seen_path));
   proxy_add_header_map_value(RESPONSE_HEADERS, LIT("x-statuses"), statuses, strlen(statuses));
+  /* Field splitting attempts: refused with BAD_ARGUMENT, and nothing reaches the wire. */
+  int crlf = proxy_add_header_map_value(RESPONSE_HEADERS, LIT("x-evil"), LIT("a\r\nx-injected: 1"));
+  int bad_name = proxy_add_header_map_value(RESPONSE_HEADERS, LIT("x bad"), LIT("v"));
+  int bad_status = proxy_replace_header_map_value(RESPONSE_HEADERS, LIT(":status"), LIT("200 OK"));
+  char refused[64];
+  snprintf(refused, sizeof refused, "crlf=%d bad_name=%d bad_status=%d", crlf, bad_name, bad_status);
+  proxy_add_header_map_value(RESPONSE_HEADERS, LIT("x-refused"), refused, strlen(refused));
   char *value = 0; size_t n = 0;
   int status = proxy_get_property(LIT("plugin_name"), &value, &n);
   if (status == OK) { proxy_add_header_map_value(RESPONSE_HEADERS, LIT("x-plugin-name"), value, n); free(value); }
