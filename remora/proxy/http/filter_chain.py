@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from remora.proxy.http.body import BodyPipe
 from remora.proxy.http.route.table import RouteRequest
 from remora.proxy.wasm.plugin import WasmPlugin
 from remora.proxy.wasm.properties import stream_properties
@@ -82,6 +83,7 @@ class FilterChain:
         self.decoded = False
         self.request_body = bytearray()
         self.request_body_held = False  # a filter paused the request body
+        self.body_out: BodyPipe | None = None  # what the filters let pass, when they read bodies
         self.request_ended = False
         self.body_at = 0
         self.encode_at = 0  # position in reverse order
@@ -273,8 +275,6 @@ class FilterChain:
         )
 
     def _intercept_request_body(self) -> None:
-        from remora.proxy.http.body import BodyPipe
-
         exchange = self.exchange
         downstream = exchange.downstream
         out = BodyPipe(downstream.listener.buffer_limit, downstream.block_reading)
@@ -317,17 +317,19 @@ class FilterChain:
             self.request_body_held = False
             self.body_at += 1
         # Every filter let these bytes pass: they go upstream, and the next chunk starts over.
+        out = self.body_out
+        assert out is not None
         if body:
-            self.body_out.feed(bytes(body))
+            out.feed(bytes(body))
             body.clear()
         if self.request_ended:
-            self.body_out.finish()
+            out.finish()
         else:
             self.body_at = 0
 
     # -- response --------------------------------------------------------------------------
-    def _reverse(self) -> list[int]:
-        return list(range(len(self.filters) - 1, -1, -1))
+    def _reverse(self) -> range:
+        return range(len(self.filters) - 1, -1, -1)  # encoding runs the filters backwards
 
     def on_response_head(self, status: int, raw: RawHeaders, keep_alive: bool) -> None:
         self.response_head = (status, keep_alive)

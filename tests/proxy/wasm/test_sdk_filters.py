@@ -4,7 +4,6 @@ in front of a real upstream: every behaviour each filter's README row promises."
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -187,13 +186,3 @@ async def test_a_typed_struct_wrapper_configures_the_same_filter() -> None:
         async with demo_upstreams(1) as ups, running_proxy(_config(ups[0].port, wrapped)) as proxy:
             response = await _get(proxy)
             assert response.headers["x-wasm-filter"] == "wrapped", wrapper
-
-
-def test_the_filters_json_config_is_envoy_s_own() -> None:
-    # The helper's dict is what an Envoy user writes; it round-trips through the proto.
-    from remora.config.bootstrap import parse_dict
-
-    filt = wasm_filter(sdk_filter("add_header"), configuration="x")
-    config = bootstrap([http_listener(http_filters=[filt, ROUTER])], [cluster("backend", [1])])
-    parsed = parse_dict(json.loads(json.dumps(config)))
-    assert parsed.static_resources.listeners[0].name == "http"
